@@ -1,0 +1,333 @@
+//! `/auth`: register, login (JSON or OAuth2 form), refresh with rotation, me, change-password,
+//! logout.
+
+use poem_openapi::{ApiRequest, Object, OpenApi, payload::{Form, Json}};
+use serde::Deserialize;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::{
+    AppState,
+    api::{ApiTags, Created, MessageResponse, users::User},
+    auth::{
+        BearerAuth,
+        token::{Subject, TokenPair, TokenType},
+    },
+    db::{format_ts, new_id, now},
+    error::{ApiError, ApiResult},
+    store::{self, auth::Rotation},
+    validate::{self, Email, Password, Username},
+};
+
+#[derive(Object, Debug)]
+pub struct RegisterRequest {
+    /// 3..=50 of `[A-Za-z0-9_.-]`
+    pub username: String,
+    pub email: String,
+    /// 8..=128 characters
+    #[oai(write_only)]
+    pub password: String,
+    pub full_name: Option<String>,
+}
+
+#[derive(Object, Debug, Deserialize)]
+pub struct LoginBody {
+    /// Username or e-mail address
+    pub username: String,
+    #[oai(write_only)]
+    pub password: String,
+}
+
+/// JSON, or the OAuth2 password-flow form (`grant_type=password&username=…&password=…`).
+#[derive(ApiRequest, Debug)]
+pub enum LoginRequest {
+    Json(Json<LoginBody>),
+    Form(Form<LoginBody>),
+}
+
+#[derive(Object, Debug)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `bearer`
+    pub token_type: String,
+    /// Seconds until the access token expires
+    pub expires_in: u64,
+}
+
+impl From<TokenPair> for TokenResponse {
+    fn from(p: TokenPair) -> Self {
+        TokenResponse {
+            access_token: p.access_token,
+            refresh_token: p.refresh_token,
+            token_type: "bearer".into(),
+            expires_in: p.expires_in,
+        }
+    }
+}
+
+#[derive(Object, Debug)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Object, Debug)]
+pub struct ChangePasswordRequest {
+    #[oai(write_only)]
+    pub current_password: String,
+    /// 8..=128 characters
+    #[oai(write_only)]
+    pub new_password: String,
+}
+
+#[derive(Object, Debug, Clone)]
+pub struct RoleRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// The signed-in user with their role and effective permissions.
+#[derive(Object, Debug)]
+pub struct Me {
+    #[oai(flatten)]
+    pub user: User,
+    pub role: Option<RoleRef>,
+    /// Permission names; a superuser has all 13
+    pub permissions: Vec<String>,
+}
+
+pub struct AuthApi {
+    pub state: AppState,
+}
+
+const BAD_CREDENTIALS: &str = "Incorrect username or password";
+
+#[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Register
+    ///
+    /// Creates a user in the `Default` organization with the `member` role. 403 when
+    /// registration is turned off.
+    #[oai(path = "/register", method = "post")]
+    async fn register(&self, body: Json<RegisterRequest>) -> ApiResult<Created<User>> {
+        if !self.state.config.auth.allow_registration {
+            return Err(ApiError::forbidden("Registration is disabled"));
+        }
+        let username = Username::parse(&body.username)?.into_inner();
+        let email = Email::parse(&body.email)?.into_inner();
+        let password = Password::parse("password", &body.password)?.into_inner();
+        let full_name = validate::optional_text("full_name", body.0.full_name, validate::NAME_MAX)?;
+        let password_hash = self.state.passwords.hash(password).await?;
+        let user = self
+            .state
+            .db
+            .write(move |tx| {
+                let org = store::bootstrap::default_org_id(tx)?
+                    .ok_or_else(|| ApiError::internal("the Default organization is missing"))?;
+                let role_id = store::users::role_id_by_name(tx, &org, "member")?;
+                store::users::insert_user(
+                    tx,
+                    &store::users::NewUser {
+                        id: new_id(),
+                        organization_id: org,
+                        role_id,
+                        username,
+                        email,
+                        full_name,
+                        password_hash,
+                        is_superuser: false,
+                        now: now(),
+                    },
+                )
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok(Created::Created(Json(user)))
+    }
+
+    /// Log in
+    ///
+    /// With a username or e-mail and a password; JSON or an OAuth2 password-flow form. After
+    /// too many failures for one account it answers 429 until the lockout window passes.
+    #[oai(path = "/login", method = "post")]
+    async fn login(&self, body: LoginRequest) -> ApiResult<Json<TokenResponse>> {
+        let body = match body {
+            LoginRequest::Json(Json(b)) => b,
+            LoginRequest::Form(Form(b)) => b,
+        };
+        let login = body.username.trim().to_string();
+        if login.is_empty() || body.password.is_empty() {
+            return Err(ApiError::bad_request("username and password are required"));
+        }
+        let cfg = &self.state.config.auth;
+        let max = cfg.max_failed_logins;
+        let window = time::Duration::minutes(cfg.lockout_minutes as i64);
+        let now_t = OffsetDateTime::now_utc();
+        let since = format_ts(now_t - window);
+
+        let lookup = login.clone();
+        let since_q = since.clone();
+        let (candidate, account_key, (failures, oldest)) = self
+            .state
+            .db
+            .read(move |c| {
+                let candidate = store::auth::find_login_candidate(c, &lookup)?;
+                let key = match &candidate {
+                    Some(u) => u.id.clone(),
+                    None => format!("login:{}", lookup.to_lowercase()),
+                };
+                let failures = store::auth::recent_failures(c, &key, &since_q, max)?;
+                Ok((candidate, key, failures))
+            })
+            .await?;
+        if failures >= max {
+            let retry_after = oldest
+                .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok())
+                .map(|t| (t + window - now_t).whole_seconds().max(1) as u64)
+                .unwrap_or(window.whole_seconds() as u64);
+            return Err(ApiError::too_many_requests(
+                format!("Too many failed login attempts; try again in {retry_after} seconds"),
+                retry_after,
+            ));
+        }
+
+        let ok = self.state.passwords.verify(body.password, candidate.as_ref().map(|u| u.password_hash.clone())).await?;
+        let user = match candidate {
+            Some(user) if ok => user,
+            _ => {
+                self.state
+                    .db
+                    .write(move |tx| store::auth::record_failure(tx, &account_key, &now(), &since))
+                    .await?;
+                return Err(ApiError::unauthorized(BAD_CREDENTIALS));
+            }
+        };
+        if !user.is_active {
+            return Err(ApiError::forbidden("User account is deactivated"));
+        }
+
+        let sid = new_id();
+        let refresh_jti = uuid::Uuid::new_v4().to_string();
+        let expires_at = format_ts(now_t + time::Duration::seconds(self.state.tokens.refresh_ttl_seconds() as i64));
+        let pair = self.state.tokens.issue(
+            &Subject { user_id: &user.id, username: &user.username, organization_id: &user.organization_id },
+            &sid,
+            &refresh_jti,
+        )?;
+        let user_id = user.id.clone();
+        self.state
+            .db
+            .write(move |tx| {
+                store::auth::clear_failures(tx, &user_id)?;
+                store::auth::create_session(tx, &sid, &user_id, &refresh_jti, &now(), &expires_at)
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, "login");
+        Ok(Json(pair.into()))
+    }
+
+    /// Refresh tokens
+    ///
+    /// Exchanges a refresh token for a new pair. Each refresh token works once; presenting a
+    /// used one revokes the whole login session.
+    #[oai(path = "/refresh", method = "post")]
+    async fn refresh(&self, body: Json<RefreshRequest>) -> ApiResult<Json<TokenResponse>> {
+        let verified = self.state.tokens.verify(body.refresh_token.trim(), TokenType::Refresh)?;
+        let claims = verified.claims;
+        let new_jti = uuid::Uuid::new_v4().to_string();
+        let (sid, jti) = (claims.sid.clone(), new_jti.clone());
+        let outcome = self
+            .state
+            .db
+            .write(move |tx| {
+                let now = now();
+                let user = store::auth::candidate_by_id(tx, &claims.user_id)?;
+                match user {
+                    Some(u) if u.is_active => {
+                        let rotation = store::auth::rotate_refresh(tx, &sid, &u.id, &verified.jti, &jti, &now)?;
+                        Ok((rotation, Some(u)))
+                    }
+                    _ => {
+                        store::auth::revoke_session(tx, &sid, "user deactivated", &now)?;
+                        Ok((Rotation::Dead, None))
+                    }
+                }
+            })
+            .await?;
+        match outcome {
+            (Rotation::Rotated, Some(u)) => {
+                let pair = self.state.tokens.issue(
+                    &Subject { user_id: &u.id, username: &u.username, organization_id: &u.organization_id },
+                    &claims.sid,
+                    &new_jti,
+                )?;
+                Ok(Json(pair.into()))
+            }
+            (Rotation::Reused, _) => {
+                tracing::warn!(session = %claims.sid, "refresh token reused; session revoked");
+                Err(ApiError::unauthorized("Refresh token already used; the session has been revoked"))
+            }
+            _ => Err(ApiError::unauthorized("Session expired or revoked")),
+        }
+    }
+
+    /// Current user
+    ///
+    /// The signed-in user with their role and permissions.
+    #[oai(path = "/me", method = "get")]
+    async fn me(&self, auth: BearerAuth) -> ApiResult<Json<Me>> {
+        let me = auth.0;
+        let me = self
+            .state
+            .db
+            .read(move |c| {
+                let user = store::users::get_user(c, &crate::authz::Scope::All, &me.id)?
+                    .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?;
+                let role = match (&me.role_id, &me.role_name) {
+                    (Some(id), Some(name)) => Some(RoleRef { id: id.clone(), name: name.clone() }),
+                    _ => None,
+                };
+                Ok(Me { user, role, permissions: me.effective_permissions() })
+            })
+            .await?;
+        Ok(Json(me))
+    }
+
+    /// Change password
+    ///
+    /// Needs the current password. Every other session of the user is revoked.
+    #[oai(path = "/change-password", method = "post")]
+    async fn change_password(&self, auth: BearerAuth, body: Json<ChangePasswordRequest>) -> ApiResult<Json<MessageResponse>> {
+        let me = auth.0;
+        let new_password = Password::parse("new_password", &body.new_password)?.into_inner();
+        let uid = me.id.clone();
+        let current = self
+            .state
+            .db
+            .read(move |c| Ok(store::auth::candidate_by_id(c, &uid)?.map(|u| u.password_hash)))
+            .await?;
+        if !self.state.passwords.verify(body.0.current_password, current).await? {
+            return Err(ApiError::bad_request("Current password is incorrect"));
+        }
+        let hash = self.state.passwords.hash(new_password).await?;
+        self.state
+            .db
+            .write(move |tx| {
+                let now = now();
+                store::users::set_password_hash(tx, &me.id, &hash, &now)?;
+                store::auth::revoke_user_sessions(tx, &me.id, Some(&me.session_id), "password changed", &now)?;
+                Ok(())
+            })
+            .await?;
+        Ok(MessageResponse::new("Password changed; other sessions have been signed out"))
+    }
+
+    /// Log out
+    ///
+    /// The presented access token and its session's refresh token stop working at once.
+    #[oai(path = "/logout", method = "post")]
+    async fn logout(&self, auth: BearerAuth) -> ApiResult<Json<MessageResponse>> {
+        let sid = auth.0.session_id;
+        self.state.db.write(move |tx| store::auth::revoke_session(tx, &sid, "logout", &now())).await?;
+        Ok(MessageResponse::new("Logged out"))
+    }
+}

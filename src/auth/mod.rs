@@ -1,0 +1,32 @@
+//! Authentication: passwords, tokens, and the Bearer scheme that turns an access token into the
+//! current user, loaded from the database on every request.
+
+pub mod password;
+pub mod token;
+
+use poem::Request;
+use poem_openapi::{SecurityScheme, auth::Bearer};
+
+use crate::{AppState, authz::CurrentUser, error::ApiError, store};
+
+/// `Authorization: Bearer <access token>`. In the docs UI it authorizes through the login
+/// endpoint (OAuth2 password flow).
+#[derive(SecurityScheme)]
+#[oai(
+    ty = "oauth2",
+    flows(password(token_url = "/api/v1/auth/login")),
+    checker = "authenticate"
+)]
+pub struct BearerAuth(pub CurrentUser);
+
+async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
+    let state = req.data::<AppState>().ok_or_else(|| ApiError::internal("application state missing"))?;
+    let verified = state.tokens.verify(bearer.token.trim(), token::TokenType::Access)?;
+    let claims = verified.claims;
+    let user = state
+        .db
+        .read(move |c| store::auth::current_user(c, &claims.sid, &claims.user_id))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?;
+    Ok(user)
+}

@@ -1,0 +1,305 @@
+//! The authorization model of SPEC §3 as pure functions: no I/O here.
+//!
+//! A handler states its rule in its first line (`authz::require(&user, Permission::X)?`) and gets
+//! back the tenant [`Scope`] that every store function takes.
+
+use crate::error::ApiError;
+
+/// The 13 system permissions. Their names are part of the API contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    UsersRead,
+    UsersWrite,
+    UsersDelete,
+    OrganizationsRead,
+    OrganizationsWrite,
+    ProjectsRead,
+    ProjectsWrite,
+    ProjectsDelete,
+    RolesRead,
+    RolesWrite,
+    AgentsRead,
+    AgentsWrite,
+    ConversationsWrite,
+}
+
+use Permission::*;
+
+impl Permission {
+    pub const ALL: [Permission; 13] = [
+        UsersRead,
+        UsersWrite,
+        UsersDelete,
+        OrganizationsRead,
+        OrganizationsWrite,
+        ProjectsRead,
+        ProjectsWrite,
+        ProjectsDelete,
+        RolesRead,
+        RolesWrite,
+        AgentsRead,
+        AgentsWrite,
+        ConversationsWrite,
+    ];
+
+    /// What the system `member` role holds.
+    pub const MEMBER: [Permission; 8] = [
+        UsersRead,
+        OrganizationsRead,
+        ProjectsRead,
+        ProjectsWrite,
+        ProjectsDelete,
+        RolesRead,
+        AgentsRead,
+        ConversationsWrite,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UsersRead => "users:read",
+            UsersWrite => "users:write",
+            UsersDelete => "users:delete",
+            OrganizationsRead => "organizations:read",
+            OrganizationsWrite => "organizations:write",
+            ProjectsRead => "projects:read",
+            ProjectsWrite => "projects:write",
+            ProjectsDelete => "projects:delete",
+            RolesRead => "roles:read",
+            RolesWrite => "roles:write",
+            AgentsRead => "agents:read",
+            AgentsWrite => "agents:write",
+            ConversationsWrite => "conversations:write",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Permission> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn resource(self) -> &'static str {
+        self.name().split_once(':').map(|(r, _)| r).unwrap_or_default()
+    }
+
+    pub fn action(self) -> &'static str {
+        self.name().split_once(':').map(|(_, a)| a).unwrap_or_default()
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            UsersRead => "List and view users of the organization",
+            UsersWrite => "Create users, edit them, reset passwords, activate them",
+            UsersDelete => "Deactivate (soft-delete) users",
+            OrganizationsRead => "View the organization and its members",
+            OrganizationsWrite => "Edit the organization",
+            ProjectsRead => "List and view projects and their members",
+            ProjectsWrite => "Create and edit projects",
+            ProjectsDelete => "Delete projects",
+            RolesRead => "List and view roles",
+            RolesWrite => "Create, edit and delete custom roles; assign roles to users",
+            AgentsRead => "List and view agent configs",
+            AgentsWrite => "Create, edit, deactivate and activate agent configs",
+            ConversationsWrite => "Hold conversations with agents",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of permissions, as a role grants them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PermissionSet(u16);
+
+impl PermissionSet {
+    pub fn contains(self, p: Permission) -> bool {
+        self.0 & p.bit() != 0
+    }
+    pub fn insert(&mut self, p: Permission) {
+        self.0 |= p.bit();
+    }
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::ALL.into_iter().filter(move |p| self.contains(*p))
+    }
+    pub fn names(self) -> Vec<String> {
+        self.iter().map(|p| p.name().to_string()).collect()
+    }
+}
+
+impl FromIterator<Permission> for PermissionSet {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        let mut set = PermissionSet::default();
+        for p in iter {
+            set.insert(p);
+        }
+        set
+    }
+}
+
+/// The authenticated caller, as the database says it is on this request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: String,
+    pub username: String,
+    pub organization_id: String,
+    pub role_id: Option<String>,
+    pub role_name: Option<String>,
+    pub role_is_system: bool,
+    pub is_superuser: bool,
+    pub permissions: PermissionSet,
+    /// The login session the access token belongs to.
+    pub session_id: String,
+}
+
+/// Which organizations a query may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// A superuser: every organization.
+    All,
+    /// Everyone else: their own organization only.
+    Org(String),
+}
+
+impl Scope {
+    /// The organization to filter on, or `None` for all. For SQL: `(?n IS NULL OR organization_id = ?n)`.
+    pub fn org(&self) -> Option<&str> {
+        match self {
+            Scope::All => None,
+            Scope::Org(id) => Some(id),
+        }
+    }
+
+    /// Narrows a superuser's scope to one organization when asked (`organization_id` filter).
+    /// Others keep their own organization whatever they ask for.
+    pub fn narrowed(self, organization_id: Option<&str>) -> Scope {
+        match (self, organization_id) {
+            (Scope::All, Some(org)) => Scope::Org(org.to_string()),
+            (scope, _) => scope,
+        }
+    }
+}
+
+impl CurrentUser {
+    pub fn has(&self, p: Permission) -> bool {
+        self.is_superuser || self.permissions.contains(p)
+    }
+
+    /// A superuser, or a holder of the system `admin` role of their organization.
+    pub fn is_org_admin(&self) -> bool {
+        self.is_superuser || (self.role_is_system && self.role_name.as_deref() == Some("admin"))
+    }
+
+    pub fn scope(&self) -> Scope {
+        if self.is_superuser { Scope::All } else { Scope::Org(self.organization_id.clone()) }
+    }
+
+    /// The organization new resources of this caller belong to.
+    pub fn home_org(&self) -> &str {
+        &self.organization_id
+    }
+
+    /// The permission names this caller effectively holds (all of them for a superuser).
+    pub fn effective_permissions(&self) -> Vec<String> {
+        if self.is_superuser {
+            Permission::ALL.iter().map(|p| p.name().to_string()).collect()
+        } else {
+            self.permissions.names()
+        }
+    }
+}
+
+/// The caller must hold `p`; returns the scope their queries run in.
+pub fn require(user: &CurrentUser, p: Permission) -> Result<Scope, ApiError> {
+    if user.has(p) {
+        Ok(user.scope())
+    } else {
+        Err(ApiError::forbidden(format!("Missing permission: {}", p.name())))
+    }
+}
+
+/// Only superusers.
+pub fn require_superuser(user: &CurrentUser) -> Result<Scope, ApiError> {
+    if user.is_superuser { Ok(Scope::All) } else { Err(ApiError::forbidden("Superuser privileges required")) }
+}
+
+/// The caller may manage a resource created by `created_by`: its creator or an org admin.
+pub fn require_creator_or_admin(user: &CurrentUser, created_by: Option<&str>) -> Result<(), ApiError> {
+    if user.is_org_admin() || created_by == Some(user.id.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("Only the creator or an organization admin may do this"))
+    }
+}
+
+/// Only a superuser may change, deactivate, re-role or delete a superuser.
+pub fn require_may_manage(user: &CurrentUser, target_is_superuser: bool) -> Result<(), ApiError> {
+    if target_is_superuser && !user.is_superuser {
+        Err(ApiError::forbidden("Only a superuser may change a superuser"))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(perms: &[Permission], role: &str, system: bool, superuser: bool) -> CurrentUser {
+        CurrentUser {
+            id: "u1".into(),
+            username: "u".into(),
+            organization_id: "o1".into(),
+            role_id: Some("r1".into()),
+            role_name: Some(role.into()),
+            role_is_system: system,
+            is_superuser: superuser,
+            permissions: perms.iter().copied().collect(),
+            session_id: "s".into(),
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_are_thirteen() {
+        assert_eq!(Permission::ALL.len(), 13);
+        for p in Permission::ALL {
+            assert_eq!(Permission::from_name(p.name()), Some(p));
+            assert_eq!(format!("{}:{}", p.resource(), p.action()), p.name());
+        }
+        assert_eq!(Permission::from_name("users:admin"), None);
+    }
+
+    #[test]
+    fn member_lacks_write_permissions() {
+        let m = user(&Permission::MEMBER, "member", true, false);
+        assert!(require(&m, ProjectsRead).is_ok());
+        assert_eq!(require(&m, UsersWrite).unwrap_err().status, 403);
+        assert_eq!(require(&m, ProjectsRead).unwrap(), Scope::Org("o1".into()));
+        assert!(!m.is_org_admin());
+    }
+
+    #[test]
+    fn admin_is_system_role_named_admin() {
+        assert!(user(&Permission::ALL, "admin", true, false).is_org_admin());
+        // a custom role called "Admin" with every permission is not the system admin role
+        assert!(!user(&Permission::ALL, "admin", false, false).is_org_admin());
+    }
+
+    #[test]
+    fn superuser_sees_all_and_may_narrow() {
+        let s = user(&[], "member", true, true);
+        assert_eq!(require(&s, RolesWrite).unwrap(), Scope::All);
+        assert_eq!(Scope::All.narrowed(Some("o2")), Scope::Org("o2".into()));
+        assert_eq!(Scope::Org("o1".into()).narrowed(Some("o2")), Scope::Org("o1".into()));
+        assert_eq!(s.effective_permissions().len(), 13);
+    }
+
+    #[test]
+    fn creator_or_admin() {
+        let m = user(&Permission::MEMBER, "member", true, false);
+        assert!(require_creator_or_admin(&m, Some("u1")).is_ok());
+        assert!(require_creator_or_admin(&m, Some("u2")).is_err());
+        assert!(require_creator_or_admin(&m, None).is_err());
+        assert!(require_may_manage(&m, true).is_err());
+        assert!(require_may_manage(&m, false).is_ok());
+    }
+}

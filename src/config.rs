@@ -1,0 +1,330 @@
+//! Typed configuration: built-in defaults, then the TOML file, then `COPILOT_<SECTION>__<KEY>`
+//! environment variables. Validated once, at start-up; every error names the key and its source.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub bootstrap: BootstrapConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub bind: String,
+    /// Exact origins allowed for browser clients (CORS); empty: none.
+    pub cors_origins: Vec<String>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            cors_origins: vec![],
+            body_limit_bytes: 4 * 1024 * 1024,
+            shutdown_timeout_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// SQLite file; a relative path is relative to the config file's folder.
+    pub path: PathBuf,
+    /// Read connections in the pool (writes use one connection of their own).
+    pub pool_size: u32,
+    /// How long a statement waits for a lock before failing.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { path: "copilot.db".into(), pool_size: 8, busy_timeout_ms: 5000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret; empty: generated on first start and kept in the database.
+    pub jwt_secret: String,
+    pub access_token_ttl_minutes: u64,
+    pub refresh_token_ttl_days: u64,
+    pub allow_registration: bool,
+    /// PBKDF2-HMAC-SHA256 iterations for new hashes (existing hashes keep theirs).
+    pub pbkdf2_iterations: u32,
+    /// Password hashes computed at once; 0: one per CPU core.
+    pub max_concurrent_hashes: usize,
+    /// Failed logins per account within the window before it is locked.
+    pub max_failed_logins: u32,
+    pub lockout_minutes: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: String::new(),
+            access_token_ttl_minutes: 30,
+            refresh_token_ttl_days: 7,
+            allow_registration: true,
+            pbkdf2_iterations: 600_000,
+            max_concurrent_hashes: 0,
+            max_failed_logins: 10,
+            lockout_minutes: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    pub admin_username: String,
+    pub admin_email: String,
+    /// Empty: a password is generated and printed once at first start.
+    pub admin_password: String,
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        Self {
+            admin_username: "admin".into(),
+            admin_email: "admin@example.com".into(),
+            admin_password: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "copilot=debug,poem=info"; `RUST_LOG` wins when set.
+    pub level: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: "text".into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {source_name}: {message}")]
+pub struct ConfigError {
+    pub source_name: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { source_name: source_name.into(), message: message.into() }
+    }
+}
+
+pub const DEFAULT_PATH: &str = "copilot.toml";
+const ENV_PREFIX: &str = "COPILOT_";
+
+impl Config {
+    /// Loads `path` (or `./copilot.toml`, which may be absent) and the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, &env)
+    }
+
+    pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let (file, text) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::new(p.display().to_string(), format!("cannot read the file: {e}")))?;
+                (p.to_path_buf(), text)
+            }
+            None => {
+                let p = PathBuf::from(DEFAULT_PATH);
+                let text = if p.exists() {
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| ConfigError::new(DEFAULT_PATH, format!("cannot read the file: {e}")))?
+                } else {
+                    String::new()
+                };
+                (p, text)
+            }
+        };
+        let file_name = file.display().to_string();
+        // first from the file alone, so that its errors point at a line and a key
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::new(&file_name, e.to_string().trim().to_string()))?;
+        Config::deserialize(toml::Value::Table(table.clone()))
+            .map_err(|e| ConfigError::new(&file_name, e.to_string().trim().to_string()))?;
+
+        let mut env_names = vec![];
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some((section, key)) = rest.split_once("__") else {
+                return Err(ConfigError::new(
+                    format!("environment variable {name}"),
+                    "expected COPILOT_<SECTION>__<KEY>, e.g. COPILOT_SERVER__BIND",
+                ));
+            };
+            let section = section.to_ascii_lowercase();
+            let key = key.to_ascii_lowercase();
+            let value = parse_env_value(raw);
+            let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
+            let Some(section_table) = entry.as_table_mut() else {
+                return Err(ConfigError::new(format!("environment variable {name}"), format!("[{section}] is not a section")));
+            };
+            section_table.insert(key, value);
+            env_names.push(name.clone());
+        }
+        let mut config = if env_names.is_empty() {
+            Config::deserialize(toml::Value::Table(table))
+                .map_err(|e| ConfigError::new(&file_name, e.to_string().trim().to_string()))?
+        } else {
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+                ConfigError::new(
+                    format!("{file_name} with environment overrides ({})", env_names.join(", ")),
+                    e.to_string().trim().to_string(),
+                )
+            })?
+        };
+        if config.database.path.is_relative() {
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                config.database.path = dir.join(&config.database.path);
+            }
+        }
+        config.validate().map_err(|(key, msg)| ConfigError::new(&file_name, format!("{key}: {msg}")))?;
+        Ok(config)
+    }
+
+    /// Checks the values that types alone cannot; returns the offending key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.server.bind.parse::<SocketAddr>().is_err() {
+            return Err(("server.bind", format!("{:?} is not an address like \"127.0.0.1:8080\"", self.server.bind)));
+        }
+        for origin in &self.server.cors_origins {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.trim_end_matches('/').ends_with("://")
+                && !origin.ends_with('/');
+            if !ok {
+                return Err(("server.cors_origins", format!("{origin:?} is not an origin like \"https://example.com\"")));
+            }
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(("server.body_limit_bytes", "must be at least 1024".into()));
+        }
+        if self.database.path.as_os_str().is_empty() {
+            return Err(("database.path", "must not be empty".into()));
+        }
+        if self.database.pool_size == 0 || self.database.pool_size > 64 {
+            return Err(("database.pool_size", "must be between 1 and 64".into()));
+        }
+        if self.auth.access_token_ttl_minutes == 0 || self.auth.access_token_ttl_minutes > 60 * 24 * 30 {
+            return Err(("auth.access_token_ttl_minutes", "must be between 1 and 43200".into()));
+        }
+        if self.auth.refresh_token_ttl_days == 0 || self.auth.refresh_token_ttl_days > 3650 {
+            return Err(("auth.refresh_token_ttl_days", "must be between 1 and 3650".into()));
+        }
+        if self.auth.pbkdf2_iterations == 0 {
+            return Err(("auth.pbkdf2_iterations", "must be at least 1".into()));
+        }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
+            return Err(("auth.jwt_secret", "must be empty (generated) or at least 32 characters".into()));
+        }
+        if self.auth.max_failed_logins == 0 {
+            return Err(("auth.max_failed_logins", "must be at least 1".into()));
+        }
+        if self.auth.lockout_minutes == 0 {
+            return Err(("auth.lockout_minutes", "must be at least 1".into()));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(("log.format", format!("{:?} is not \"text\" or \"json\"", self.log.format)));
+        }
+        Ok(())
+    }
+}
+
+/// An environment value is read as a TOML value when it is one (`8`, `true`, `["a"]`), else as
+/// a plain string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copilot.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let (_d, path) = write("[server]\nbind = \"127.0.0.1:9000\"\n[auth]\npbkdf2_iterations = 1000\n");
+        let env = vec![
+            ("COPILOT_AUTH__PBKDF2_ITERATIONS".to_string(), "2000".to_string()),
+            ("COPILOT_SERVER__CORS_ORIGINS".to_string(), "[\"https://a.example\"]".to_string()),
+            ("COPILOT_BOOTSTRAP__ADMIN_PASSWORD".to_string(), "plain text".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let c = Config::load_with_env(Some(&path), &env).unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:9000");
+        assert_eq!(c.auth.pbkdf2_iterations, 2000);
+        assert_eq!(c.server.cors_origins, vec!["https://a.example"]);
+        assert_eq!(c.bootstrap.admin_password, "plain text");
+        assert_eq!(c.auth.access_token_ttl_minutes, 30);
+        assert_eq!(c.database.path, path.parent().unwrap().join("copilot.db"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let (_d, path) = write("[server]\nbnd = \"x\"\n");
+        let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+        assert!(e.contains("bnd") && e.contains("copilot.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let (_d, path) = write("[auth]\naccess_token_ttl_minutes = \"soon\"\n");
+        let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+        assert!(e.contains("access_token_ttl_minutes"), "{e}");
+        let (_d, path) = write("[server]\nbind = \"nowhere\"\n");
+        let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+        assert!(e.contains("server.bind"), "{e}");
+    }
+
+    #[test]
+    fn bad_env_override_names_variable() {
+        let (_d, path) = write("");
+        let env = vec![("COPILOT_AUTH__NOPE".to_string(), "1".to_string())];
+        let e = Config::load_with_env(Some(&path), &env).unwrap_err().to_string();
+        assert!(e.contains("COPILOT_AUTH__NOPE") && e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let e = Config::load_with_env(Some(Path::new("/nonexistent/copilot.toml")), &[]).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/copilot.toml"));
+    }
+}

@@ -1,0 +1,181 @@
+//! SQLite: a pool of read connections, one serialized writer, embedded migrations.
+//!
+//! All rusqlite work runs on tokio's blocking pool. Reads run in a deferred transaction so a
+//! count and its page come from one snapshot; writes queue for the single writer connection and
+//! run in `BEGIN IMMEDIATE`, so concurrent writers wait in line instead of failing with
+//! "database is locked".
+
+use std::{path::Path, time::Duration};
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::error::{ApiError, ApiResult};
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+#[derive(Clone)]
+pub struct Db {
+    read: Pool,
+    write: Pool,
+}
+
+impl Db {
+    pub fn open(path: &Path, read_pool_size: u32, busy_timeout: Duration) -> Result<Db, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let manager = || {
+            SqliteConnectionManager::file(path).with_init(move |c| {
+                c.busy_timeout(busy_timeout)?;
+                c.pragma_update(None, "journal_mode", "WAL")?;
+                c.pragma_update(None, "synchronous", "NORMAL")?;
+                c.pragma_update(None, "foreign_keys", "ON")?;
+                c.set_prepared_statement_cache_capacity(64);
+                Ok(())
+            })
+        };
+        let open_err = |e: r2d2::Error| format!("cannot open database {}: {e}", path.display());
+        let write = r2d2::Pool::builder()
+            .max_size(1)
+            .connection_timeout(Duration::from_secs(60))
+            .build(manager())
+            .map_err(open_err)?;
+        {
+            let mut conn = write.get().map_err(open_err)?;
+            embedded::migrations::runner()
+                .run(&mut *conn)
+                .map_err(|e| format!("migrating {}: {e}", path.display()))?;
+        }
+        let read = r2d2::Pool::builder()
+            .max_size(read_pool_size)
+            .min_idle(Some(1))
+            .build(manager())
+            .map_err(open_err)?;
+        Ok(Db { read, write })
+    }
+
+    /// Runs `f` on a read connection, inside one snapshot.
+    pub async fn read<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> ApiResult<T> + Send + 'static,
+    {
+        let pool = self.read.clone();
+        blocking(move || {
+            let mut conn = pool.get()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let out = f(&tx)?;
+            tx.finish()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`); commits when it returns `Ok`.
+    pub async fn write<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction) -> ApiResult<T> + Send + 'static,
+    {
+        let pool = self.write.clone();
+        blocking(move || {
+            let mut conn = pool.get()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// `SELECT 1` on a read connection.
+    pub async fn ping(&self) -> ApiResult<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+
+    /// Synchronous access to the writer, for start-up work outside the runtime.
+    pub fn write_blocking<T>(&self, f: impl FnOnce(&Transaction) -> ApiResult<T>) -> ApiResult<T> {
+        let mut conn = self.write.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// Runs blocking work on tokio's blocking pool; a panic there is re-raised here.
+pub async fn blocking<T, F>(f: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> ApiResult<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// The current time as RFC 3339 UTC with microseconds: fixed width, so text order is time order.
+pub fn now() -> String {
+    format_ts(time::OffsetDateTime::now_utc())
+}
+
+pub fn format_ts(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// A new id: UUID v7, so ids sort by creation time as well.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Escapes `%`, `_` and `\` and wraps the text for `LIKE ?n ESCAPE '\'`.
+pub fn like_pattern(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for ch in s.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
+/// Reads a JSON column; a stored value is always valid JSON (CHECK constraints).
+pub fn json_col<T: serde::de::DeserializeOwned>(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_fixed_width_rfc3339() {
+        let t = time::macros::datetime!(2026-01-02 03:04:05.000007 UTC);
+        assert_eq!(super::format_ts(t), "2026-01-02T03:04:05.000007Z");
+        assert_eq!(super::now().len(), 27);
+    }
+
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(super::like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+}

@@ -1,0 +1,314 @@
+//! copilot: the enterprise AI co-pilot backend. `AppState::open` prepares storage and secrets,
+//! `build_app` assembles the whole HTTP endpoint (tests use it too), `serve` runs it.
+
+pub mod api;
+pub mod auth;
+pub mod authz;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod pagination;
+pub mod store;
+pub mod validate;
+pub mod web;
+
+use std::{sync::Arc, time::{Duration, Instant}};
+
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route,
+    http::{HeaderValue, StatusCode, header},
+    listener::{Acceptor, Listener, TcpListener},
+    middleware::{Cors, NormalizePath, SetHeader, TrailingSlash},
+};
+use poem_openapi::OpenApiService;
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::{
+    auth::{password::Passwords, token::Tokens},
+    config::Config,
+    db::Db,
+    error::{ApiError, catch_all, error_response},
+};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub tokens: Arc<Tokens>,
+    pub passwords: Arc<Passwords>,
+}
+
+/// What start-up did that the operator must hear about once.
+#[derive(Debug, Default)]
+pub struct Startup {
+    /// The first start created the superuser with this generated password.
+    pub generated_admin_password: Option<String>,
+    pub bootstrapped: bool,
+}
+
+impl AppState {
+    /// Opens (and migrates) the database, runs the first-start bootstrap, resolves the JWT secret.
+    pub fn open(config: Config) -> Result<(AppState, Startup), String> {
+        let db = Db::open(
+            &config.database.path,
+            config.database.pool_size,
+            Duration::from_millis(config.database.busy_timeout_ms),
+        )?;
+        let mut startup = Startup::default();
+        let needs_bootstrap = !db
+            .write_blocking(|tx| store::bootstrap::is_bootstrapped(tx))
+            .map_err(|e| format!("reading the database: {}", e.detail))?;
+        if needs_bootstrap {
+            let b = &config.bootstrap;
+            let username = validate::Username::parse(&b.admin_username)
+                .map_err(|e| format!("configuration error: bootstrap.admin_username: {}", e.detail))?;
+            let email = validate::Email::parse(&b.admin_email)
+                .map_err(|e| format!("configuration error: bootstrap.admin_email: {}", e.detail))?;
+            let password = if b.admin_password.is_empty() {
+                let generated = Alphanumeric.sample_string(&mut rand::rng(), 20);
+                startup.generated_admin_password = Some(generated.clone());
+                generated
+            } else {
+                validate::Password::parse("bootstrap.admin_password", &b.admin_password)
+                    .map_err(|e| format!("configuration error: {}", e.detail))?
+                    .into_inner()
+            };
+            let hash = auth::password::hash_password(&password, config.auth.pbkdf2_iterations)
+                .map_err(|e| e.detail)?;
+            let admin = store::bootstrap::Admin {
+                username: username.into_inner(),
+                email: email.into_inner(),
+                password_hash: hash,
+            };
+            startup.bootstrapped = db
+                .write_blocking(|tx| store::bootstrap::bootstrap(tx, &admin))
+                .map_err(|e| format!("bootstrapping the database: {}", e.detail))?;
+            if !startup.bootstrapped {
+                startup.generated_admin_password = None;
+            }
+        }
+        let secret = if config.auth.jwt_secret.is_empty() {
+            let candidate = Alphanumeric.sample_string(&mut rand::rng(), 64);
+            db.write_blocking(|tx| store::auth::init_setting(tx, "jwt_secret", &candidate, &db::now()))
+                .map_err(|e| format!("storing the JWT secret: {}", e.detail))?
+        } else {
+            config.auth.jwt_secret.clone()
+        };
+        let state = AppState {
+            tokens: Arc::new(Tokens::new(
+                secret.as_bytes(),
+                config.auth.access_token_ttl_minutes,
+                config.auth.refresh_token_ttl_days,
+            )),
+            passwords: Arc::new(Passwords::new(config.auth.pbkdf2_iterations, config.auth.max_concurrent_hashes)),
+            db,
+            config: Arc::new(config),
+        };
+        Ok((state, startup))
+    }
+}
+
+type Apis = (
+    api::status::StatusApi,
+    api::auth::AuthApi,
+    api::users::UsersApi,
+    api::organizations::OrganizationsApi,
+    api::projects::ProjectsApi,
+    api::roles::RolesApi,
+    api::agents::AgentConfigsApi,
+    api::conversations::ConversationsApi,
+);
+
+pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
+    let apis = (
+        api::status::StatusApi { state: state.clone() },
+        api::auth::AuthApi { state: state.clone() },
+        api::users::UsersApi { state: state.clone() },
+        api::organizations::OrganizationsApi { state: state.clone() },
+        api::projects::ProjectsApi { state: state.clone() },
+        api::roles::RolesApi { state: state.clone() },
+        api::agents::AgentConfigsApi { state: state.clone() },
+        api::conversations::ConversationsApi { state: state.clone() },
+    );
+    OpenApiService::new(apis, "copilot", VERSION)
+        .description(
+            "The REST API of copilot, the self-hosted enterprise AI co-pilot backend. Authorize with \
+             the login endpoint (OAuth2 password flow) or send `Authorization: Bearer <access token>`. \
+             Every error answers `{\"detail\": \"...\"}`.",
+        )
+        .server("/api/v1")
+}
+
+/// The whole HTTP application: API, docs, console, and the middleware of SPEC §5.
+pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
+    let api = openapi(&state);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let cfg = state.config.clone();
+
+    let routes = Route::new()
+        .at("/api/v1/openapi.json", spec)
+        .nest("/api/v1", api)
+        .nest("/docs", docs)
+        .nest("/admin", web::Console)
+        .at("/", poem::endpoint::make_sync(|_| web::redirect("/admin/")))
+        .catch_all_error(catch_all);
+
+    let cors = (!cfg.server.cors_origins.is_empty()).then(|| {
+        Cors::new()
+            .allow_origins(cfg.server.cors_origins.iter().map(String::as_str))
+            .allow_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
+            .allow_headers(["authorization", "content-type"])
+            .expose_headers(["retry-after", "www-authenticate"])
+            .allow_credentials(false)
+            .max_age(600)
+    });
+
+    routes
+        .with_if(cors.is_some(), cors.unwrap_or_default())
+        .catch_all_error(catch_all)
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(BodyLimit(cfg.server.body_limit_bytes))
+        .with(
+            SetHeader::new()
+                .overriding("X-Content-Type-Options", "nosniff")
+                .overriding("X-Frame-Options", "DENY")
+                .overriding("Referrer-Policy", "no-referrer"),
+        )
+        .around(log_request)
+        .data(state)
+        .map_to_response()
+}
+
+/// Logs method, path, status and latency of every request; never headers or bodies.
+async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = match next.call(req).await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    };
+    let status = resp.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(%method, %path, status, latency_ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, latency_ms, "request");
+    }
+    Ok(resp)
+}
+
+/// Answers 413 for bodies over the limit (declared or streamed) and reads a body without a
+/// `Content-Type` as JSON.
+struct BodyLimit(usize);
+
+impl<E: Endpoint> Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+    fn transform(&self, inner: E) -> Self::Output {
+        BodyLimitEndpoint { inner, limit: self.0 }
+    }
+}
+
+struct BodyLimitEndpoint<E> {
+    inner: E,
+    limit: usize,
+}
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let too_large = || error_response(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", None);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match declared {
+            Some(len) if len > self.limit => return Ok(too_large()),
+            Some(_) => {}
+            None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+                match req.take_body().into_bytes_limit(self.limit).await {
+                    Ok(bytes) => req.set_body(bytes),
+                    Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
+                    Err(e) => return Ok(error_response(StatusCode::BAD_REQUEST, &format!("Cannot read the body: {e}"), None)),
+                }
+            }
+            None => {}
+        }
+        let has_body = declared.is_some_and(|l| l > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+        if has_body && !req.headers().contains_key(header::CONTENT_TYPE) {
+            req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        Ok(match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        })
+    }
+}
+
+/// Binds, prints where it listens, and serves until SIGINT or SIGTERM; in-flight requests finish.
+pub async fn serve(state: AppState, startup: Startup) -> Result<(), String> {
+    let cfg = state.config.clone();
+    let acceptor = TcpListener::bind(cfg.server.bind.clone())
+        .into_acceptor()
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.bind))?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| cfg.server.bind.clone());
+    print_banner(&state, &startup, &addr);
+    let app = build_app(state);
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(cfg.server.shutdown_timeout_seconds)))
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(state: &AppState, startup: &Startup, addr: &str) {
+    let cfg = &state.config;
+    println!("copilot {VERSION} listening on http://{addr}");
+    println!("  admin console  http://{addr}/admin/");
+    println!("  API docs       http://{addr}/docs");
+    println!("  database       {}", cfg.database.path.display());
+    if let Some(pw) = &startup.generated_admin_password {
+        println!();
+        println!("  First start: created the superuser. Sign in with");
+        println!("    username: {}", cfg.bootstrap.admin_username.trim());
+        println!("    password: {pw}");
+        println!("  This password is shown only now. Change it after signing in.");
+        println!();
+    } else if startup.bootstrapped {
+        println!("  First start: created the superuser {:?} with the password from [bootstrap].", cfg.bootstrap.admin_username.trim());
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Kept for handlers that need to fail when the application state is absent.
+pub fn missing_state() -> ApiError {
+    ApiError::internal("application state missing")
+}

@@ -1,0 +1,174 @@
+//! Sessions, failed-login records, the caller's current identity, and server settings.
+//! All of it lives in SQLite, so several server processes on one database file agree.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{
+    authz::{CurrentUser, Permission, PermissionSet},
+    error::ApiResult,
+};
+
+/// The user a login names, with what the login needs to decide.
+pub struct LoginCandidate {
+    pub id: String,
+    pub username: String,
+    pub organization_id: String,
+    pub password_hash: String,
+    pub is_active: bool,
+}
+
+/// By username or e-mail, regardless of letter case.
+pub fn find_login_candidate(conn: &Connection, login: &str) -> ApiResult<Option<LoginCandidate>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, username, organization_id, password_hash, is_active FROM users \
+             WHERE username = ?1 OR email = ?1 LIMIT 1",
+        )?
+        .query_row([login], |r| {
+            Ok(LoginCandidate {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                organization_id: r.get(2)?,
+                password_hash: r.get(3)?,
+                is_active: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn candidate_by_id(conn: &Connection, user_id: &str) -> ApiResult<Option<LoginCandidate>> {
+    Ok(conn
+        .prepare_cached("SELECT id, username, organization_id, password_hash, is_active FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| {
+            Ok(LoginCandidate {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                organization_id: r.get(2)?,
+                password_hash: r.get(3)?,
+                is_active: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Failures of `account_key` since `since`: how many, and the oldest of the newest `limit`.
+pub fn recent_failures(conn: &Connection, account_key: &str, since: &str, limit: u32) -> ApiResult<(u32, Option<String>)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT failed_at FROM login_failures WHERE account_key = ?1 AND failed_at > ?2 \
+         ORDER BY failed_at DESC LIMIT ?3",
+    )?;
+    let times: Vec<String> =
+        stmt.query_map(params![account_key, since, limit], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok((times.len() as u32, times.last().cloned()))
+}
+
+pub fn record_failure(conn: &Connection, account_key: &str, now: &str, since: &str) -> ApiResult<()> {
+    conn.prepare_cached("DELETE FROM login_failures WHERE account_key = ?1 AND failed_at <= ?2")?
+        .execute(params![account_key, since])?;
+    conn.prepare_cached("INSERT INTO login_failures (account_key, failed_at) VALUES (?1, ?2)")?
+        .execute(params![account_key, now])?;
+    Ok(())
+}
+
+pub fn clear_failures(conn: &Connection, account_key: &str) -> ApiResult<()> {
+    conn.prepare_cached("DELETE FROM login_failures WHERE account_key = ?1")?.execute([account_key])?;
+    Ok(())
+}
+
+pub fn create_session(conn: &Connection, id: &str, user_id: &str, refresh_jti: &str, now: &str, expires_at: &str) -> ApiResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, user_id, refresh_jti, created_at, last_used_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+    )?
+    .execute(params![id, user_id, refresh_jti, now, expires_at])?;
+    Ok(())
+}
+
+pub enum Rotation {
+    /// The presented refresh token was the current one; it is now replaced.
+    Rotated,
+    /// It was an earlier one: the session is now revoked.
+    Reused,
+    /// No live session for it (revoked, expired, unknown).
+    Dead,
+}
+
+/// Replaces the session's refresh token id with `new_jti` if `presented_jti` is the current one;
+/// a used one revokes the whole session.
+pub fn rotate_refresh(conn: &Connection, sid: &str, user_id: &str, presented_jti: &str, new_jti: &str, now: &str) -> ApiResult<Rotation> {
+    let row: Option<(String, Option<String>, String)> = conn
+        .prepare_cached("SELECT refresh_jti, revoked_at, expires_at FROM sessions WHERE id = ?1 AND user_id = ?2")?
+        .query_row(params![sid, user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((current, revoked_at, expires_at)) = row else { return Ok(Rotation::Dead) };
+    if revoked_at.is_some() || expires_at.as_str() <= now {
+        return Ok(Rotation::Dead);
+    }
+    if current != presented_jti {
+        revoke_session(conn, sid, "refresh token reused", now)?;
+        return Ok(Rotation::Reused);
+    }
+    conn.prepare_cached("UPDATE sessions SET refresh_jti = ?2, last_used_at = ?3 WHERE id = ?1")?
+        .execute(params![sid, new_jti, now])?;
+    Ok(Rotation::Rotated)
+}
+
+pub fn revoke_session(conn: &Connection, sid: &str, reason: &str, now: &str) -> ApiResult<()> {
+    conn.prepare_cached("UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL")?
+        .execute(params![sid, now, reason])?;
+    Ok(())
+}
+
+/// Revokes every live session of the user, except `keep` when given.
+pub fn revoke_user_sessions(conn: &Connection, user_id: &str, keep: Option<&str>, reason: &str, now: &str) -> ApiResult<usize> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4 \
+             WHERE user_id = ?1 AND revoked_at IS NULL AND (?2 IS NULL OR id <> ?2)",
+        )?
+        .execute(params![user_id, keep, now, reason])?)
+}
+
+/// The caller as the database says now: active user, live session, current role and permissions.
+pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Option<CurrentUser>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT u.id, u.username, u.organization_id, u.role_id, r.name, r.is_system, u.is_superuser, \
+                    (SELECT group_concat(p.name) FROM role_permissions rp JOIN permissions p ON p.id = rp.permission_id \
+                      WHERE rp.role_id = u.role_id) \
+             FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN roles r ON r.id = u.role_id \
+             WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND u.is_active = 1",
+        )?
+        .query_row(params![sid, user_id], |r| {
+            let perms: Option<String> = r.get(7)?;
+            Ok(CurrentUser {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                organization_id: r.get(2)?,
+                role_id: r.get(3)?,
+                role_name: r.get(4)?,
+                role_is_system: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
+                is_superuser: r.get(6)?,
+                permissions: perms
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter_map(Permission::from_name)
+                    .collect::<PermissionSet>(),
+                session_id: sid.to_string(),
+            })
+        })
+        .optional()?;
+    Ok(row)
+}
+
+pub fn get_setting(conn: &Connection, key: &str) -> ApiResult<Option<String>> {
+    Ok(conn.prepare_cached("SELECT value FROM server_settings WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
+}
+
+/// Stores `value` unless the key already has one; returns the value that is stored.
+pub fn init_setting(conn: &Connection, key: &str, value: &str, now: &str) -> ApiResult<String> {
+    conn.prepare_cached("INSERT OR IGNORE INTO server_settings (key, value, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![key, value, now])?;
+    Ok(get_setting(conn, key)?.unwrap_or_default())
+}

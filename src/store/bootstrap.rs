@@ -1,0 +1,104 @@
+//! First start on an empty database: the 13 permissions, the `Default` organization with its
+//! system roles, and the superuser of `[bootstrap]`. Later starts change nothing.
+
+use rusqlite::{Connection, params};
+
+use crate::{
+    authz::Permission,
+    db::{new_id, now},
+    error::ApiResult,
+    store::{
+        auth::{get_setting, init_setting},
+        users::{NewUser, insert_user},
+    },
+};
+
+pub const DEFAULT_ORG: &str = "Default";
+const DONE_KEY: &str = "bootstrapped_at";
+
+/// Inserts the permissions that are missing (by name).
+pub fn ensure_permissions(conn: &Connection) -> ApiResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO permissions (id, name, resource, action, description) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for p in Permission::ALL {
+        stmt.execute(params![new_id(), p.name(), p.resource(), p.action(), p.description()])?;
+    }
+    Ok(())
+}
+
+/// The `admin` (all 13) and `member` system roles of a new organization.
+pub fn insert_system_roles(conn: &Connection, organization_id: &str, now: &str) -> ApiResult<()> {
+    let roles: [(&str, &str, &[Permission]); 2] = [
+        ("admin", "Organization administrator: every permission", &Permission::ALL),
+        ("member", "Default role of new users", &Permission::MEMBER),
+    ];
+    for (name, description, perms) in roles {
+        let role_id = new_id();
+        conn.prepare_cached(
+            "INSERT INTO roles (id, organization_id, name, description, is_system, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
+        )?
+        .execute(params![role_id, organization_id, name, description, now])?;
+        let mut grant = conn.prepare_cached(
+            "INSERT INTO role_permissions (role_id, permission_id) SELECT ?1, id FROM permissions WHERE name = ?2",
+        )?;
+        for p in perms {
+            grant.execute(params![role_id, p.name()])?;
+        }
+    }
+    Ok(())
+}
+
+pub struct Admin {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+}
+
+/// Runs the first-start work once; returns true when it ran.
+pub fn bootstrap(conn: &Connection, admin: &Admin) -> ApiResult<bool> {
+    if get_setting(conn, DONE_KEY)?.is_some() {
+        return Ok(false);
+    }
+    let now = now();
+    ensure_permissions(conn)?;
+    let org_id = new_id();
+    conn.prepare_cached(
+        "INSERT INTO organizations (id, name, description, settings, is_active, created_at, updated_at) \
+         VALUES (?1, ?2, 'The organization that new registrations join', '{}', 1, ?3, ?3)",
+    )?
+    .execute(params![org_id, DEFAULT_ORG, now])?;
+    insert_system_roles(conn, &org_id, &now)?;
+    let admin_role = crate::store::users::role_id_by_name(conn, &org_id, "admin")?;
+    insert_user(
+        conn,
+        &NewUser {
+            id: new_id(),
+            organization_id: org_id,
+            role_id: admin_role,
+            username: admin.username.clone(),
+            email: admin.email.clone(),
+            full_name: Some("Administrator".into()),
+            password_hash: admin.password_hash.clone(),
+            is_superuser: true,
+            now: now.clone(),
+        },
+    )?;
+    init_setting(conn, DONE_KEY, &now, &now)?;
+    Ok(true)
+}
+
+/// Whether the first-start work has run on this database.
+pub fn is_bootstrapped(conn: &Connection) -> ApiResult<bool> {
+    Ok(get_setting(conn, DONE_KEY)?.is_some())
+}
+
+/// The id of the `Default` organization.
+pub fn default_org_id(conn: &Connection) -> ApiResult<Option<String>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .prepare_cached("SELECT id FROM organizations WHERE name = ?1")?
+        .query_row([DEFAULT_ORG], |r| r.get(0))
+        .optional()?)
+}

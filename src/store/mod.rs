@@ -1,0 +1,17 @@
+//! SQL, one file per area. Every function that reads tenant data takes the caller's
+//! [`Scope`](crate::authz::Scope) and puts it in the WHERE clause: a row of another organization
+//! is simply not found.
+
+pub mod agents;
+pub mod auth;
+pub mod bootstrap;
+pub mod conversations;
+pub mod organizations;
+pub mod projects;
+pub mod roles;
+pub mod users;
+
+/// Binds an optional organization filter: `(?n IS NULL OR organization_id = ?n)`.
+pub fn org_param(scope: &crate::authz::Scope) -> Option<String> {
+    scope.org().map(str::to_string)
+}

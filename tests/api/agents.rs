@@ -1,0 +1,2 @@
+//! /agents
+#[allow(unused_imports)] use crate::helpers::*;

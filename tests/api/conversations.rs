@@ -1,0 +1,2 @@
+//! /conversations
+#[allow(unused_imports)] use crate::helpers::*;

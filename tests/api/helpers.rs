@@ -1,0 +1,161 @@
+//! Spawns a real server per test on a fresh temporary database, and speaks HTTP to it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use copilot::{AppState, build_app, config::Config};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use serde_json::{Value, json};
+
+pub const ADMIN_USERNAME: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+pub const PASSWORD: &str = "password-123";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+/// An HTTP answer: status, JSON body (or `Value::Null` when empty or not JSON), headers.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: HashMap<String, String>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+    /// The error detail; panics when the body is not `{"detail": "..."}`.
+    pub fn detail(&self) -> &str {
+        self.body["detail"].as_str().unwrap_or_else(|| panic!("no detail in {:?}", self.body))
+    }
+    pub fn id(&self) -> String {
+        self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {} {:?}", self.status, self.body)).to_string()
+    }
+}
+
+/// A test configuration: cheap hashing, a known superuser password, a temporary database.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.server.bind = "127.0.0.1:0".into();
+    config.database.path = dir.join("copilot.db");
+    config.auth.pbkdf2_iterations = 1000;
+    config.bootstrap.admin_password = ADMIN_PASSWORD.into();
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(dir.path());
+    change(&mut config);
+    spawn_on(dir, config).await
+}
+
+/// Starts a server on `config` (whose database lives in `dir`).
+pub async fn spawn_on(dir: tempfile::TempDir, config: Config) -> TestApp {
+    let (state, _) = AppState::open(config).expect("app state");
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.expect("bind");
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().expect("socket address");
+    let app = build_app(state.clone());
+    tokio::spawn(async move {
+        let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+    });
+    TestApp { base: format!("http://{addr}"), client: reqwest::Client::new(), state, _dir: dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let bytes = resp.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp { status, body, headers }
+    }
+
+    fn with_token(&self, req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// `GET /api/v1{path}`
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send(self.with_token(self.client.get(self.url(&format!("/api/v1{path}"))), token)).await
+    }
+
+    /// `POST /api/v1{path}` with a JSON body.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.send(self.with_token(self.client.post(self.url(&format!("/api/v1{path}"))).json(&body), token)).await
+    }
+
+    /// `POST /api/v1{path}` without a body.
+    pub async fn post_empty(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send(self.with_token(self.client.post(self.url(&format!("/api/v1{path}"))), token)).await
+    }
+
+    /// `PUT /api/v1{path}` with a JSON body.
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.send(self.with_token(self.client.put(self.url(&format!("/api/v1{path}"))).json(&body), token)).await
+    }
+
+    /// `DELETE /api/v1{path}`
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Resp {
+        self.send(self.with_token(self.client.delete(self.url(&format!("/api/v1{path}"))), token)).await
+    }
+
+    /// Logs in and returns the whole token answer.
+    pub async fn login_pair(&self, username: &str, password: &str) -> Value {
+        let r = self.post("/auth/login", None, json!({"username": username, "password": password})).await;
+        assert_eq!(r.status, 200, "login of {username}: {:?}", r.body);
+        r.body
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        self.login_pair(username, password).await["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// The bootstrap superuser's access token.
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_USERNAME, ADMIN_PASSWORD).await
+    }
+
+    /// Registers `username` (password [`PASSWORD`]) into `Default` as a member; returns the user.
+    pub async fn register(&self, username: &str) -> Value {
+        let r = self
+            .post(
+                "/auth/register",
+                None,
+                json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "register {username}: {:?}", r.body);
+        r.body
+    }
+
+    /// Registers `username` and logs in; returns (user, access token).
+    pub async fn member(&self, username: &str) -> (Value, String) {
+        let user = self.register(username).await;
+        let token = self.login(username, PASSWORD).await;
+        (user, token)
+    }
+}

@@ -1,0 +1,12 @@
+//! One integration test binary: a real server per test, spoken to over HTTP.
+
+mod helpers;
+
+mod agents;
+mod auth;
+mod conversations;
+mod organizations;
+mod projects;
+mod roles;
+mod server;
+mod users;

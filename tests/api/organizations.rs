@@ -1,0 +1,2 @@
+//! /organizations
+#[allow(unused_imports)] use crate::helpers::*;

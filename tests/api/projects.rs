@@ -1,0 +1,2 @@
+//! /projects
+#[allow(unused_imports)] use crate::helpers::*;

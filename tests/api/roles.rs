@@ -1,0 +1,2 @@
+//! /roles
+#[allow(unused_imports)] use crate::helpers::*;

@@ -1,0 +1,2 @@
+//! /users
+#[allow(unused_imports)] use crate::helpers::*;
