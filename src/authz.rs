@@ -210,11 +210,7 @@ impl CurrentUser {
 
 /// The caller must hold `p`; returns the scope their queries run in.
 pub fn require(user: &CurrentUser, p: Permission) -> Result<Scope, ApiError> {
-    if user.has(p) {
-        Ok(user.scope())
-    } else {
-        Err(ApiError::forbidden(format!("Missing permission: {}", p.name())))
-    }
+    if user.has(p) { Ok(user.scope()) } else { Err(ApiError::forbidden(format!("Missing permission: {}", p.name()))) }
 }
 
 /// Only superusers.

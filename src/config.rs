@@ -102,11 +102,7 @@ pub struct BootstrapConfig {
 
 impl Default for BootstrapConfig {
     fn default() -> Self {
-        Self {
-            admin_username: "admin".into(),
-            admin_email: "admin@example.com".into(),
-            admin_password: String::new(),
-        }
+        Self { admin_username: "admin".into(), admin_email: "admin@example.com".into(), admin_password: String::new() }
     }
 }
 
@@ -187,7 +183,10 @@ impl Config {
             let value = parse_env_value(raw);
             let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
             let Some(section_table) = entry.as_table_mut() else {
-                return Err(ConfigError::new(format!("environment variable {name}"), format!("[{section}] is not a section")));
+                return Err(ConfigError::new(
+                    format!("environment variable {name}"),
+                    format!("[{section}] is not a section"),
+                ));
             };
             section_table.insert(key, value);
             env_names.push(name.clone());
@@ -203,10 +202,8 @@ impl Config {
                 )
             })?
         };
-        if config.database.path.is_relative() {
-            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                config.database.path = dir.join(&config.database.path);
-            }
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty() && config.database.path.is_relative()) {
+            config.database.path = dir.join(&config.database.path);
         }
         config.validate().map_err(|(key, msg)| ConfigError::new(&file_name, format!("{key}: {msg}")))?;
         Ok(config)
@@ -222,7 +219,10 @@ impl Config {
                 && !origin.trim_end_matches('/').ends_with("://")
                 && !origin.ends_with('/');
             if !ok {
-                return Err(("server.cors_origins", format!("{origin:?} is not an origin like \"https://example.com\"")));
+                return Err((
+                    "server.cors_origins",
+                    format!("{origin:?} is not an origin like \"https://example.com\""),
+                ));
             }
         }
         if self.server.body_limit_bytes < 1024 {

@@ -47,15 +47,10 @@ impl Db {
             .map_err(open_err)?;
         {
             let mut conn = write.get().map_err(open_err)?;
-            embedded::migrations::runner()
-                .run(&mut *conn)
-                .map_err(|e| format!("migrating {}: {e}", path.display()))?;
+            embedded::migrations::runner().run(&mut *conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
         }
-        let read = r2d2::Pool::builder()
-            .max_size(read_pool_size)
-            .min_idle(Some(1))
-            .build(manager())
-            .map_err(open_err)?;
+        let read =
+            r2d2::Pool::builder().max_size(read_pool_size).min_idle(Some(1)).build(manager()).map_err(open_err)?;
         Ok(Db { read, write })
     }
 
@@ -162,7 +157,8 @@ pub fn like_pattern(s: &str) -> String {
 /// Reads a JSON column; a stored value is always valid JSON (CHECK constraints).
 pub fn json_col<T: serde::de::DeserializeOwned>(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
-    serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 #[cfg(test)]

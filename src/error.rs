@@ -97,10 +97,7 @@ pub fn conflict_on_unique(detail: &'static str) -> impl Fn(rusqlite::Error) -> A
 /// A JSON `{"detail"}` response; 401 carries `WWW-Authenticate: Bearer`.
 pub fn error_response(status: StatusCode, detail: &str, retry_after: Option<u64>) -> Response {
     let body = serde_json::to_vec(&ErrorBody { detail: detail.to_string() }).unwrap_or_default();
-    let mut resp = Response::builder()
-        .status(status)
-        .content_type("application/json; charset=utf-8")
-        .body(body);
+    let mut resp = Response::builder().status(status).content_type("application/json; charset=utf-8").body(body);
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }

@@ -12,7 +12,10 @@ pub mod store;
 pub mod validate;
 pub mod web;
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route,
@@ -76,8 +79,7 @@ impl AppState {
                     .map_err(|e| format!("configuration error: {}", e.detail))?
                     .into_inner()
             };
-            let hash = auth::password::hash_password(&password, config.auth.pbkdf2_iterations)
-                .map_err(|e| e.detail)?;
+            let hash = auth::password::hash_password(&password, config.auth.pbkdf2_iterations).map_err(|e| e.detail)?;
             let admin = store::bootstrap::Admin {
                 username: username.into_inner(),
                 email: email.into_inner(),
@@ -235,7 +237,13 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
                 match req.take_body().into_bytes_limit(self.limit).await {
                     Ok(bytes) => req.set_body(bytes),
                     Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
-                    Err(e) => return Ok(error_response(StatusCode::BAD_REQUEST, &format!("Cannot read the body: {e}"), None)),
+                    Err(e) => {
+                        return Ok(error_response(
+                            StatusCode::BAD_REQUEST,
+                            &format!("Cannot read the body: {e}"),
+                            None,
+                        ));
+                    }
                 }
             }
             None => {}
@@ -267,7 +275,11 @@ pub async fn serve(state: AppState, startup: Startup) -> Result<(), String> {
     print_banner(&state, &startup, &addr);
     let app = build_app(state);
     poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(cfg.server.shutdown_timeout_seconds)))
+        .run_with_graceful_shutdown(
+            app,
+            shutdown_signal(),
+            Some(Duration::from_secs(cfg.server.shutdown_timeout_seconds)),
+        )
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
@@ -288,7 +300,10 @@ fn print_banner(state: &AppState, startup: &Startup, addr: &str) {
         println!("  This password is shown only now. Change it after signing in.");
         println!();
     } else if startup.bootstrapped {
-        println!("  First start: created the superuser {:?} with the password from [bootstrap].", cfg.bootstrap.admin_username.trim());
+        println!(
+            "  First start: created the superuser {:?} with the password from [bootstrap].",
+            cfg.bootstrap.admin_username.trim()
+        );
     }
 }
 

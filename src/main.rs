@@ -47,8 +47,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let result = AppState::open(config)
-                .and_then(|(state, startup)| runtime.block_on(copilot::serve(state, startup)));
+            let result =
+                AppState::open(config).and_then(|(state, startup)| runtime.block_on(copilot::serve(state, startup)));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

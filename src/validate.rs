@@ -42,7 +42,10 @@ impl Email {
         }
         let (local, domain) = s.rsplit_once('@').ok_or_else(invalid)?;
         let labels_ok = domain.split('.').all(|l| {
-            !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         });
         if local.is_empty() || local.contains('@') || !domain.contains('.') || !labels_ok {
             return Err(invalid());
@@ -68,9 +71,7 @@ impl Password {
     pub fn parse(field: &str, raw: &str) -> ApiResult<Password> {
         let len = raw.chars().count();
         if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
-            return Err(ApiError::bad_request(format!(
-                "{field} must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
-            )));
+            return Err(ApiError::bad_request(format!("{field} must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")));
         }
         Ok(Password(raw.to_string()))
     }

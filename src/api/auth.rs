@@ -1,7 +1,10 @@
 //! `/auth`: register, login (JSON or OAuth2 form), refresh with rotation, me, change-password,
 //! logout.
 
-use poem_openapi::{ApiRequest, Object, OpenApi, payload::{Form, Json}};
+use poem_openapi::{
+    ApiRequest, Object, OpenApi,
+    payload::{Form, Json},
+};
 use serde::Deserialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -190,14 +193,12 @@ impl AuthApi {
             ));
         }
 
-        let ok = self.state.passwords.verify(body.password, candidate.as_ref().map(|u| u.password_hash.clone())).await?;
+        let ok =
+            self.state.passwords.verify(body.password, candidate.as_ref().map(|u| u.password_hash.clone())).await?;
         let user = match candidate {
             Some(user) if ok => user,
             _ => {
-                self.state
-                    .db
-                    .write(move |tx| store::auth::record_failure(tx, &account_key, &now(), &since))
-                    .await?;
+                self.state.db.write(move |tx| store::auth::record_failure(tx, &account_key, &now(), &since)).await?;
                 return Err(ApiError::unauthorized(BAD_CREDENTIALS));
             }
         };
@@ -296,15 +297,16 @@ impl AuthApi {
     ///
     /// Needs the current password. Every other session of the user is revoked.
     #[oai(path = "/change-password", method = "post")]
-    async fn change_password(&self, auth: BearerAuth, body: Json<ChangePasswordRequest>) -> ApiResult<Json<MessageResponse>> {
+    async fn change_password(
+        &self,
+        auth: BearerAuth,
+        body: Json<ChangePasswordRequest>,
+    ) -> ApiResult<Json<MessageResponse>> {
         let me = auth.0;
         let new_password = Password::parse("new_password", &body.new_password)?.into_inner();
         let uid = me.id.clone();
-        let current = self
-            .state
-            .db
-            .read(move |c| Ok(store::auth::candidate_by_id(c, &uid)?.map(|u| u.password_hash)))
-            .await?;
+        let current =
+            self.state.db.read(move |c| Ok(store::auth::candidate_by_id(c, &uid)?.map(|u| u.password_hash))).await?;
         if !self.state.passwords.verify(body.0.current_password, current).await? {
             return Err(ApiError::bad_request("Current password is incorrect"));
         }

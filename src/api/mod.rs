@@ -1,7 +1,11 @@
 //! The REST API under `/api/v1`: one file per area, request/response objects and handlers.
 //! Handlers state their authorization rule in their first line and leave SQL to `store`.
 
-use poem_openapi::{ApiResponse, Object, Tags, payload::Json, types::{ParseFromJSON, ToJSON}};
+use poem_openapi::{
+    ApiResponse, Object, Tags,
+    payload::Json,
+    types::{ParseFromJSON, ToJSON},
+};
 
 pub mod agents;
 pub mod auth;

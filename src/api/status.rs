@@ -37,11 +37,9 @@ impl StatusApi {
         let version = env!("CARGO_PKG_VERSION").to_string();
         match self.state.db.ping().await {
             Ok(()) => StatusResponse::Ok(Json(Status { status: "ok".into(), version, database: "ok".into() })),
-            Err(_) => StatusResponse::Unavailable(Json(Status {
-                status: "error".into(),
-                version,
-                database: "error".into(),
-            })),
+            Err(_) => {
+                StatusResponse::Unavailable(Json(Status { status: "error".into(), version, database: "error".into() }))
+            }
         }
     }
 }

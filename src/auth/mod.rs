@@ -12,11 +12,7 @@ use crate::{AppState, authz::CurrentUser, error::ApiError, store};
 /// `Authorization: Bearer <access token>`. In the docs UI it authorizes through the login
 /// endpoint (OAuth2 password flow).
 #[derive(SecurityScheme)]
-#[oai(
-    ty = "oauth2",
-    flows(password(token_url = "/api/v1/auth/login")),
-    checker = "authenticate"
-)]
+#[oai(ty = "oauth2", flows(password(token_url = "/api/v1/auth/login")), checker = "authenticate")]
 pub struct BearerAuth(pub CurrentUser);
 
 async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {

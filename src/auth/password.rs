@@ -63,9 +63,7 @@ pub fn hash_password(password: &str, iterations: u32) -> ApiResult<String> {
 }
 
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| Pbkdf2::default().verify_password(password.as_bytes(), &h).is_ok())
-        .unwrap_or(false)
+    PasswordHash::new(phc).map(|h| Pbkdf2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -52,7 +52,12 @@ pub fn candidate_by_id(conn: &Connection, user_id: &str) -> ApiResult<Option<Log
 }
 
 /// Failures of `account_key` since `since`: how many, and the oldest of the newest `limit`.
-pub fn recent_failures(conn: &Connection, account_key: &str, since: &str, limit: u32) -> ApiResult<(u32, Option<String>)> {
+pub fn recent_failures(
+    conn: &Connection,
+    account_key: &str,
+    since: &str,
+    limit: u32,
+) -> ApiResult<(u32, Option<String>)> {
     let mut stmt = conn.prepare_cached(
         "SELECT failed_at FROM login_failures WHERE account_key = ?1 AND failed_at > ?2 \
          ORDER BY failed_at DESC LIMIT ?3",
@@ -75,7 +80,14 @@ pub fn clear_failures(conn: &Connection, account_key: &str) -> ApiResult<()> {
     Ok(())
 }
 
-pub fn create_session(conn: &Connection, id: &str, user_id: &str, refresh_jti: &str, now: &str, expires_at: &str) -> ApiResult<()> {
+pub fn create_session(
+    conn: &Connection,
+    id: &str,
+    user_id: &str,
+    refresh_jti: &str,
+    now: &str,
+    expires_at: &str,
+) -> ApiResult<()> {
     conn.prepare_cached(
         "INSERT INTO sessions (id, user_id, refresh_jti, created_at, last_used_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
@@ -95,7 +107,14 @@ pub enum Rotation {
 
 /// Replaces the session's refresh token id with `new_jti` if `presented_jti` is the current one;
 /// a used one revokes the whole session.
-pub fn rotate_refresh(conn: &Connection, sid: &str, user_id: &str, presented_jti: &str, new_jti: &str, now: &str) -> ApiResult<Rotation> {
+pub fn rotate_refresh(
+    conn: &Connection,
+    sid: &str,
+    user_id: &str,
+    presented_jti: &str,
+    new_jti: &str,
+    now: &str,
+) -> ApiResult<Rotation> {
     let row: Option<(String, Option<String>, String)> = conn
         .prepare_cached("SELECT refresh_jti, revoked_at, expires_at FROM sessions WHERE id = ?1 AND user_id = ?2")?
         .query_row(params![sid, user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -114,13 +133,21 @@ pub fn rotate_refresh(conn: &Connection, sid: &str, user_id: &str, presented_jti
 }
 
 pub fn revoke_session(conn: &Connection, sid: &str, reason: &str, now: &str) -> ApiResult<()> {
-    conn.prepare_cached("UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL")?
-        .execute(params![sid, now, reason])?;
+    conn.prepare_cached(
+        "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+    )?
+    .execute(params![sid, now, reason])?;
     Ok(())
 }
 
 /// Revokes every live session of the user, except `keep` when given.
-pub fn revoke_user_sessions(conn: &Connection, user_id: &str, keep: Option<&str>, reason: &str, now: &str) -> ApiResult<usize> {
+pub fn revoke_user_sessions(
+    conn: &Connection,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+    now: &str,
+) -> ApiResult<usize> {
     Ok(conn
         .prepare_cached(
             "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4 \
@@ -163,7 +190,10 @@ pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Op
 }
 
 pub fn get_setting(conn: &Connection, key: &str) -> ApiResult<Option<String>> {
-    Ok(conn.prepare_cached("SELECT value FROM server_settings WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
+    Ok(conn
+        .prepare_cached("SELECT value FROM server_settings WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
 }
 
 /// Stores `value` unless the key already has one; returns the value that is stored.

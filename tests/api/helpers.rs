@@ -159,3 +159,89 @@ impl TestApp {
         (user, token)
     }
 }
+
+/// Direct set-up through the storage layer, for tests of one area that need rows of another.
+impl TestApp {
+    /// The id of the `Default` organization.
+    pub async fn default_org_id(&self) -> String {
+        self.state.db.read(|c| Ok(copilot::store::bootstrap::default_org_id(c)?.expect("Default org"))).await.unwrap()
+    }
+
+    /// A new organization with its system roles; returns its id.
+    pub async fn create_org(&self, name: &str) -> String {
+        let name = name.to_string();
+        self.state
+            .db
+            .write(move |tx| {
+                let id = copilot::db::new_id();
+                let now = copilot::db::now();
+                tx.execute(
+                    "INSERT INTO organizations (id, name, settings, is_active, created_at, updated_at) \
+                     VALUES (?1, ?2, '{}', 1, ?3, ?3)",
+                    rusqlite::params![id, name, now],
+                )?;
+                copilot::store::bootstrap::insert_system_roles(tx, &id, &now)?;
+                Ok(id)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A custom role of `org_id` holding `permissions`; returns its id.
+    pub async fn create_role(&self, org_id: &str, name: &str, permissions: &[&str]) -> String {
+        let (org_id, name) = (org_id.to_string(), name.to_string());
+        let permissions: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
+        self.state
+            .db
+            .write(move |tx| {
+                let id = copilot::db::new_id();
+                let now = copilot::db::now();
+                tx.execute(
+                    "INSERT INTO roles (id, organization_id, name, is_system, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, 0, ?4, ?4)",
+                    rusqlite::params![id, org_id, name, now],
+                )?;
+                for p in &permissions {
+                    tx.execute(
+                        "INSERT INTO role_permissions (role_id, permission_id) SELECT ?1, id FROM permissions WHERE name = ?2",
+                        rusqlite::params![id, p],
+                    )?;
+                }
+                Ok(id)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A user of `org_id` holding the role named `role` (`admin`, `member` or a custom one),
+    /// with password [`PASSWORD`]; returns (user id, access token).
+    pub async fn create_user_in(&self, org_id: &str, username: &str, role: &str) -> (String, String) {
+        let (org_id, uname, role) = (org_id.to_string(), username.to_string(), role.to_string());
+        let hash = copilot::auth::password::hash_password(PASSWORD, 1000).unwrap();
+        let id = self
+            .state
+            .db
+            .write(move |tx| {
+                let role_id = copilot::store::users::role_id_by_name(tx, &org_id, &role)?.expect("role exists");
+                let user = copilot::store::users::insert_user(
+                    tx,
+                    &copilot::store::users::NewUser {
+                        id: copilot::db::new_id(),
+                        organization_id: org_id,
+                        role_id: Some(role_id),
+                        email: format!("{uname}@example.com"),
+                        username: uname,
+                        full_name: None,
+                        password_hash: hash,
+                        is_superuser: false,
+                        now: copilot::db::now(),
+                    },
+                )?;
+                Ok(user.id)
+            })
+            .await
+            .unwrap();
+        let token = self.login(username, PASSWORD).await;
+        (id, token)
+    }
+}

@@ -1,2 +1,3 @@
 //! /organizations
-#[allow(unused_imports)] use crate::helpers::*;
+#[allow(unused_imports)]
+use crate::helpers::*;

@@ -1,7 +1,5 @@
 //! Server-wide behaviour: status, error bodies, headers, trailing slashes, body limits, docs.
 
-use serde_json::json;
-
 use crate::helpers::*;
 
 #[tokio::test]
