@@ -305,6 +305,7 @@ fn print_banner(state: &AppState, startup: &Startup, addr: &str) {
             cfg.bootstrap.admin_username.trim()
         );
     }
+    println!("Ready. Stop with Ctrl-C.");
 }
 
 async fn shutdown_signal() {

@@ -4,6 +4,7 @@ mod helpers;
 
 mod agents;
 mod auth;
+mod cli;
 mod conversations;
 mod organizations;
 mod projects;

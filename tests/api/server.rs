@@ -13,3 +13,188 @@ async fn status_reports_ok_without_auth() {
     let r = app.get("/status/", None).await;
     assert_eq!(r.status, 200, "trailing slash works too");
 }
+
+#[tokio::test]
+async fn every_error_class_answers_json_detail() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let post_raw = |body: &'static str, ct: &'static str| {
+        app.client.post(app.url("/api/v1/auth/login")).header("content-type", ct).body(body)
+    };
+    let cases = [
+        ("malformed JSON", app.send(post_raw("{bad", "application/json")).await, 400),
+        ("missing field", app.send(post_raw(r#"{"username": "x"}"#, "application/json")).await, 400),
+        ("wrong type", app.send(post_raw(r#"{"username": ["x"], "password": {}}"#, "application/json")).await, 400),
+        ("wrong content type", app.send(post_raw("username", "text/plain")).await, 400),
+        ("unknown route", app.get("/no/such/thing", Some(&token)).await, 404),
+        ("unknown top-level route", app.send(app.client.get(app.url("/nothing-here"))).await, 404),
+        ("wrong method", app.delete("/status", None).await, 405),
+        ("no token", app.get("/auth/me", None).await, 401),
+        ("bad query value", app.get("/users?limit=abc", Some(&token)).await, 400),
+    ];
+    for (what, r, status) in cases {
+        assert_eq!(r.status, status, "{what}: {:?}", r.body);
+        assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{what}: {:?}", r.body);
+        assert_eq!(r.header("content-type").map(|c| c.starts_with("application/json")), Some(true), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn a_json_body_without_content_type_is_read_as_json() {
+    let app = spawn_app().await;
+    let body = format!(r#"{{"username": "{ADMIN_USERNAME}", "password": "{ADMIN_PASSWORD}"}}"#);
+    let r = app.send(app.client.post(app.url("/api/v1/auth/login")).body(body)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let app = spawn_app_with(|c| c.server.body_limit_bytes = 2048).await;
+    let big = format!(r#"{{"username": "{}", "password": "x"}}"#, "a".repeat(4096));
+    let r = app
+        .send(
+            app.client.post(app.url("/api/v1/auth/login")).header("content-type", "application/json").body(big.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 413);
+    assert!(!r.detail().is_empty());
+    // streamed (chunked) bodies, which declare no length, are limited too
+    let raw = raw_http(
+        &app.base,
+        &format!(
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+            big.len()
+        ),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(raw.contains("\"detail\""), "{raw}");
+}
+
+/// Sends `request` as raw bytes and returns the whole answer as text.
+async fn raw_http(base: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn security_headers_are_on_every_response() {
+    let app = spawn_app().await;
+    for path in ["/api/v1/status", "/api/v1/nothing", "/admin/", "/docs", "/api/v1/openapi.json"] {
+        let r = app.send(app.client.get(app.url(path))).await;
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+    }
+    let r = app.send(app.client.get(app.url("/admin/"))).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-security-policy").is_some_and(|c| c.contains("default-src 'self'")));
+}
+
+#[tokio::test]
+async fn console_redirects_and_serves_deep_links() {
+    let app = spawn_app().await;
+    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = app.send(no_redirect.get(app.url("/"))).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("/admin/"));
+    let r = app.send(no_redirect.get(app.url("/admin"))).await;
+    assert_eq!((r.status, r.header("location")), (302, Some("/admin/")));
+    let index = app.send(app.client.get(app.url("/admin/"))).await;
+    let etag = index.header("etag").expect("etag").to_string();
+    let deep = app.send(app.client.get(app.url("/admin/users/123"))).await;
+    assert_eq!(deep.status, 200, "client-side routes load the app");
+    assert_eq!(deep.header("etag"), Some(etag.as_str()));
+    let r = app.send(app.client.get(app.url("/admin/missing.js"))).await;
+    assert_eq!(r.status, 404);
+    let r = app.send(app.client.get(app.url("/admin/")).header("if-none-match", etag)).await;
+    assert_eq!(r.status, 304);
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let app = spawn_app_with(|c| c.server.cors_origins = vec!["https://console.example".into()]).await;
+    let allowed = app.send(app.client.get(app.url("/api/v1/status")).header("origin", "https://console.example")).await;
+    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://console.example"));
+    let preflight = app
+        .send(
+            app.client
+                .request(reqwest::Method::OPTIONS, app.url("/api/v1/users"))
+                .header("origin", "https://console.example")
+                .header("access-control-request-method", "POST")
+                .header("access-control-request-headers", "authorization,content-type"),
+        )
+        .await;
+    assert!(preflight.status < 300, "{}", preflight.status);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("https://console.example"));
+    let denied = app.send(app.client.get(app.url("/api/v1/status")).header("origin", "https://evil.example")).await;
+    assert_eq!(denied.header("access-control-allow-origin"), None);
+    assert!(denied.status >= 400);
+    assert!(!denied.detail().is_empty());
+
+    let closed = spawn_app().await;
+    let r =
+        closed.send(closed.client.get(closed.url("/api/v1/status")).header("origin", "https://console.example")).await;
+    assert_eq!(r.header("access-control-allow-origin"), None, "no origins configured: no CORS");
+}
+
+#[tokio::test]
+async fn openapi_document_and_docs_ui_are_served() {
+    let app = spawn_app().await;
+    let r = app.send(app.client.get(app.url("/api/v1/openapi.json"))).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = r.body["paths"].as_object().unwrap();
+    for p in [
+        "/auth/login",
+        "/auth/register",
+        "/auth/refresh",
+        "/auth/me",
+        "/auth/logout",
+        "/auth/change-password",
+        "/status",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from {:?}", paths.keys().collect::<Vec<_>>());
+    }
+    let login = &paths["/auth/login"]["post"];
+    assert!(login["requestBody"]["content"].get("application/x-www-form-urlencoded").is_some());
+    assert!(login["responses"].get("429").is_some());
+    let schemes = &r.body["components"]["securitySchemes"];
+    assert_eq!(schemes["BearerAuth"]["flows"]["password"]["tokenUrl"], "/api/v1/auth/login");
+    let docs = app.send(app.client.get(app.url("/docs"))).await;
+    assert_eq!(docs.status, 200);
+}
+
+#[tokio::test]
+async fn bootstrap_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = |state: &copilot::AppState| {
+        let db = state.db.clone();
+        async move {
+            db.read(|c| {
+                let n = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0));
+                Ok((n("permissions")?, n("organizations")?, n("roles")?, n("users")?, n("role_permissions")?))
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let mut config = test_config(dir.path());
+    config.bootstrap.admin_password = String::new();
+    let (first, startup) = copilot::AppState::open(config.clone()).unwrap();
+    let password = startup.generated_admin_password.clone().expect("a generated password on first start");
+    assert!(password.len() >= 16);
+    assert_eq!(counts(&first).await, (13, 1, 2, 1, 21));
+    drop(first);
+    let (second, startup) = copilot::AppState::open(config).unwrap();
+    assert!(startup.generated_admin_password.is_none(), "printed only once");
+    assert!(!startup.bootstrapped);
+    assert_eq!(counts(&second).await, (13, 1, 2, 1, 21));
+    let app = spawn_on(dir, second.config.as_ref().clone()).await;
+    app.login(ADMIN_USERNAME, &password).await;
+}
