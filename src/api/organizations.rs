@@ -1,8 +1,239 @@
-//! /organizations endpoints.
+//! /organizations: the tenants, and moving users between them.
 
-pub struct OrganizationsApi {
-    pub state: crate::AppState,
+use poem_openapi::{
+    Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::MaybeUndefined,
+};
+
+use crate::{
+    AppState,
+    api::{
+        ApiTags, Created,
+        users::{User, user_filter},
+    },
+    auth::BearerAuth,
+    authz::{self, Permission, Scope},
+    db::{new_id, now},
+    error::{ApiError, ApiResult},
+    pagination::{ListResponse, Page, search_term},
+    store::{
+        self,
+        organizations::{NewOrg, OrgChanges, OrgFilter},
+    },
+    validate,
+};
+
+/// An organization (tenant).
+#[derive(Object, Debug, Clone)]
+pub struct Organization {
+    pub id: String,
+    pub name: String,
+    pub domain: Option<String>,
+    pub description: Option<String>,
+    /// A JSON object
+    pub settings: serde_json::Value,
+    pub is_active: bool,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
-#[poem_openapi::OpenApi(tag = "crate::api::ApiTags::Organizations")]
-impl OrganizationsApi {}
+#[derive(Object, Debug)]
+pub struct CreateOrganizationRequest {
+    /// 1..=255 characters, unique regardless of letter case
+    pub name: String,
+    pub domain: Option<String>,
+    pub description: Option<String>,
+    /// A JSON object; default `{}`
+    pub settings: Option<serde_json::Value>,
+}
+
+/// Fields left out stay as they are.
+#[derive(Object, Debug)]
+pub struct UpdateOrganizationRequest {
+    /// 1..=255 characters, unique regardless of letter case
+    pub name: Option<String>,
+    /// `null` clears it
+    pub domain: MaybeUndefined<String>,
+    /// `null` clears it
+    pub description: MaybeUndefined<String>,
+    /// A JSON object; replaces the whole settings object
+    pub settings: Option<serde_json::Value>,
+    /// Superusers only
+    pub is_active: Option<bool>,
+}
+
+fn org_not_found() -> ApiError {
+    ApiError::not_found("Organization not found")
+}
+
+/// Validated optional text that `null` clears: `None` = unchanged, `Some(None)` = clear.
+fn clearable_text(field: &str, value: MaybeUndefined<String>, max: usize) -> ApiResult<Option<Option<String>>> {
+    match value {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Ok(Some(None)),
+        MaybeUndefined::Value(v) => Ok(Some(validate::optional_text(field, Some(v), max)?)),
+    }
+}
+
+pub struct OrganizationsApi {
+    pub state: AppState,
+}
+
+#[OpenApi(tag = "ApiTags::Organizations")]
+impl OrganizationsApi {
+    /// List organizations
+    ///
+    /// Needs `organizations:read`. A superuser sees every organization, anyone else only their
+    /// own. Deactivated ones only with `is_active=false`. `search` matches name and domain.
+    #[oai(path = "/organizations", method = "get")]
+    async fn list_organizations(
+        &self,
+        auth: BearerAuth,
+        skip: Query<Option<i64>>,
+        limit: Query<Option<i64>>,
+        search: Query<Option<String>>,
+        is_active: Query<Option<bool>>,
+    ) -> ApiResult<Json<ListResponse<Organization>>> {
+        let scope = authz::require(&auth.0, Permission::OrganizationsRead)?;
+        let page = Page::new(skip.0, limit.0)?;
+        let filter = OrgFilter { search: search_term(search.0), is_active: is_active.0.unwrap_or(true) };
+        let (rows, total) =
+            self.state.db.read(move |c| store::organizations::list_orgs(c, &scope, &filter, page)).await?;
+        Ok(Json(page.wrap(rows, total)))
+    }
+
+    /// Get an organization
+    ///
+    /// Needs `organizations:read`; the caller's own organization (a superuser: any).
+    #[oai(path = "/organizations/:id", method = "get")]
+    async fn get_organization(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<Organization>> {
+        let scope = authz::require(&auth.0, Permission::OrganizationsRead)?;
+        let id = validate::path_id(&id, "Organization")?;
+        let org = self.state.db.read(move |c| store::organizations::get_org(c, &scope, &id)).await?;
+        Ok(Json(org.ok_or_else(org_not_found)?))
+    }
+
+    /// Create an organization
+    ///
+    /// Superusers only. The organization gets its two system roles, `admin` and `member`.
+    #[oai(path = "/organizations", method = "post")]
+    async fn create_organization(
+        &self,
+        auth: BearerAuth,
+        body: Json<CreateOrganizationRequest>,
+    ) -> ApiResult<Created<Organization>> {
+        authz::require_superuser(&auth.0)?;
+        let body = body.0;
+        let org = NewOrg {
+            id: new_id(),
+            name: validate::name("name", &body.name)?,
+            domain: validate::optional_text("domain", body.domain, validate::NAME_MAX)?,
+            description: validate::optional_text("description", body.description, validate::DESCRIPTION_MAX)?,
+            settings: validate::json_object("settings", body.settings)?,
+            now: now(),
+        };
+        let created = self
+            .state
+            .db
+            .write(move |tx| {
+                store::organizations::insert_org(tx, &org)?;
+                store::bootstrap::insert_system_roles(tx, &org.id, &org.now)?;
+                store::organizations::get_org(tx, &Scope::All, &org.id)?
+                    .ok_or_else(|| ApiError::internal("inserted organization vanished"))
+            })
+            .await?;
+        tracing::info!(organization_id = %created.id, "organization created");
+        Ok(Created::Created(Json(created)))
+    }
+
+    /// Update an organization
+    ///
+    /// Needs `organizations:write` on the caller's own organization (a superuser: any). Only a
+    /// superuser may change `is_active`.
+    #[oai(path = "/organizations/:id", method = "put")]
+    async fn update_organization(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        body: Json<UpdateOrganizationRequest>,
+    ) -> ApiResult<Json<Organization>> {
+        let scope = authz::require(&auth.0, Permission::OrganizationsWrite)?;
+        let id = validate::path_id(&id, "Organization")?;
+        let body = body.0;
+        if body.is_active.is_some() && !auth.0.is_superuser {
+            return Err(ApiError::forbidden("Only a superuser may change is_active of an organization"));
+        }
+        let changes = OrgChanges {
+            name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
+            domain: clearable_text("domain", body.domain, validate::NAME_MAX)?,
+            description: clearable_text("description", body.description, validate::DESCRIPTION_MAX)?,
+            settings: body.settings.map(|s| validate::json_object("settings", Some(s))).transpose()?,
+            is_active: body.is_active,
+        };
+        let org =
+            self.state.db.write(move |tx| store::organizations::update_org(tx, &scope, &id, &changes, &now())).await?;
+        Ok(Json(org.ok_or_else(org_not_found)?))
+    }
+
+    /// List an organization's members
+    ///
+    /// Needs `organizations:read`; the caller's own organization (a superuser: any). Same
+    /// `search`, `is_active` and `role_id` filters as the user list.
+    #[oai(path = "/organizations/:id/members", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_members(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        skip: Query<Option<i64>>,
+        limit: Query<Option<i64>>,
+        search: Query<Option<String>>,
+        is_active: Query<Option<bool>>,
+        role_id: Query<Option<String>>,
+    ) -> ApiResult<Json<ListResponse<User>>> {
+        let scope = authz::require(&auth.0, Permission::OrganizationsRead)?;
+        let id = validate::path_id(&id, "Organization")?;
+        let page = Page::new(skip.0, limit.0)?;
+        let filter = user_filter(search.0, is_active.0, role_id.0);
+        let (rows, total) = self
+            .state
+            .db
+            .read(move |c| {
+                store::organizations::get_org(c, &scope, &id)?.ok_or_else(org_not_found)?;
+                store::users::list_users(c, &Scope::Org(id), &filter, page)
+            })
+            .await?;
+        Ok(Json(page.wrap(rows, total)))
+    }
+
+    /// Move a user into an organization
+    ///
+    /// Superusers only. The user gets the organization's `member` role and leaves the projects
+    /// of their former organization. A user already in the organization is left as is.
+    #[oai(path = "/organizations/:id/members/:user_id", method = "post")]
+    async fn add_member(&self, auth: BearerAuth, id: Path<String>, user_id: Path<String>) -> ApiResult<Json<User>> {
+        authz::require_superuser(&auth.0)?;
+        let id = validate::path_id(&id, "Organization")?;
+        let user_id = validate::path_id(&user_id, "User")?;
+        let user = self
+            .state
+            .db
+            .write(move |tx| {
+                store::organizations::get_org(tx, &Scope::All, &id)?.ok_or_else(org_not_found)?;
+                let user = store::users::get_user(tx, &Scope::All, &user_id)?
+                    .ok_or_else(|| ApiError::not_found("User not found"))?;
+                if user.organization_id == id {
+                    return Ok(user);
+                }
+                let role_id = store::organizations::member_role_id(tx, &id)?;
+                store::users::move_to_org(tx, &user_id, &id, &role_id, &now())?;
+                store::users::get_user(tx, &Scope::All, &user_id)?
+                    .ok_or_else(|| ApiError::internal("moved user vanished"))
+            })
+            .await?;
+        tracing::info!(user_id = %user.id, organization_id = %user.organization_id, "user moved");
+        Ok(Json(user))
+    }
+}

@@ -5,7 +5,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     api::users::User,
     authz::Scope,
+    db::like_pattern,
     error::{ApiError, ApiResult, is_unique_violation},
+    pagination::Page,
 };
 
 pub const USER_COLS: &str = "u.id, u.username, u.email, u.full_name, u.organization_id, u.role_id, \
@@ -89,5 +91,131 @@ pub fn role_id_by_name(conn: &Connection, organization_id: &str, name: &str) -> 
 pub fn set_password_hash(conn: &Connection, id: &str, hash: &str, now: &str) -> ApiResult<()> {
     conn.prepare_cached("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id, hash, now])?;
+    Ok(())
+}
+
+/// The filters of a user list (`GET /users`, `GET /organizations/{id}/members`).
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Case-insensitive substring of username, email or full_name.
+    pub search: Option<String>,
+    /// Active users (`true`) or deactivated ones (`false`).
+    pub is_active: bool,
+    pub role_id: Option<String>,
+}
+
+const USER_LIST_WHERE: &str = "(?1 IS NULL OR u.organization_id = ?1) AND u.is_active = ?2 \
+     AND (?3 IS NULL OR u.role_id = ?3) \
+     AND (?4 IS NULL OR u.username LIKE ?4 ESCAPE '\\' OR u.email LIKE ?4 ESCAPE '\\' \
+          OR u.full_name LIKE ?4 ESCAPE '\\')";
+
+/// One page of the users of the scope that match `filter`, newest first, and the total count.
+pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: Page) -> ApiResult<(Vec<User>, i64)> {
+    let pattern = filter.search.as_deref().map(like_pattern);
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM users u WHERE {USER_LIST_WHERE}"))?
+        .query_row(params![scope.org(), filter.is_active, filter.role_id, pattern], |r| r.get(0))?;
+    let sql = format!(
+        "SELECT {USER_COLS} FROM users u WHERE {USER_LIST_WHERE} \
+         ORDER BY u.created_at DESC, u.id DESC LIMIT ?5 OFFSET ?6"
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![scope.org(), filter.is_active, filter.role_id, pattern, page.limit, page.skip],
+            user_from_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows, total))
+}
+
+/// Whether `role_id` is a role of `organization_id`.
+pub fn role_in_org(conn: &Connection, organization_id: &str, role_id: &str) -> ApiResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM roles WHERE id = ?1 AND organization_id = ?2")?
+        .query_row(params![role_id, organization_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// What `PUT /users/{id}` changes; `None` leaves a column as it is.
+#[derive(Debug, Default)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    /// `Some(None)` clears the full name.
+    pub full_name: Option<Option<String>>,
+    pub is_active: Option<bool>,
+    pub is_superuser: Option<bool>,
+    pub password_hash: Option<String>,
+}
+
+/// Applies `changes` to a user of the scope; `None` when there is no such user. A taken email
+/// is a 409.
+pub fn update_user(
+    conn: &Connection,
+    scope: &Scope,
+    id: &str,
+    changes: &UserChanges,
+    now: &str,
+) -> ApiResult<Option<User>> {
+    let (set_full_name, full_name) = match &changes.full_name {
+        Some(v) => (true, v.clone()),
+        None => (false, None),
+    };
+    let n = conn
+        .prepare_cached(
+            "UPDATE users SET email = COALESCE(?3, email), \
+             full_name = CASE WHEN ?4 THEN ?5 ELSE full_name END, \
+             is_active = COALESCE(?6, is_active), is_superuser = COALESCE(?7, is_superuser), \
+             password_hash = COALESCE(?8, password_hash), updated_at = ?9 \
+             WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)",
+        )?
+        .execute(params![
+            id,
+            scope.org(),
+            changes.email,
+            set_full_name,
+            full_name,
+            changes.is_active,
+            changes.is_superuser,
+            changes.password_hash,
+            now
+        ])
+        .map_err(user_conflict)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    get_user(conn, scope, id)
+}
+
+/// Activates or deactivates a user of the scope; a user already in that state is left as is.
+pub fn set_active(conn: &Connection, scope: &Scope, id: &str, active: bool, now: &str) -> ApiResult<()> {
+    conn.prepare_cached(
+        "UPDATE users SET is_active = ?3, updated_at = ?4 \
+         WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2) AND is_active <> ?3",
+    )?
+    .execute(params![id, scope.org(), active, now])?;
+    Ok(())
+}
+
+/// Gives a user of the scope another role (already checked to be of the user's organization).
+pub fn set_role(conn: &Connection, scope: &Scope, id: &str, role_id: &str, now: &str) -> ApiResult<()> {
+    conn.prepare_cached(
+        "UPDATE users SET role_id = ?3, updated_at = ?4 WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)",
+    )?
+    .execute(params![id, scope.org(), role_id, now])?;
+    Ok(())
+}
+
+/// Moves a user into `organization_id` with `role_id`, and takes them out of every project of
+/// any other organization.
+pub fn move_to_org(conn: &Connection, id: &str, organization_id: &str, role_id: &str, now: &str) -> ApiResult<()> {
+    conn.prepare_cached("UPDATE users SET organization_id = ?2, role_id = ?3, updated_at = ?4 WHERE id = ?1")?
+        .execute(params![id, organization_id, role_id, now])?;
+    conn.prepare_cached(
+        "DELETE FROM user_projects WHERE user_id = ?1 \
+         AND project_id IN (SELECT id FROM projects WHERE organization_id <> ?2)",
+    )?
+    .execute(params![id, organization_id])?;
     Ok(())
 }
