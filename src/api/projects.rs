@@ -1,8 +1,272 @@
-//! /projects endpoints.
+//! `/projects`: projects of an organization and their members.
 
-pub struct ProjectsApi {
-    pub state: crate::AppState,
+use poem_openapi::{
+    Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+
+use crate::{
+    AppState,
+    api::{ApiTags, Created, Deleted, users::User},
+    auth::BearerAuth,
+    authz::{self, Permission},
+    db::{new_id, now},
+    error::{ApiError, ApiResult},
+    pagination::{ListResponse, Page, search_term},
+    store::{
+        self,
+        projects::{MemberFilter, NewProject, ProjectChanges, ProjectFilter},
+    },
+    validate,
+};
+
+/// A project of an organization.
+#[derive(Object, Debug, Clone)]
+pub struct Project {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// Free-form JSON object
+    pub settings: serde_json::Value,
+    /// The user who created the project
+    pub created_by: Option<String>,
+    pub is_active: bool,
+    /// How many users are members of the project
+    pub member_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
-#[poem_openapi::OpenApi(tag = "crate::api::ApiTags::Projects")]
-impl ProjectsApi {}
+#[derive(Object, Debug)]
+pub struct CreateProjectRequest {
+    /// 1..=255 characters; need not be unique
+    pub name: String,
+    /// At most 10,000 characters
+    pub description: Option<String>,
+    /// A JSON object
+    pub settings: Option<serde_json::Value>,
+}
+
+#[derive(Object, Debug)]
+pub struct UpdateProjectRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// A JSON object; replaces the stored settings
+    pub settings: Option<serde_json::Value>,
+    /// `false` soft-deletes, `true` restores
+    pub is_active: Option<bool>,
+}
+
+pub struct ProjectsApi {
+    pub state: AppState,
+}
+
+#[OpenApi(tag = "ApiTags::Projects")]
+impl ProjectsApi {
+    /// List projects
+    ///
+    /// Needs `projects:read`. Projects of the caller's organization (a superuser: of all, unless
+    /// `organization_id` narrows it); `search` looks in name and description; `is_active`
+    /// defaults to active projects only.
+    #[oai(path = "/projects", method = "get")]
+    async fn list_projects(
+        &self,
+        auth: BearerAuth,
+        skip: Query<Option<i64>>,
+        limit: Query<Option<i64>>,
+        search: Query<Option<String>>,
+        is_active: Query<Option<bool>>,
+        organization_id: Query<Option<String>>,
+    ) -> ApiResult<Json<ListResponse<Project>>> {
+        let scope = authz::require(&auth.0, Permission::ProjectsRead)?.narrowed(organization_id.0.as_deref());
+        let page = Page::new(skip.0, limit.0)?;
+        let filter = ProjectFilter { search: search_term(search.0), is_active: is_active.0.unwrap_or(true) };
+        let (rows, total) =
+            self.state.db.read(move |c| store::projects::list_projects(c, &scope, &filter, page)).await?;
+        Ok(Json(page.wrap(rows, total)))
+    }
+
+    /// Get a project
+    ///
+    /// Needs `projects:read`. A project of another organization is not found; a soft-deleted one
+    /// stays readable.
+    #[oai(path = "/projects/:id", method = "get")]
+    async fn get_project(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<Project>> {
+        let scope = authz::require(&auth.0, Permission::ProjectsRead)?;
+        let id = validate::path_id(&id, "Project")?;
+        let project = self.state.db.read(move |c| store::projects::find_project(c, &scope, &id)).await?;
+        Ok(Json(project))
+    }
+
+    /// Create a project
+    ///
+    /// Needs `projects:write`. The project belongs to the caller's organization and the caller
+    /// becomes its first member.
+    #[oai(path = "/projects", method = "post")]
+    async fn create_project(&self, auth: BearerAuth, body: Json<CreateProjectRequest>) -> ApiResult<Created<Project>> {
+        authz::require(&auth.0, Permission::ProjectsWrite)?;
+        let body = body.0;
+        let new = NewProject {
+            id: new_id(),
+            organization_id: auth.0.home_org().to_string(),
+            name: validate::name("name", &body.name)?,
+            description: validate::optional_text("description", body.description, validate::DESCRIPTION_MAX)?,
+            settings: validate::json_object("settings", body.settings)?,
+            created_by: auth.0.id.clone(),
+            now: now(),
+        };
+        let project = self.state.db.write(move |tx| store::projects::insert_project(tx, &new)).await?;
+        tracing::info!(project_id = %project.id, "project created");
+        Ok(Created::Created(Json(project)))
+    }
+
+    /// Update a project
+    ///
+    /// Needs `projects:write`, and the caller must be the project's creator or an organization
+    /// admin. Only the fields sent change.
+    #[oai(path = "/projects/:id", method = "put")]
+    async fn update_project(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        body: Json<UpdateProjectRequest>,
+    ) -> ApiResult<Json<Project>> {
+        let scope = authz::require(&auth.0, Permission::ProjectsWrite)?;
+        let id = validate::path_id(&id, "Project")?;
+        let body = body.0;
+        let changes = ProjectChanges {
+            name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
+            description: validate::optional_text("description", body.description, validate::DESCRIPTION_MAX)?,
+            settings: match body.settings {
+                None | Some(serde_json::Value::Null) => None,
+                settings => Some(validate::json_object("settings", settings)?),
+            },
+            is_active: body.is_active,
+        };
+        let me = auth.0;
+        let project = self
+            .state
+            .db
+            .write(move |tx| {
+                let project = store::projects::find_project(tx, &scope, &id)?;
+                authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
+                store::projects::update_project(tx, &id, &changes, &now())?;
+                store::projects::find_project(tx, &scope, &id)
+            })
+            .await?;
+        Ok(Json(project))
+    }
+
+    /// Delete a project
+    ///
+    /// Needs `projects:delete`, and the caller must be the project's creator or an organization
+    /// admin. A soft delete: the project leaves the lists but stays readable by id.
+    #[oai(path = "/projects/:id", method = "delete")]
+    async fn delete_project(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Deleted> {
+        let scope = authz::require(&auth.0, Permission::ProjectsDelete)?;
+        let id = validate::path_id(&id, "Project")?;
+        let me = auth.0;
+        self.state
+            .db
+            .write(move |tx| {
+                let project = store::projects::find_project(tx, &scope, &id)?;
+                authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
+                store::projects::deactivate_project(tx, &id, &now())
+            })
+            .await?;
+        Ok(Deleted::NoContent)
+    }
+
+    /// List a project's members
+    ///
+    /// Needs `projects:read`. `search` looks in username, email and full name; `is_active`
+    /// defaults to active users only.
+    #[oai(path = "/projects/:id/members", method = "get")]
+    async fn list_members(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        skip: Query<Option<i64>>,
+        limit: Query<Option<i64>>,
+        search: Query<Option<String>>,
+        is_active: Query<Option<bool>>,
+    ) -> ApiResult<Json<ListResponse<User>>> {
+        let scope = authz::require(&auth.0, Permission::ProjectsRead)?;
+        let id = validate::path_id(&id, "Project")?;
+        let page = Page::new(skip.0, limit.0)?;
+        let filter = MemberFilter { search: search_term(search.0), is_active: is_active.0.unwrap_or(true) };
+        let (rows, total) = self
+            .state
+            .db
+            .read(move |c| {
+                store::projects::find_project(c, &scope, &id)?;
+                store::projects::list_members(c, &id, &filter, page)
+            })
+            .await?;
+        Ok(Json(page.wrap(rows, total)))
+    }
+
+    /// Add a member to a project
+    ///
+    /// Needs `projects:read`, and the caller must be the project's creator or an organization
+    /// admin. The user must belong to the project's organization; adding a member twice changes
+    /// nothing. Answers the project.
+    #[oai(path = "/projects/:id/members/:user_id", method = "post")]
+    async fn add_member(&self, auth: BearerAuth, id: Path<String>, user_id: Path<String>) -> ApiResult<Json<Project>> {
+        let scope = authz::require(&auth.0, Permission::ProjectsRead)?;
+        let id = validate::path_id(&id, "Project")?;
+        let user_id = validate::path_id(&user_id, "User")?;
+        let me = auth.0;
+        let project = self
+            .state
+            .db
+            .write(move |tx| {
+                let project = store::projects::find_project(tx, &scope, &id)?;
+                authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
+                if !store::projects::user_in_org(tx, &user_id, &project.organization_id)? {
+                    return Err(ApiError::not_found("User not found"));
+                }
+                let now = now();
+                if store::projects::add_member(tx, &id, &user_id, &now)? {
+                    store::projects::update_project(tx, &id, &ProjectChanges::default(), &now)?;
+                }
+                store::projects::find_project(tx, &scope, &id)
+            })
+            .await?;
+        Ok(Json(project))
+    }
+
+    /// Remove a member from a project
+    ///
+    /// Needs `projects:read`, and the caller must be the project's creator or an organization
+    /// admin. A user who is not a member is not found. Answers the project.
+    #[oai(path = "/projects/:id/members/:user_id", method = "delete")]
+    async fn remove_member(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        user_id: Path<String>,
+    ) -> ApiResult<Json<Project>> {
+        let scope = authz::require(&auth.0, Permission::ProjectsRead)?;
+        let id = validate::path_id(&id, "Project")?;
+        let user_id = validate::path_id(&user_id, "User")?;
+        let me = auth.0;
+        let project = self
+            .state
+            .db
+            .write(move |tx| {
+                let project = store::projects::find_project(tx, &scope, &id)?;
+                authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
+                let now = now();
+                if !store::projects::remove_member(tx, &id, &user_id)? {
+                    return Err(ApiError::not_found("User is not a member of this project"));
+                }
+                store::projects::update_project(tx, &id, &ProjectChanges::default(), &now)?;
+                store::projects::find_project(tx, &scope, &id)
+            })
+            .await?;
+        Ok(Json(project))
+    }
+}

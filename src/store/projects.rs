@@ -1,1 +1,174 @@
-//! SQL for /projects.
+//! SQL for /projects: projects of the caller's scope and their members (`user_projects`).
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::{
+    api::{projects::Project, users::User},
+    authz::Scope,
+    db::{json_col, like_pattern},
+    error::{ApiError, ApiResult},
+    pagination::Page,
+    store::users::{USER_COLS, user_from_row},
+};
+
+const PROJECT_COLS: &str = "p.id, p.organization_id, p.name, p.description, p.settings, p.created_by, p.is_active, \
+                            (SELECT COUNT(*) FROM user_projects up WHERE up.project_id = p.id), \
+                            p.created_at, p.updated_at";
+
+fn project_from_row(r: &Row<'_>) -> rusqlite::Result<Project> {
+    Ok(Project {
+        id: r.get(0)?,
+        organization_id: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        settings: json_col(r, 4)?,
+        created_by: r.get(5)?,
+        is_active: r.get(6)?,
+        member_count: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+/// Filters of `GET /projects`.
+pub struct ProjectFilter {
+    pub search: Option<String>,
+    pub is_active: bool,
+}
+
+/// One page of the scope's projects and the total of matches.
+pub fn list_projects(
+    conn: &Connection,
+    scope: &Scope,
+    f: &ProjectFilter,
+    page: Page,
+) -> ApiResult<(Vec<Project>, i64)> {
+    let pattern = f.search.as_deref().map(like_pattern);
+    let filter = "FROM projects p WHERE (?1 IS NULL OR p.organization_id = ?1) AND p.is_active = ?2 \
+                  AND (?3 IS NULL OR p.name LIKE ?3 ESCAPE '\\' OR p.description LIKE ?3 ESCAPE '\\')";
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) {filter}"))?
+        .query_row(params![scope.org(), f.is_active, pattern], |r| r.get(0))?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {PROJECT_COLS} {filter} ORDER BY p.created_at DESC, p.id DESC LIMIT ?4 OFFSET ?5"
+        ))?
+        .query_map(params![scope.org(), f.is_active, pattern, page.limit, page.skip], project_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}
+
+/// A project of the scope, active or not.
+pub fn get_project(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Option<Project>> {
+    let sql =
+        format!("SELECT {PROJECT_COLS} FROM projects p WHERE p.id = ?1 AND (?2 IS NULL OR p.organization_id = ?2)");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![id, scope.org()], project_from_row).optional()?)
+}
+
+/// A project of the scope, or 404.
+pub fn find_project(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Project> {
+    get_project(conn, scope, id)?.ok_or_else(not_found)
+}
+
+pub fn not_found() -> ApiError {
+    ApiError::not_found("Project not found")
+}
+
+pub struct NewProject {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON object text
+    pub settings: String,
+    pub created_by: String,
+    pub now: String,
+}
+
+/// Inserts a project and makes its creator a member.
+pub fn insert_project(conn: &Connection, p: &NewProject) -> ApiResult<Project> {
+    conn.prepare_cached(
+        "INSERT INTO projects (id, organization_id, name, description, settings, created_by, is_active, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
+    )?
+    .execute(params![p.id, p.organization_id, p.name, p.description, p.settings, p.created_by, p.now])?;
+    add_member(conn, &p.id, &p.created_by, &p.now)?;
+    get_project(conn, &Scope::All, &p.id)?.ok_or_else(|| ApiError::internal("inserted project vanished"))
+}
+
+/// The fields a PUT may change; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ProjectChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// JSON object text
+    pub settings: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+/// Applies `c` to the project `id` and stamps `updated_at`.
+pub fn update_project(conn: &Connection, id: &str, c: &ProjectChanges, now: &str) -> ApiResult<()> {
+    conn.prepare_cached(
+        "UPDATE projects SET name = COALESCE(?2, name), description = COALESCE(?3, description), \
+         settings = COALESCE(?4, settings), is_active = COALESCE(?5, is_active), updated_at = ?6 WHERE id = ?1",
+    )?
+    .execute(params![id, c.name, c.description, c.settings, c.is_active, now])?;
+    Ok(())
+}
+
+/// Soft delete: `is_active = false`.
+pub fn deactivate_project(conn: &Connection, id: &str, now: &str) -> ApiResult<()> {
+    conn.prepare_cached("UPDATE projects SET is_active = 0, updated_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    Ok(())
+}
+
+/// Filters of `GET /projects/{id}/members`.
+pub struct MemberFilter {
+    pub search: Option<String>,
+    pub is_active: bool,
+}
+
+/// One page of a project's members and the total of matches.
+pub fn list_members(conn: &Connection, project_id: &str, f: &MemberFilter, page: Page) -> ApiResult<(Vec<User>, i64)> {
+    let pattern = f.search.as_deref().map(like_pattern);
+    let filter = "FROM user_projects up JOIN users u ON u.id = up.user_id \
+                  WHERE up.project_id = ?1 AND u.is_active = ?2 \
+                  AND (?3 IS NULL OR u.username LIKE ?3 ESCAPE '\\' OR u.email LIKE ?3 ESCAPE '\\' \
+                       OR u.full_name LIKE ?3 ESCAPE '\\')";
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) {filter}"))?
+        .query_row(params![project_id, f.is_active, pattern], |r| r.get(0))?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {USER_COLS} {filter} ORDER BY u.created_at DESC, u.id DESC LIMIT ?4 OFFSET ?5"
+        ))?
+        .query_map(params![project_id, f.is_active, pattern, page.limit, page.skip], user_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, total))
+}
+
+/// Whether `user_id` names a user (active or not) of `organization_id`.
+pub fn user_in_org(conn: &Connection, user_id: &str, organization_id: &str) -> ApiResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM users WHERE id = ?1 AND organization_id = ?2")?
+        .query_row(params![user_id, organization_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Makes `user_id` a member; returns false when they already were.
+pub fn add_member(conn: &Connection, project_id: &str, user_id: &str, now: &str) -> ApiResult<bool> {
+    let n = conn
+        .prepare_cached("INSERT OR IGNORE INTO user_projects (project_id, user_id, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![project_id, user_id, now])?;
+    Ok(n > 0)
+}
+
+/// Removes a membership; returns false when there was none.
+pub fn remove_member(conn: &Connection, project_id: &str, user_id: &str) -> ApiResult<bool> {
+    let n = conn
+        .prepare_cached("DELETE FROM user_projects WHERE project_id = ?1 AND user_id = ?2")?
+        .execute(params![project_id, user_id])?;
+    Ok(n > 0)
+}
