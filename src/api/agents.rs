@@ -1,8 +1,313 @@
-//! /agents endpoints.
+//! `/agent-configs`: the agent configurations of an organization (SPEC §4 "Agent configs").
 
-pub struct AgentConfigsApi {
-    pub state: crate::AppState,
+use poem_openapi::{
+    Enum, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::MaybeUndefined,
+};
+
+use crate::{
+    AppState,
+    api::{ApiTags, Created, Deleted},
+    auth::BearerAuth,
+    authz::{self, Permission},
+    db::{new_id, now},
+    error::{ApiError, ApiResult},
+    pagination::{ListResponse, Page, search_term},
+    store::{
+        self,
+        agents::{AgentConfigChanges, AgentConfigFilter},
+    },
+    validate,
+};
+
+pub const DEFAULT_LLM_MODEL: &str = "gemini-pro";
+pub const DEFAULT_TEMPERATURE: f64 = 0.7;
+pub const DEFAULT_MAX_TOKENS: i64 = 2048;
+pub const MAX_TOKENS_LIMIT: i64 = 128_000;
+
+/// What an agent is for.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum AgentType {
+    Rfp,
+    Jira,
+    Documentation,
+    Hr,
+    Finance,
 }
 
-#[poem_openapi::OpenApi(tag = "crate::api::ApiTags::AgentConfigs")]
-impl AgentConfigsApi {}
+impl AgentType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentType::Rfp => "rfp",
+            AgentType::Jira => "jira",
+            AgentType::Documentation => "documentation",
+            AgentType::Hr => "hr",
+            AgentType::Finance => "finance",
+        }
+    }
+
+    pub fn from_db(s: &str) -> Option<AgentType> {
+        [AgentType::Rfp, AgentType::Jira, AgentType::Documentation, AgentType::Hr, AgentType::Finance]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+/// An agent configuration.
+#[derive(Object, Debug, Clone)]
+pub struct AgentConfig {
+    pub id: String,
+    pub organization_id: String,
+    pub project_id: Option<String>,
+    pub name: String,
+    pub description: Option<String>,
+    pub agent_type: AgentType,
+    pub llm_model: String,
+    /// 0.0..=2.0
+    pub temperature: f64,
+    /// 1..=128000
+    pub max_tokens: i64,
+    pub system_prompt: Option<String>,
+    pub tools: Vec<String>,
+    pub knowledge_base: serde_json::Value,
+    pub settings: serde_json::Value,
+    pub is_active: bool,
+    pub created_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Object, Debug)]
+pub struct CreateAgentConfigRequest {
+    /// 1..=255 characters
+    pub name: String,
+    /// At most 10,000 characters
+    pub description: Option<String>,
+    pub agent_type: AgentType,
+    /// An active project of the caller's organization
+    pub project_id: Option<String>,
+    /// Default `gemini-pro`
+    pub llm_model: Option<String>,
+    /// 0.0..=2.0, default 0.7
+    pub temperature: Option<f64>,
+    /// 1..=128000, default 2048
+    pub max_tokens: Option<i64>,
+    /// At most 100,000 characters
+    pub system_prompt: Option<String>,
+    /// Tool names; default `[]`
+    pub tools: Option<Vec<String>>,
+    /// A JSON object; default `{}`
+    pub knowledge_base: Option<serde_json::Value>,
+    /// A JSON object; default `{}`
+    pub settings: Option<serde_json::Value>,
+}
+
+/// Only the fields present change; `null` clears `project_id`, `description` and `system_prompt`.
+#[derive(Object, Debug)]
+pub struct UpdateAgentConfigRequest {
+    pub name: Option<String>,
+    pub description: MaybeUndefined<String>,
+    pub agent_type: Option<AgentType>,
+    /// An active project of the agent config's organization, or `null` for none
+    pub project_id: MaybeUndefined<String>,
+    pub llm_model: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<i64>,
+    pub system_prompt: MaybeUndefined<String>,
+    pub tools: Option<Vec<String>>,
+    pub knowledge_base: Option<serde_json::Value>,
+    pub settings: Option<serde_json::Value>,
+    pub is_active: Option<bool>,
+}
+
+pub struct AgentConfigsApi {
+    pub state: AppState,
+}
+
+#[OpenApi(tag = "ApiTags::AgentConfigs")]
+impl AgentConfigsApi {
+    /// List agent configs
+    ///
+    /// Needs `agents:read`. Superusers see every organization unless they pass `organization_id`.
+    /// Search covers name and description; `is_active` absent means active ones only.
+    #[oai(path = "/agent-configs", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        skip: Query<Option<i64>>,
+        limit: Query<Option<i64>>,
+        search: Query<Option<String>>,
+        agent_type: Query<Option<AgentType>>,
+        project_id: Query<Option<String>>,
+        is_active: Query<Option<bool>>,
+        organization_id: Query<Option<String>>,
+    ) -> ApiResult<Json<ListResponse<AgentConfig>>> {
+        let scope = authz::require(&auth.0, Permission::AgentsRead)?.narrowed(organization_id.0.as_deref());
+        let page = Page::new(skip.0, limit.0)?;
+        let filter = AgentConfigFilter {
+            search: search_term(search.0),
+            agent_type: agent_type.0,
+            project_id: project_id.0.map(|p| filter_id(&p)),
+            is_active: is_active.0.unwrap_or(true),
+        };
+        let (rows, total) =
+            self.state.db.read(move |c| store::agents::list_agent_configs(c, &scope, &filter, page)).await?;
+        Ok(Json(page.wrap(rows, total)))
+    }
+
+    /// Get an agent config
+    ///
+    /// Needs `agents:read`; deactivated ones stay readable. Another organization's is not found.
+    #[oai(path = "/agent-configs/:id", method = "get")]
+    async fn get(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<AgentConfig>> {
+        let scope = authz::require(&auth.0, Permission::AgentsRead)?;
+        let id = validate::path_id(&id, "Agent config")?;
+        let config = self.state.db.read(move |c| store::agents::get_agent_config(c, &scope, &id)).await?;
+        Ok(Json(config.ok_or_else(not_found)?))
+    }
+
+    /// Create an agent config
+    ///
+    /// Needs `agents:write`. The config belongs to the caller's organization and records the
+    /// caller as its creator; a `project_id` must name an active project of that organization.
+    #[oai(path = "/agent-configs", method = "post")]
+    async fn create(&self, auth: BearerAuth, body: Json<CreateAgentConfigRequest>) -> ApiResult<Created<AgentConfig>> {
+        authz::require(&auth.0, Permission::AgentsWrite)?;
+        let b = body.0;
+        let new = store::agents::NewAgentConfig {
+            id: new_id(),
+            organization_id: auth.0.home_org().to_string(),
+            project_id: b.project_id.as_deref().map(|p| validate::body_id("project_id", p)).transpose()?,
+            name: validate::name("name", &b.name)?,
+            description: validate::optional_text("description", b.description, validate::DESCRIPTION_MAX)?,
+            agent_type: b.agent_type,
+            llm_model: match b.llm_model {
+                Some(m) => validate::name("llm_model", &m)?,
+                None => DEFAULT_LLM_MODEL.to_string(),
+            },
+            temperature: temperature(b.temperature.unwrap_or(DEFAULT_TEMPERATURE))?,
+            max_tokens: max_tokens(b.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS))?,
+            system_prompt: validate::optional_text("system_prompt", b.system_prompt, validate::SYSTEM_PROMPT_MAX)?,
+            tools: tools(b.tools.unwrap_or_default())?,
+            knowledge_base: validate::json_object("knowledge_base", b.knowledge_base)?,
+            settings: validate::json_object("settings", b.settings)?,
+            created_by: auth.0.id.clone(),
+            now: now(),
+        };
+        let config = self.state.db.write(move |tx| store::agents::insert_agent_config(tx, &new)).await?;
+        Ok(Created::Created(Json(config)))
+    }
+
+    /// Update an agent config
+    ///
+    /// Needs `agents:write`. Only the fields sent change; a `project_id` must name an active
+    /// project of the config's organization, `null` clears it.
+    #[oai(path = "/agent-configs/:id", method = "put")]
+    async fn update(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        body: Json<UpdateAgentConfigRequest>,
+    ) -> ApiResult<Json<AgentConfig>> {
+        let scope = authz::require(&auth.0, Permission::AgentsWrite)?;
+        let id = validate::path_id(&id, "Agent config")?;
+        let b = body.0;
+        let changes = AgentConfigChanges {
+            name: b.name.map(|n| validate::name("name", &n)).transpose()?,
+            description: optional_change(b.description, |d| {
+                validate::text("description", d.trim(), validate::DESCRIPTION_MAX)
+            })?,
+            agent_type: b.agent_type,
+            project_id: optional_change(b.project_id, |p| validate::body_id("project_id", &p))?,
+            llm_model: b.llm_model.map(|m| validate::name("llm_model", &m)).transpose()?,
+            temperature: b.temperature.map(temperature).transpose()?,
+            max_tokens: b.max_tokens.map(max_tokens).transpose()?,
+            system_prompt: optional_change(b.system_prompt, |s| {
+                validate::text("system_prompt", s.trim(), validate::SYSTEM_PROMPT_MAX)
+            })?,
+            tools: b.tools.map(tools).transpose()?,
+            knowledge_base: b.knowledge_base.map(|v| validate::json_object("knowledge_base", Some(v))).transpose()?,
+            settings: b.settings.map(|v| validate::json_object("settings", Some(v))).transpose()?,
+            is_active: b.is_active,
+        };
+        let config = self
+            .state
+            .db
+            .write(move |tx| store::agents::update_agent_config(tx, &scope, &id, &changes, &now()))
+            .await?;
+        Ok(Json(config.ok_or_else(not_found)?))
+    }
+
+    /// Delete an agent config
+    ///
+    /// Needs `agents:write`. A soft delete: the config is deactivated and stays readable by id.
+    #[oai(path = "/agent-configs/:id", method = "delete")]
+    async fn delete(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Deleted> {
+        let scope = authz::require(&auth.0, Permission::AgentsWrite)?;
+        let id = validate::path_id(&id, "Agent config")?;
+        let found = self
+            .state
+            .db
+            .write(move |tx| store::agents::set_agent_config_active(tx, &scope, &id, false, &now()))
+            .await?;
+        found.ok_or_else(not_found)?;
+        Ok(Deleted::NoContent)
+    }
+
+    /// Activate an agent config
+    ///
+    /// Needs `agents:write`. Reactivates a deleted (deactivated) config.
+    #[oai(path = "/agent-configs/:id/activate", method = "post")]
+    async fn activate(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<AgentConfig>> {
+        let scope = authz::require(&auth.0, Permission::AgentsWrite)?;
+        let id = validate::path_id(&id, "Agent config")?;
+        let config = self
+            .state
+            .db
+            .write(move |tx| store::agents::set_agent_config_active(tx, &scope, &id, true, &now()))
+            .await?;
+        Ok(Json(config.ok_or_else(not_found)?))
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("Agent config not found")
+}
+
+fn temperature(t: f64) -> ApiResult<f64> {
+    if (0.0..=2.0).contains(&t) { Ok(t) } else { Err(ApiError::bad_request("temperature must be between 0.0 and 2.0")) }
+}
+
+fn max_tokens(n: i64) -> ApiResult<i64> {
+    if (1..=MAX_TOKENS_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ApiError::bad_request(format!("max_tokens must be between 1 and {MAX_TOKENS_LIMIT}")))
+    }
+}
+
+/// Tool names: each trimmed, 1..=255 characters.
+fn tools(raw: Vec<String>) -> ApiResult<Vec<String>> {
+    raw.iter().map(|t| validate::name("tools", t)).collect()
+}
+
+/// `undefined` → no change, `null` → clear, a value → set (after `check`).
+fn optional_change(
+    field: MaybeUndefined<String>,
+    check: impl FnOnce(String) -> ApiResult<String>,
+) -> ApiResult<Option<Option<String>>> {
+    match field {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Ok(Some(None)),
+        MaybeUndefined::Value(v) => Ok(Some(Some(check(v)?))),
+    }
+}
+
+/// A filter id: normalized when it is a UUID; anything else simply matches nothing.
+pub fn filter_id(raw: &str) -> String {
+    uuid::Uuid::parse_str(raw.trim()).map(|u| u.hyphenated().to_string()).unwrap_or_else(|_| raw.to_string())
+}

@@ -1,8 +1,348 @@
-//! /conversations endpoints.
+//! `/conversations`: the caller's own conversations and their messages (SPEC §4 "Conversations
+//! and messages"). Every query is limited to the caller's user id: another user's conversation is
+//! not found, for admins and superusers too.
 
-pub struct ConversationsApi {
-    pub state: crate::AppState,
+use poem_openapi::{
+    Enum, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::MaybeUndefined,
+};
+
+use crate::{
+    AppState,
+    api::{ApiTags, Created, Deleted, agents::filter_id},
+    auth::BearerAuth,
+    authz::{self, Permission},
+    db::now,
+    error::{ApiError, ApiResult},
+    pagination::{ListResponse, Page, search_term},
+    store::{
+        self,
+        conversations::{ConversationChanges, ConversationFilter, NewConversation, NewMessage},
+    },
+    validate,
+};
+
+/// Longest message content, in characters.
+pub const CONTENT_MAX: usize = 100_000;
+
+/// Who wrote a message.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum MessageRole {
+    User,
+    Assistant,
 }
 
-#[poem_openapi::OpenApi(tag = "crate::api::ApiTags::Conversations")]
-impl ConversationsApi {}
+impl MessageRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageRole::User => "user",
+            MessageRole::Assistant => "assistant",
+        }
+    }
+
+    pub fn from_db(s: &str) -> Option<MessageRole> {
+        [MessageRole::User, MessageRole::Assistant].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A conversation of the caller.
+#[derive(Object, Debug, Clone)]
+pub struct Conversation {
+    pub id: String,
+    pub user_id: String,
+    pub organization_id: String,
+    pub agent_config_id: Option<String>,
+    pub project_id: Option<String>,
+    pub title: Option<String>,
+    pub context: serde_json::Value,
+    pub is_archived: bool,
+    /// How many live messages it holds
+    pub message_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A conversation with all its live messages, oldest first.
+#[derive(Object, Debug)]
+pub struct ConversationWithMessages {
+    #[oai(flatten)]
+    pub conversation: Conversation,
+    pub messages: Vec<Message>,
+}
+
+/// One message of a conversation.
+#[derive(Object, Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub conversation_id: String,
+    pub role: MessageRole,
+    pub content: String,
+    pub metadata: serde_json::Value,
+    pub created_at: String,
+}
+
+#[derive(Object, Debug)]
+pub struct CreateConversationRequest {
+    /// At most 255 characters
+    pub title: Option<String>,
+    /// An active agent config of the caller's organization
+    pub agent_config_id: Option<String>,
+    /// An active project of the caller's organization
+    pub project_id: Option<String>,
+    /// A JSON object; default `{}`
+    pub context: Option<serde_json::Value>,
+}
+
+/// Only the fields sent change; `title: null` clears the title.
+#[derive(Object, Debug)]
+pub struct UpdateConversationRequest {
+    pub title: MaybeUndefined<String>,
+    pub is_archived: Option<bool>,
+    /// A JSON object; replaces the whole context
+    pub context: Option<serde_json::Value>,
+}
+
+#[derive(Object, Debug)]
+pub struct CreateMessageRequest {
+    pub role: MessageRole,
+    /// Not empty, at most 100,000 characters
+    pub content: String,
+    /// A JSON object; default `{}`
+    pub metadata: Option<serde_json::Value>,
+}
+
+pub struct ConversationsApi {
+    pub state: AppState,
+}
+
+#[OpenApi(tag = "ApiTags::Conversations")]
+impl ConversationsApi {
+    /// List my conversations
+    ///
+    /// Needs `conversations:write`; only the caller's own, newest first. Search covers the
+    /// title; filters `is_archived`, `agent_config_id`, `project_id`.
+    #[oai(path = "/conversations", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        skip: Query<Option<i64>>,
+        limit: Query<Option<i64>>,
+        search: Query<Option<String>>,
+        is_archived: Query<Option<bool>>,
+        agent_config_id: Query<Option<String>>,
+        project_id: Query<Option<String>>,
+    ) -> ApiResult<Json<ListResponse<Conversation>>> {
+        authz::require(&auth.0, Permission::ConversationsWrite)?;
+        let page = Page::new(skip.0, limit.0)?;
+        let owner = auth.0.id;
+        let filter = ConversationFilter {
+            search: search_term(search.0),
+            is_archived: is_archived.0,
+            agent_config_id: agent_config_id.0.map(|a| filter_id(&a)),
+            project_id: project_id.0.map(|p| filter_id(&p)),
+        };
+        let (rows, total) =
+            self.state.db.read(move |c| store::conversations::list_conversations(c, &owner, &filter, page)).await?;
+        Ok(Json(page.wrap(rows, total)))
+    }
+
+    /// Get one of my conversations
+    ///
+    /// Needs `conversations:write`. Comes with all its messages, oldest first. Another user's
+    /// conversation, or a deleted one, is not found.
+    #[oai(path = "/conversations/:id", method = "get")]
+    async fn get(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<ConversationWithMessages>> {
+        authz::require(&auth.0, Permission::ConversationsWrite)?;
+        let id = validate::path_id(&id, "Conversation")?;
+        let owner = auth.0.id;
+        let found = self
+            .state
+            .db
+            .read(move |c| {
+                let Some(conversation) = store::conversations::get_conversation(c, &owner, &id)? else {
+                    return Ok(None);
+                };
+                let messages = store::conversations::all_messages(c, &id)?;
+                Ok(Some(ConversationWithMessages { conversation, messages }))
+            })
+            .await?;
+        Ok(Json(found.ok_or_else(conversation_not_found)?))
+    }
+
+    /// Start a conversation
+    ///
+    /// Needs `conversations:write`. It belongs to the caller and their organization; an
+    /// `agent_config_id` must name an active agent config, a `project_id` an active project, both
+    /// of the caller's organization.
+    #[oai(path = "/conversations", method = "post")]
+    async fn create(
+        &self,
+        auth: BearerAuth,
+        body: Json<CreateConversationRequest>,
+    ) -> ApiResult<Created<Conversation>> {
+        authz::require(&auth.0, Permission::ConversationsWrite)?;
+        let b = body.0;
+        let new = NewConversation {
+            user_id: auth.0.id.clone(),
+            organization_id: auth.0.home_org().to_string(),
+            agent_config_id: b
+                .agent_config_id
+                .as_deref()
+                .map(|a| validate::body_id("agent_config_id", a))
+                .transpose()?,
+            project_id: b.project_id.as_deref().map(|p| validate::body_id("project_id", p)).transpose()?,
+            title: title(b.title)?,
+            context: validate::json_object("context", b.context)?,
+        };
+        let conversation =
+            self.state.db.write(move |tx| store::conversations::insert_conversation(tx, &new, &now())).await?;
+        Ok(Created::Created(Json(conversation)))
+    }
+
+    /// Update one of my conversations
+    ///
+    /// Needs `conversations:write`. Changes the title, the archived flag or the context.
+    #[oai(path = "/conversations/:id", method = "put")]
+    async fn update(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        body: Json<UpdateConversationRequest>,
+    ) -> ApiResult<Json<Conversation>> {
+        authz::require(&auth.0, Permission::ConversationsWrite)?;
+        let id = validate::path_id(&id, "Conversation")?;
+        let owner = auth.0.id;
+        let b = body.0;
+        let changes = ConversationChanges {
+            title: match b.title {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(t) => Some(title(Some(t))?),
+            },
+            is_archived: b.is_archived,
+            context: b.context.map(|v| validate::json_object("context", Some(v))).transpose()?,
+        };
+        let conversation = self
+            .state
+            .db
+            .write(move |tx| store::conversations::update_conversation(tx, &owner, &id, &changes, &now()))
+            .await?;
+        Ok(Json(conversation.ok_or_else(conversation_not_found)?))
+    }
+
+    /// Delete one of my conversations
+    ///
+    /// Needs `conversations:write`. A soft delete: afterwards the conversation and its messages
+    /// are not found.
+    #[oai(path = "/conversations/:id", method = "delete")]
+    async fn delete(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Deleted> {
+        authz::require(&auth.0, Permission::ConversationsWrite)?;
+        let id = validate::path_id(&id, "Conversation")?;
+        let owner = auth.0.id;
+        let deleted =
+            self.state.db.write(move |tx| store::conversations::delete_conversation(tx, &owner, &id, &now())).await?;
+        if !deleted {
+            return Err(conversation_not_found());
+        }
+        Ok(Deleted::NoContent)
+    }
+
+    /// List the messages of my conversation
+    ///
+    /// Needs `conversations:write`. Paginated, oldest first.
+    #[oai(path = "/conversations/:id/messages", method = "get")]
+    async fn list_messages(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        skip: Query<Option<i64>>,
+        limit: Query<Option<i64>>,
+    ) -> ApiResult<Json<ListResponse<Message>>> {
+        authz::require(&auth.0, Permission::ConversationsWrite)?;
+        let id = validate::path_id(&id, "Conversation")?;
+        let page = Page::new(skip.0, limit.0)?;
+        let owner = auth.0.id;
+        let found = self.state.db.read(move |c| store::conversations::list_messages(c, &owner, &id, page)).await?;
+        let (rows, total) = found.ok_or_else(conversation_not_found)?;
+        Ok(Json(page.wrap(rows, total)))
+    }
+
+    /// Add a message to my conversation
+    ///
+    /// Needs `conversations:write`. `role` is `user` or `assistant`; `content` must not be
+    /// empty and is at most 100,000 characters. The conversation's `message_count` grows with it.
+    #[oai(path = "/conversations/:id/messages", method = "post")]
+    async fn create_message(
+        &self,
+        auth: BearerAuth,
+        id: Path<String>,
+        body: Json<CreateMessageRequest>,
+    ) -> ApiResult<Created<Message>> {
+        authz::require(&auth.0, Permission::ConversationsWrite)?;
+        let id = validate::path_id(&id, "Conversation")?;
+        let owner = auth.0.id;
+        let b = body.0;
+        if b.content.trim().is_empty() {
+            return Err(ApiError::bad_request("content must not be empty"));
+        }
+        let new = NewMessage {
+            role: b.role,
+            content: validate::text("content", &b.content, CONTENT_MAX)?,
+            metadata: validate::json_object("metadata", b.metadata)?,
+        };
+        let message =
+            self.state.db.write(move |tx| store::conversations::insert_message(tx, &owner, &id, &new, &now())).await?;
+        Ok(Created::Created(Json(message.ok_or_else(conversation_not_found)?)))
+    }
+
+    /// Get a message of my conversation
+    ///
+    /// Needs `conversations:write`. A deleted message is not found.
+    #[oai(path = "/conversations/:id/messages/:msg_id", method = "get")]
+    async fn get_message(&self, auth: BearerAuth, id: Path<String>, msg_id: Path<String>) -> ApiResult<Json<Message>> {
+        authz::require(&auth.0, Permission::ConversationsWrite)?;
+        let id = validate::path_id(&id, "Conversation")?;
+        let msg_id = validate::path_id(&msg_id, "Message")?;
+        let owner = auth.0.id;
+        let message = self.state.db.read(move |c| store::conversations::get_message(c, &owner, &id, &msg_id)).await?;
+        Ok(Json(message.ok_or_else(message_not_found)?))
+    }
+
+    /// Delete a message of my conversation
+    ///
+    /// Needs `conversations:write`. A soft delete; the conversation's `message_count` shrinks
+    /// with it.
+    #[oai(path = "/conversations/:id/messages/:msg_id", method = "delete")]
+    async fn delete_message(&self, auth: BearerAuth, id: Path<String>, msg_id: Path<String>) -> ApiResult<Deleted> {
+        authz::require(&auth.0, Permission::ConversationsWrite)?;
+        let id = validate::path_id(&id, "Conversation")?;
+        let msg_id = validate::path_id(&msg_id, "Message")?;
+        let owner = auth.0.id;
+        let deleted = self
+            .state
+            .db
+            .write(move |tx| store::conversations::delete_message(tx, &owner, &id, &msg_id, &now()))
+            .await?;
+        if !deleted {
+            return Err(message_not_found());
+        }
+        Ok(Deleted::NoContent)
+    }
+}
+
+fn conversation_not_found() -> ApiError {
+    ApiError::not_found("Conversation not found")
+}
+
+fn message_not_found() -> ApiError {
+    ApiError::not_found("Message not found")
+}
+
+/// A title: trimmed, at most 255 characters; empty means none.
+fn title(raw: Option<String>) -> ApiResult<Option<String>> {
+    Ok(validate::optional_text("title", raw, validate::NAME_MAX)?.filter(|t| !t.is_empty()))
+}
