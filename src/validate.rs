@@ -90,8 +90,8 @@ pub fn name(field: &str, raw: &str) -> ApiResult<String> {
 }
 
 /// Optional text: trimmed, at most `max` characters; empty after trimming stays empty.
-pub fn optional_text(field: &str, raw: Option<String>, max: usize) -> ApiResult<Option<String>> {
-    raw.map(|s| text(field, s.trim(), max)).transpose()
+pub fn optional_text<S: Into<String>>(field: &str, raw: Option<S>, max: usize) -> ApiResult<Option<String>> {
+    raw.map(|s| text(field, s.into().trim(), max)).transpose()
 }
 
 /// At most `max` characters.
@@ -169,5 +169,71 @@ mod tests {
         assert_eq!(json_object("settings", None).unwrap(), "{}");
         assert!(json_object("settings", Some(serde_json::json!([1]))).is_err());
         assert_eq!(json_object("settings", Some(serde_json::json!({"a": 1}))).unwrap(), r#"{"a":1}"#);
+    }
+}
+
+/// A JSON string, strictly. poem-openapi's `String` also takes numbers and booleans (`5` becomes
+/// `"5"`); request fields use `Text` so a wrong type is a 400 as SPEC §2 wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Text(pub String);
+
+impl std::ops::Deref for Text {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.0
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> String {
+        t.0
+    }
+}
+
+impl poem_openapi::types::Type for Text {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "string".into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        poem_openapi::registry::MetaSchemaRef::Inline(Box::new(poem_openapi::registry::MetaSchema::new("string")))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for Text {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value.unwrap_or_default() {
+            serde_json::Value::String(s) => Ok(Text(s)),
+            other => Err(poem_openapi::types::ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl poem_openapi::types::ToJSON for Text {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }

@@ -1,5 +1,6 @@
 //! `/agent-configs`: the agent configurations of an organization (SPEC §4 "Agent configs").
 
+use crate::validate::Text;
 use poem_openapi::{
     Enum, Object, OpenApi,
     param::{Path, Query},
@@ -83,22 +84,22 @@ pub struct AgentConfig {
 #[derive(Object, Debug)]
 pub struct CreateAgentConfigRequest {
     /// 1..=255 characters
-    pub name: String,
+    pub name: Text,
     /// At most 10,000 characters
-    pub description: Option<String>,
+    pub description: Option<Text>,
     pub agent_type: AgentType,
     /// An active project of the caller's organization
-    pub project_id: Option<String>,
+    pub project_id: Option<Text>,
     /// Default `gemini-pro`
-    pub llm_model: Option<String>,
+    pub llm_model: Option<Text>,
     /// 0.0..=2.0, default 0.7
     pub temperature: Option<f64>,
     /// 1..=128000, default 2048
     pub max_tokens: Option<i64>,
     /// At most 100,000 characters
-    pub system_prompt: Option<String>,
+    pub system_prompt: Option<Text>,
     /// Tool names; default `[]`
-    pub tools: Option<Vec<String>>,
+    pub tools: Option<Vec<Text>>,
     /// A JSON object; default `{}`
     pub knowledge_base: Option<serde_json::Value>,
     /// A JSON object; default `{}`
@@ -108,16 +109,16 @@ pub struct CreateAgentConfigRequest {
 /// Only the fields present change; `null` clears `project_id`, `description` and `system_prompt`.
 #[derive(Object, Debug)]
 pub struct UpdateAgentConfigRequest {
-    pub name: Option<String>,
-    pub description: MaybeUndefined<String>,
+    pub name: Option<Text>,
+    pub description: MaybeUndefined<Text>,
     pub agent_type: Option<AgentType>,
     /// An active project of the agent config's organization, or `null` for none
-    pub project_id: MaybeUndefined<String>,
-    pub llm_model: Option<String>,
+    pub project_id: MaybeUndefined<Text>,
+    pub llm_model: Option<Text>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<i64>,
-    pub system_prompt: MaybeUndefined<String>,
-    pub tools: Option<Vec<String>>,
+    pub system_prompt: MaybeUndefined<Text>,
+    pub tools: Option<Vec<Text>>,
     pub knowledge_base: Option<serde_json::Value>,
     pub settings: Option<serde_json::Value>,
     pub is_active: Option<bool>,
@@ -291,19 +292,19 @@ fn max_tokens(n: i64) -> ApiResult<i64> {
 }
 
 /// Tool names: each trimmed, 1..=255 characters.
-fn tools(raw: Vec<String>) -> ApiResult<Vec<String>> {
+fn tools(raw: Vec<Text>) -> ApiResult<Vec<String>> {
     raw.iter().map(|t| validate::name("tools", t)).collect()
 }
 
 /// `undefined` → no change, `null` → clear, a value → set (after `check`).
 fn optional_change(
-    field: MaybeUndefined<String>,
+    field: MaybeUndefined<Text>,
     check: impl FnOnce(String) -> ApiResult<String>,
 ) -> ApiResult<Option<Option<String>>> {
     match field {
         MaybeUndefined::Undefined => Ok(None),
         MaybeUndefined::Null => Ok(Some(None)),
-        MaybeUndefined::Value(v) => Ok(Some(Some(check(v)?))),
+        MaybeUndefined::Value(v) => Ok(Some(Some(check(v.into())?))),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `/auth`: register, login (JSON or OAuth2 form), refresh with rotation, me, change-password,
 //! logout.
 
+use crate::validate::Text;
 use poem_openapi::{
     ApiRequest, Object, OpenApi,
     payload::{Form, Json},
@@ -24,20 +25,20 @@ use crate::{
 #[derive(Object, Debug)]
 pub struct RegisterRequest {
     /// 3..=50 of `[A-Za-z0-9_.-]`
-    pub username: String,
-    pub email: String,
+    pub username: Text,
+    pub email: Text,
     /// 8..=128 characters
     #[oai(write_only)]
-    pub password: String,
-    pub full_name: Option<String>,
+    pub password: Text,
+    pub full_name: Option<Text>,
 }
 
 #[derive(Object, Debug, Deserialize)]
 pub struct LoginBody {
     /// Username or e-mail address
-    pub username: String,
+    pub username: Text,
     #[oai(write_only)]
-    pub password: String,
+    pub password: Text,
 }
 
 /// JSON, or the OAuth2 password-flow form (`grant_type=password&username=…&password=…`).
@@ -70,16 +71,16 @@ impl From<TokenPair> for TokenResponse {
 
 #[derive(Object, Debug)]
 pub struct RefreshRequest {
-    pub refresh_token: String,
+    pub refresh_token: Text,
 }
 
 #[derive(Object, Debug)]
 pub struct ChangePasswordRequest {
     #[oai(write_only)]
-    pub current_password: String,
+    pub current_password: Text,
     /// 8..=128 characters
     #[oai(write_only)]
-    pub new_password: String,
+    pub new_password: Text,
 }
 
 #[derive(Object, Debug, Clone)]
@@ -193,8 +194,11 @@ impl AuthApi {
             ));
         }
 
-        let ok =
-            self.state.passwords.verify(body.password, candidate.as_ref().map(|u| u.password_hash.clone())).await?;
+        let ok = self
+            .state
+            .passwords
+            .verify(body.password.into(), candidate.as_ref().map(|u| u.password_hash.clone()))
+            .await?;
         let user = match candidate {
             Some(user) if ok => user,
             _ => {
@@ -307,7 +311,7 @@ impl AuthApi {
         let uid = me.id.clone();
         let current =
             self.state.db.read(move |c| Ok(store::auth::candidate_by_id(c, &uid)?.map(|u| u.password_hash))).await?;
-        if !self.state.passwords.verify(body.0.current_password, current).await? {
+        if !self.state.passwords.verify(body.0.current_password.into(), current).await? {
             return Err(ApiError::bad_request("Current password is incorrect"));
         }
         let hash = self.state.passwords.hash(new_password).await?;

@@ -2,6 +2,7 @@
 //! and messages"). Every query is limited to the caller's user id: another user's conversation is
 //! not found, for admins and superusers too.
 
+use crate::validate::Text;
 use poem_openapi::{
     Enum, Object, OpenApi,
     param::{Path, Query},
@@ -87,11 +88,11 @@ pub struct Message {
 #[derive(Object, Debug)]
 pub struct CreateConversationRequest {
     /// At most 255 characters
-    pub title: Option<String>,
+    pub title: Option<Text>,
     /// An active agent config of the caller's organization
-    pub agent_config_id: Option<String>,
+    pub agent_config_id: Option<Text>,
     /// An active project of the caller's organization
-    pub project_id: Option<String>,
+    pub project_id: Option<Text>,
     /// A JSON object; default `{}`
     pub context: Option<serde_json::Value>,
 }
@@ -99,7 +100,7 @@ pub struct CreateConversationRequest {
 /// Only the fields sent change; `title: null` clears the title.
 #[derive(Object, Debug)]
 pub struct UpdateConversationRequest {
-    pub title: MaybeUndefined<String>,
+    pub title: MaybeUndefined<Text>,
     pub is_archived: Option<bool>,
     /// A JSON object; replaces the whole context
     pub context: Option<serde_json::Value>,
@@ -109,7 +110,7 @@ pub struct UpdateConversationRequest {
 pub struct CreateMessageRequest {
     pub role: MessageRole,
     /// Not empty, at most 100,000 characters
-    pub content: String,
+    pub content: Text,
     /// A JSON object; default `{}`
     pub metadata: Option<serde_json::Value>,
 }
@@ -343,6 +344,6 @@ fn message_not_found() -> ApiError {
 }
 
 /// A title: trimmed, at most 255 characters; empty means none.
-fn title(raw: Option<String>) -> ApiResult<Option<String>> {
+fn title(raw: Option<Text>) -> ApiResult<Option<String>> {
     Ok(validate::optional_text("title", raw, validate::NAME_MAX)?.filter(|t| !t.is_empty()))
 }

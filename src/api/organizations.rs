@@ -1,5 +1,6 @@
 //! /organizations: the tenants, and moving users between them.
 
+use crate::validate::Text;
 use poem_openapi::{
     Object, OpenApi,
     param::{Path, Query},
@@ -42,9 +43,9 @@ pub struct Organization {
 #[derive(Object, Debug)]
 pub struct CreateOrganizationRequest {
     /// 1..=255 characters, unique regardless of letter case
-    pub name: String,
-    pub domain: Option<String>,
-    pub description: Option<String>,
+    pub name: Text,
+    pub domain: Option<Text>,
+    pub description: Option<Text>,
     /// A JSON object; default `{}`
     pub settings: Option<serde_json::Value>,
 }
@@ -53,11 +54,11 @@ pub struct CreateOrganizationRequest {
 #[derive(Object, Debug)]
 pub struct UpdateOrganizationRequest {
     /// 1..=255 characters, unique regardless of letter case
-    pub name: Option<String>,
+    pub name: Option<Text>,
     /// `null` clears it
-    pub domain: MaybeUndefined<String>,
+    pub domain: MaybeUndefined<Text>,
     /// `null` clears it
-    pub description: MaybeUndefined<String>,
+    pub description: MaybeUndefined<Text>,
     /// A JSON object; replaces the whole settings object
     pub settings: Option<serde_json::Value>,
     /// Superusers only
@@ -69,7 +70,7 @@ fn org_not_found() -> ApiError {
 }
 
 /// Validated optional text that `null` clears: `None` = unchanged, `Some(None)` = clear.
-fn clearable_text(field: &str, value: MaybeUndefined<String>, max: usize) -> ApiResult<Option<Option<String>>> {
+fn clearable_text(field: &str, value: MaybeUndefined<Text>, max: usize) -> ApiResult<Option<Option<String>>> {
     match value {
         MaybeUndefined::Undefined => Ok(None),
         MaybeUndefined::Null => Ok(Some(None)),

@@ -1,5 +1,6 @@
 //! `/projects`: projects of an organization and their members.
 
+use crate::validate::Text;
 use poem_openapi::{
     Object, OpenApi,
     param::{Path, Query},
@@ -42,17 +43,17 @@ pub struct Project {
 #[derive(Object, Debug)]
 pub struct CreateProjectRequest {
     /// 1..=255 characters; need not be unique
-    pub name: String,
+    pub name: Text,
     /// At most 10,000 characters
-    pub description: Option<String>,
+    pub description: Option<Text>,
     /// A JSON object
     pub settings: Option<serde_json::Value>,
 }
 
 #[derive(Object, Debug)]
 pub struct UpdateProjectRequest {
-    pub name: Option<String>,
-    pub description: Option<String>,
+    pub name: Option<Text>,
+    pub description: Option<Text>,
     /// A JSON object; replaces the stored settings
     pub settings: Option<serde_json::Value>,
     /// `false` soft-deletes, `true` restores

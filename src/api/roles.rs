@@ -1,5 +1,6 @@
 //! `/roles`: the roles of an organization, their permission sets, and the 13 system permissions.
 
+use crate::validate::Text;
 use poem_openapi::{
     Object, OpenApi,
     param::{Path, Query},
@@ -53,23 +54,23 @@ pub struct PermissionInfo {
 #[derive(Object, Debug)]
 pub struct CreateRoleRequest {
     /// 1..=255 characters, unique in the organization regardless of case
-    pub name: String,
+    pub name: Text,
     /// At most 10,000 characters
-    pub description: Option<String>,
+    pub description: Option<Text>,
     /// Permission names, e.g. `["projects:read"]`
-    pub permissions: Option<Vec<String>>,
+    pub permissions: Option<Vec<Text>>,
 }
 
 #[derive(Object, Debug)]
 pub struct UpdateRoleRequest {
-    pub name: Option<String>,
-    pub description: Option<String>,
+    pub name: Option<Text>,
+    pub description: Option<Text>,
     /// Permission names; replaces the role's whole set
-    pub permissions: Option<Vec<String>>,
+    pub permissions: Option<Vec<Text>>,
 }
 
 /// Permission names to a set; an unknown name is a 400 that names it.
-fn parse_permissions(names: &[String]) -> ApiResult<PermissionSet> {
+fn parse_permissions(names: &[Text]) -> ApiResult<PermissionSet> {
     names
         .iter()
         .map(|n| {

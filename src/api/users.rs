@@ -1,5 +1,6 @@
 //! Users: the user object (shared with auth) and the `/users` endpoints.
 
+use crate::validate::Text;
 use poem_openapi::{
     Object, OpenApi,
     param::{Path, Query},
@@ -40,17 +41,17 @@ pub struct User {
 #[derive(Object, Debug)]
 pub struct CreateUserRequest {
     /// 3..=50 of `[A-Za-z0-9_.-]`, unique regardless of letter case
-    pub username: String,
+    pub username: Text,
     /// Unique regardless of letter case
-    pub email: String,
+    pub email: Text,
     /// 8..=128 characters
     #[oai(write_only)]
-    pub password: String,
-    pub full_name: Option<String>,
+    pub password: Text,
+    pub full_name: Option<Text>,
     /// A role of the user's organization; default: its `member` role
-    pub role_id: Option<String>,
+    pub role_id: Option<Text>,
     /// Superusers only; default: the caller's organization
-    pub organization_id: Option<String>,
+    pub organization_id: Option<Text>,
     /// Superusers only
     pub is_superuser: Option<bool>,
 }
@@ -58,14 +59,14 @@ pub struct CreateUserRequest {
 /// Fields left out stay as they are; a field the caller may not change is a 403.
 #[derive(Object, Debug)]
 pub struct UpdateUserRequest {
-    pub email: Option<String>,
+    pub email: Option<Text>,
     /// `null` clears it
-    pub full_name: MaybeUndefined<String>,
+    pub full_name: MaybeUndefined<Text>,
     /// Needs `users:write`; `false` signs the user out everywhere
     pub is_active: Option<bool>,
     /// Needs `users:write`; 8..=128 characters. Signs the user's other sessions out
     #[oai(write_only)]
-    pub password: Option<String>,
+    pub password: Option<Text>,
     /// Superusers only
     pub is_superuser: Option<bool>,
 }
@@ -73,7 +74,7 @@ pub struct UpdateUserRequest {
 #[derive(Object, Debug)]
 pub struct UserRoleRequest {
     /// A role of the user's organization
-    pub role_id: String,
+    pub role_id: Text,
 }
 
 /// The filters shared by `GET /users` and `GET /organizations/{id}/members`.
@@ -226,7 +227,7 @@ impl UsersApi {
             return Err(ApiError::bad_request("You cannot remove your own superuser status"));
         }
         let mut changes = UserChanges {
-            email: body.email.as_deref().map(Email::parse).transpose()?.map(Email::into_inner),
+            email: body.email.as_deref().map(|e| Email::parse(e)).transpose()?.map(Email::into_inner),
             full_name: match body.full_name {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),

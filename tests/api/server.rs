@@ -1,5 +1,7 @@
 //! Server-wide behaviour: status, error bodies, headers, trailing slashes, body limits, docs.
 
+use serde_json::json;
+
 use crate::helpers::*;
 
 #[tokio::test]
@@ -24,7 +26,7 @@ async fn every_error_class_answers_json_detail() {
     let cases = [
         ("malformed JSON", app.send(post_raw("{bad", "application/json")).await, 400),
         ("missing field", app.send(post_raw(r#"{"username": "x"}"#, "application/json")).await, 400),
-        ("wrong type", app.send(post_raw(r#"{"username": ["x"], "password": {}}"#, "application/json")).await, 400),
+        ("wrong type", app.send(post_raw(r#"{"username": 1, "password": true}"#, "application/json")).await, 400),
         ("wrong content type", app.send(post_raw("username", "text/plain")).await, 400),
         ("unknown route", app.get("/no/such/thing", Some(&token)).await, 404),
         ("unknown top-level route", app.send(app.client.get(app.url("/nothing-here"))).await, 404),
@@ -197,4 +199,27 @@ async fn bootstrap_runs_once() {
     assert_eq!(counts(&second).await, (13, 1, 2, 1, 21));
     let app = spawn_on(dir, second.config.as_ref().clone()).await;
     app.login(ADMIN_USERNAME, &password).await;
+}
+
+#[tokio::test]
+async fn numbers_and_booleans_are_not_text() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let cases = [
+        ("/auth/register", json!({"username": 12345, "email": "n@example.com", "password": PASSWORD})),
+        ("/users", json!({"username": "numbers", "email": "n@example.com", "password": PASSWORD, "full_name": 5})),
+        ("/organizations", json!({"name": 42})),
+        ("/projects", json!({"name": true})),
+        ("/roles", json!({"name": "r", "permissions": [1]})),
+        ("/agent-configs", json!({"name": "a", "agent_type": "rfp", "tools": [1, 2]})),
+        ("/agent-configs", json!({"name": "a", "agent_type": "rfp", "temperature": "hot"})),
+        ("/conversations", json!({"title": 7})),
+    ];
+    for (path, body) in cases {
+        let r = app.post(path, Some(&token), body.clone()).await;
+        assert_eq!(r.status, 400, "{path} {body}: {:?}", r.body);
+        assert!(!r.detail().is_empty());
+    }
+    let r = app.get("/projects", Some(&token)).await;
+    assert_eq!(r.body["total"], 0, "nothing was created");
 }
