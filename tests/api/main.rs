@@ -1,6 +1,7 @@
 //! One integration test binary: a real server per test, spoken to over HTTP.
 
 mod helpers;
+mod matrix;
 
 mod agents;
 mod auth;

@@ -1,0 +1,250 @@
+//! The authorization matrix: every endpoint × five callers → the status SPEC §3 implies.
+//!
+//! Callers: a superuser, the admin of organization A, a member of A, a holder of a custom role
+//! of A (read-only permissions, no conversations), and the admin of organization B. Every
+//! resource belongs to A (conversations to A's admin). Each caller gets fresh resources, so
+//! destructive calls do not depend on one another.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const CALLERS: [&str; 5] = ["superuser", "admin A", "member A", "custom A", "admin B"];
+
+/// The custom role's permissions: reading, but no writes and no conversations.
+const CUSTOM: [&str; 5] = ["users:read", "projects:read", "roles:read", "agents:read", "organizations:write"];
+
+struct World {
+    org_a: String,
+    org_b: String,
+    user: String,
+    victim: String,
+    mover: String,
+    member_role: String,
+    project: String,
+    project_victim: String,
+    project_member: String,
+    role: String,
+    role_victim: String,
+    perm_users_read: String,
+    perm_projects_read: String,
+    agent: String,
+    agent_victim: String,
+    conversation: String,
+    message: String,
+}
+
+async fn world(app: &TestApp, n: usize, admin_a: &str, org_a: &str, org_b: &str) -> World {
+    let created = |r: Resp| {
+        assert!(r.status == 201 || r.status == 200, "set-up failed: {} {:?}", r.status, r.body);
+        r.id()
+    };
+    let user = app.create_user_in(org_a, &format!("target{n}"), "member").await.0;
+    let victim = app.create_user_in(org_a, &format!("victim{n}"), "member").await.0;
+    let mover = app.create_user_in(org_a, &format!("mover{n}"), "member").await.0;
+    let project_member = app.create_user_in(org_a, &format!("pmember{n}"), "member").await.0;
+    let project = created(app.post("/projects", Some(admin_a), json!({"name": format!("p{n}")})).await);
+    let project_victim = created(app.post("/projects", Some(admin_a), json!({"name": format!("pv{n}")})).await);
+    let r = app.post_empty(&format!("/projects/{project}/members/{project_member}"), Some(admin_a)).await;
+    assert_eq!(r.status, 200);
+    let role = created(
+        app.post("/roles", Some(admin_a), json!({"name": format!("r{n}"), "permissions": ["users:read"]})).await,
+    );
+    let role_victim = created(app.post("/roles", Some(admin_a), json!({"name": format!("rv{n}")})).await);
+    let perms = app.get("/roles/permissions?limit=100", Some(admin_a)).await;
+    let perm = |name: &str| {
+        perms.body["data"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let roles = app.get("/roles?search=member", Some(admin_a)).await;
+    let member_role = roles.body["data"][0]["id"].as_str().unwrap().to_string();
+    let agent =
+        created(app.post("/agent-configs", Some(admin_a), json!({"name": format!("a{n}"), "agent_type": "rfp"})).await);
+    let agent_victim =
+        created(app.post("/agent-configs", Some(admin_a), json!({"name": format!("av{n}"), "agent_type": "hr"})).await);
+    let conversation = created(app.post("/conversations", Some(admin_a), json!({"title": format!("c{n}")})).await);
+    let message = created(
+        app.post(
+            &format!("/conversations/{conversation}/messages"),
+            Some(admin_a),
+            json!({"role": "user", "content": "hi"}),
+        )
+        .await,
+    );
+    World {
+        org_a: org_a.into(),
+        org_b: org_b.into(),
+        user,
+        victim,
+        mover,
+        member_role,
+        project,
+        project_victim,
+        project_member,
+        role,
+        role_victim,
+        perm_users_read: perm("users:read"),
+        perm_projects_read: perm("projects:read"),
+        agent,
+        agent_victim,
+        conversation,
+        message,
+    }
+}
+
+/// (method, path, body, expected status per caller in the order of [`CALLERS`])
+fn cases(w: &World, n: usize) -> Vec<(&'static str, String, Value, [u16; 5])> {
+    let World {
+        org_a,
+        org_b,
+        user,
+        victim,
+        mover,
+        member_role,
+        project,
+        project_victim,
+        project_member,
+        role,
+        role_victim,
+        perm_users_read,
+        perm_projects_read,
+        agent,
+        agent_victim,
+        conversation: c,
+        message: m,
+    } = w;
+    let new_user = json!({"username": format!("new{n}"), "email": format!("new{n}@example.com"), "password": PASSWORD});
+    vec![
+        // users
+        ("GET", "/users".into(), Value::Null, [200, 200, 200, 200, 200]),
+        ("GET", format!("/users/{user}"), Value::Null, [200, 200, 200, 200, 404]),
+        ("POST", "/users".into(), new_user, [201, 201, 403, 403, 201]),
+        ("PUT", format!("/users/{user}"), json!({"full_name": "Changed"}), [200, 200, 403, 403, 404]),
+        ("POST", format!("/users/{user}/activate"), Value::Null, [200, 200, 403, 403, 404]),
+        ("POST", format!("/users/{user}/role"), json!({"role_id": member_role}), [200, 200, 403, 403, 404]),
+        ("DELETE", format!("/users/{victim}"), Value::Null, [204, 204, 403, 403, 404]),
+        // organizations
+        ("GET", "/organizations".into(), Value::Null, [200, 200, 200, 403, 200]),
+        ("GET", format!("/organizations/{org_a}"), Value::Null, [200, 200, 200, 403, 404]),
+        ("PUT", format!("/organizations/{org_a}"), json!({"description": "d"}), [200, 200, 403, 200, 404]),
+        ("POST", "/organizations".into(), json!({"name": format!("Org {n}")}), [201, 403, 403, 403, 403]),
+        ("GET", format!("/organizations/{org_a}/members"), Value::Null, [200, 200, 200, 403, 404]),
+        ("POST", format!("/organizations/{org_b}/members/{mover}"), Value::Null, [200, 403, 403, 403, 403]),
+        // projects
+        ("GET", "/projects".into(), Value::Null, [200, 200, 200, 200, 200]),
+        ("GET", format!("/projects/{project}"), Value::Null, [200, 200, 200, 200, 404]),
+        ("POST", "/projects".into(), json!({"name": "x"}), [201, 201, 201, 403, 201]),
+        ("PUT", format!("/projects/{project}"), json!({"name": "y"}), [200, 200, 403, 403, 404]),
+        ("GET", format!("/projects/{project}/members"), Value::Null, [200, 200, 200, 200, 404]),
+        ("POST", format!("/projects/{project}/members/{user}"), Value::Null, [200, 200, 403, 403, 404]),
+        ("DELETE", format!("/projects/{project}/members/{project_member}"), Value::Null, [200, 200, 403, 403, 404]),
+        ("DELETE", format!("/projects/{project_victim}"), Value::Null, [204, 204, 403, 403, 404]),
+        // roles and permissions
+        ("GET", "/roles".into(), Value::Null, [200, 200, 200, 200, 200]),
+        ("GET", format!("/roles/{role}"), Value::Null, [200, 200, 200, 200, 404]),
+        ("POST", "/roles".into(), json!({"name": format!("new role {n}")}), [201, 201, 403, 403, 201]),
+        ("PUT", format!("/roles/{role}"), json!({"description": "d"}), [200, 200, 403, 403, 404]),
+        ("POST", format!("/roles/{role}/permissions/{perm_projects_read}"), Value::Null, [200, 200, 403, 403, 404]),
+        ("DELETE", format!("/roles/{role}/permissions/{perm_users_read}"), Value::Null, [200, 200, 403, 403, 404]),
+        ("DELETE", format!("/roles/{role_victim}"), Value::Null, [204, 204, 403, 403, 404]),
+        ("GET", "/roles/permissions".into(), Value::Null, [200, 200, 200, 200, 200]),
+        ("GET", format!("/roles/permissions/{perm_users_read}"), Value::Null, [200, 200, 200, 200, 200]),
+        // agent configs
+        ("GET", "/agent-configs".into(), Value::Null, [200, 200, 200, 200, 200]),
+        ("GET", format!("/agent-configs/{agent}"), Value::Null, [200, 200, 200, 200, 404]),
+        ("POST", "/agent-configs".into(), json!({"name": "g", "agent_type": "jira"}), [201, 201, 403, 403, 201]),
+        ("PUT", format!("/agent-configs/{agent}"), json!({"temperature": 1.0}), [200, 200, 403, 403, 404]),
+        ("DELETE", format!("/agent-configs/{agent_victim}"), Value::Null, [204, 204, 403, 403, 404]),
+        ("POST", format!("/agent-configs/{agent_victim}/activate"), Value::Null, [200, 200, 403, 403, 404]),
+        // conversations: the owner (admin A) only
+        ("GET", "/conversations".into(), Value::Null, [200, 200, 200, 403, 200]),
+        ("GET", format!("/conversations/{c}"), Value::Null, [404, 200, 404, 403, 404]),
+        ("POST", "/conversations".into(), json!({"title": "t"}), [201, 201, 201, 403, 201]),
+        ("PUT", format!("/conversations/{c}"), json!({"title": "u"}), [404, 200, 404, 403, 404]),
+        ("GET", format!("/conversations/{c}/messages"), Value::Null, [404, 200, 404, 403, 404]),
+        (
+            "POST",
+            format!("/conversations/{c}/messages"),
+            json!({"role": "user", "content": "x"}),
+            [404, 201, 404, 403, 404],
+        ),
+        ("GET", format!("/conversations/{c}/messages/{m}"), Value::Null, [404, 200, 404, 403, 404]),
+        ("DELETE", format!("/conversations/{c}/messages/{m}"), Value::Null, [404, 204, 404, 403, 404]),
+        ("DELETE", format!("/conversations/{c}"), Value::Null, [404, 204, 404, 403, 404]),
+        // the caller's own
+        ("GET", "/auth/me".into(), Value::Null, [200, 200, 200, 200, 200]),
+    ]
+}
+
+#[tokio::test]
+async fn every_endpoint_for_every_kind_of_caller() {
+    let app = spawn_app().await;
+    let superuser = app.admin_token().await;
+    let org_a = app.create_org("Org A").await;
+    let org_b = app.create_org("Org B").await;
+    app.create_role(&org_a, "auditor", &CUSTOM).await;
+    let admin_a = app.create_user_in(&org_a, "admin_a", "admin").await.1;
+    let tokens = [
+        superuser,
+        admin_a.clone(),
+        app.create_user_in(&org_a, "member_a", "member").await.1,
+        app.create_user_in(&org_a, "custom_a", "auditor").await.1,
+        app.create_user_in(&org_b, "admin_b", "admin").await.1,
+    ];
+    let mut failures = vec![];
+    for (i, token) in tokens.iter().enumerate() {
+        let w = world(&app, i, &admin_a, &org_a, &org_b).await;
+        for (method, path, body, expected) in cases(&w, i) {
+            let r = match (method, body.is_null()) {
+                ("GET", _) => app.get(&path, Some(token)).await,
+                ("POST", true) => app.post_empty(&path, Some(token)).await,
+                ("POST", false) => app.post(&path, Some(token), body).await,
+                ("PUT", _) => app.put(&path, Some(token), body).await,
+                ("DELETE", _) => app.delete(&path, Some(token)).await,
+                _ => unreachable!(),
+            };
+            if r.status != expected[i] {
+                failures.push(format!(
+                    "{} {method} {path}: {} (expected {}) {:?}",
+                    CALLERS[i], r.status, expected[i], r.body
+                ));
+            }
+            if r.status >= 400 {
+                assert!(r.body["detail"].is_string(), "{method} {path}: error without detail");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[tokio::test]
+async fn lists_never_show_another_organization() {
+    let app = spawn_app().await;
+    let org_a = app.create_org("Org A").await;
+    let org_b = app.create_org("Org B").await;
+    let admin_a = app.create_user_in(&org_a, "admin_a", "admin").await.1;
+    let admin_b = app.create_user_in(&org_b, "admin_b", "admin").await.1;
+    world(&app, 0, &admin_a, &org_a, &org_b).await;
+    for path in ["/users", "/projects", "/roles", "/agent-configs", "/conversations", "/organizations"] {
+        let r = app.get(&format!("{path}?limit=100"), Some(&admin_b)).await;
+        assert_eq!(r.status, 200, "{path}");
+        for row in r.body["data"].as_array().unwrap() {
+            let org = row.get("organization_id").unwrap_or(&row["id"]);
+            assert_eq!(org.as_str(), Some(org_b.as_str()), "{path} shows {row}");
+        }
+        // search cannot reach across either
+        let r = app.get(&format!("{path}?search=0&limit=100"), Some(&admin_b)).await;
+        assert_eq!(r.body["total"], 0, "{path} search: {:?}", r.body);
+    }
+    // the superuser sees both, and can narrow to one
+    let su = app.admin_token().await;
+    let all = app.get("/users?limit=100", Some(&su)).await;
+    let narrowed = app.get(&format!("/users?limit=100&organization_id={org_b}"), Some(&su)).await;
+    assert!(all.body["total"].as_i64() > narrowed.body["total"].as_i64());
+    assert_eq!(narrowed.body["total"], 1);
+    // a non-superuser's organization_id filter cannot widen their view
+    let r = app.get(&format!("/users?organization_id={org_a}"), Some(&admin_b)).await;
+    assert!(r.body["data"].as_array().unwrap().iter().all(|u| u["organization_id"] == org_b.as_str()));
+}
