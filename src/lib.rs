@@ -144,10 +144,27 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
         .server("/api/v1")
 }
 
+/// The OpenAPI document as JSON. OpenAPI requires `scopes` on every OAuth2 flow, even when there
+/// are none; poem-openapi leaves an empty one out, so it is added here.
+pub fn openapi_json(api: &OpenApiService<Apis, ()>) -> String {
+    let mut doc: serde_json::Value = serde_json::from_str(&api.spec()).expect("poem-openapi writes valid JSON");
+    if let Some(schemes) = doc.pointer_mut("/components/securitySchemes").and_then(|s| s.as_object_mut()) {
+        for flow in schemes.values_mut().filter_map(|s| s.get_mut("flows")).filter_map(|f| f.as_object_mut()) {
+            for f in flow.values_mut().filter_map(|f| f.as_object_mut()) {
+                f.entry("scopes").or_insert_with(|| serde_json::json!({}));
+            }
+        }
+    }
+    serde_json::to_string_pretty(&doc).expect("serializable")
+}
+
 /// The whole HTTP application: API, docs, console, and the middleware of SPEC §5.
 pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let api = openapi(&state);
-    let spec = api.spec_endpoint();
+    let spec = openapi_json(&api);
+    let spec = poem::endpoint::make_sync(move |_| {
+        Response::builder().content_type("application/json; charset=utf-8").body(spec.clone())
+    });
     let docs = api.swagger_ui();
     let cfg = state.config.clone();
 

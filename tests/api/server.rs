@@ -168,6 +168,10 @@ async fn openapi_document_and_docs_ui_are_served() {
     assert!(login["responses"].get("429").is_some());
     let schemes = &r.body["components"]["securitySchemes"];
     assert_eq!(schemes["BearerAuth"]["flows"]["password"]["tokenUrl"], "/api/v1/auth/login");
+    assert!(schemes["BearerAuth"]["flows"]["password"]["scopes"].is_object(), "OpenAPI requires scopes");
+    // .ci/run validates this copy against the OpenAPI 3 schema
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("openapi.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&r.body).unwrap()).unwrap();
     let docs = app.send(app.client.get(app.url("/docs"))).await;
     assert_eq!(docs.status, 200);
 }
