@@ -116,6 +116,30 @@ pub fn path_id(raw: &str, what: &str) -> ApiResult<String> {
         .map_err(|_| ApiError::not_found(format!("{what} not found")))
 }
 
+/// An id given as a query filter, in the stored spelling. A blank one is no filter; a malformed
+/// one is kept as it is, so it simply matches nothing.
+pub fn filter_id(raw: Option<String>) -> Option<String> {
+    let raw = raw?.trim().to_string();
+    if raw.is_empty() {
+        return None;
+    }
+    Some(uuid::Uuid::parse_str(&raw).map(|u| u.hyphenated().to_string()).unwrap_or(raw))
+}
+
+/// A field of a PUT that may be cleared: absent → no change (`None`), `null` → clear
+/// (`Some(None)`), a value → set (`Some(Some(..))`) once `check` accepts it.
+pub fn clearable(
+    field: poem_openapi::types::MaybeUndefined<Text>,
+    check: impl FnOnce(String) -> ApiResult<String>,
+) -> ApiResult<Option<Option<String>>> {
+    use poem_openapi::types::MaybeUndefined;
+    match field {
+        MaybeUndefined::Undefined => Ok(None),
+        MaybeUndefined::Null => Ok(Some(None)),
+        MaybeUndefined::Value(v) => Ok(Some(Some(check(v.0)?))),
+    }
+}
+
 /// A JSON value that must be an object (settings, context, metadata, knowledge_base).
 pub fn json_object(field: &str, value: Option<serde_json::Value>) -> ApiResult<String> {
     match value {

@@ -147,12 +147,13 @@ impl AgentConfigsApi {
         is_active: Query<Option<bool>>,
         organization_id: Query<Option<String>>,
     ) -> ApiResult<Json<ListResponse<AgentConfig>>> {
-        let scope = authz::require(&auth.0, Permission::AgentsRead)?.narrowed(organization_id.0.as_deref());
+        let scope = authz::require(&auth.0, Permission::AgentsRead)?
+            .narrowed(validate::filter_id(organization_id.0).as_deref());
         let page = Page::new(skip.0, limit.0)?;
         let filter = AgentConfigFilter {
             search: search_term(search.0),
             agent_type: agent_type.0,
-            project_id: project_id.0.map(|p| filter_id(&p)),
+            project_id: validate::filter_id(project_id.0),
             is_active: is_active.0.unwrap_or(true),
         };
         let (rows, total) =
@@ -219,15 +220,15 @@ impl AgentConfigsApi {
         let b = body.0;
         let changes = AgentConfigChanges {
             name: b.name.map(|n| validate::name("name", &n)).transpose()?,
-            description: optional_change(b.description, |d| {
+            description: validate::clearable(b.description, |d| {
                 validate::text("description", d.trim(), validate::DESCRIPTION_MAX)
             })?,
             agent_type: b.agent_type,
-            project_id: optional_change(b.project_id, |p| validate::body_id("project_id", &p))?,
+            project_id: validate::clearable(b.project_id, |p| validate::body_id("project_id", &p))?,
             llm_model: b.llm_model.map(|m| validate::name("llm_model", &m)).transpose()?,
             temperature: b.temperature.map(temperature).transpose()?,
             max_tokens: b.max_tokens.map(max_tokens).transpose()?,
-            system_prompt: optional_change(b.system_prompt, |s| {
+            system_prompt: validate::clearable(b.system_prompt, |s| {
                 validate::text("system_prompt", s.trim(), validate::SYSTEM_PROMPT_MAX)
             })?,
             tools: b.tools.map(tools).transpose()?,
@@ -294,21 +295,4 @@ fn max_tokens(n: i64) -> ApiResult<i64> {
 /// Tool names: each trimmed, 1..=255 characters.
 fn tools(raw: Vec<Text>) -> ApiResult<Vec<String>> {
     raw.iter().map(|t| validate::name("tools", t)).collect()
-}
-
-/// `undefined` → no change, `null` → clear, a value → set (after `check`).
-fn optional_change(
-    field: MaybeUndefined<Text>,
-    check: impl FnOnce(String) -> ApiResult<String>,
-) -> ApiResult<Option<Option<String>>> {
-    match field {
-        MaybeUndefined::Undefined => Ok(None),
-        MaybeUndefined::Null => Ok(Some(None)),
-        MaybeUndefined::Value(v) => Ok(Some(Some(check(v.into())?))),
-    }
-}
-
-/// A filter id: normalized when it is a UUID; anything else simply matches nothing.
-pub fn filter_id(raw: &str) -> String {
-    uuid::Uuid::parse_str(raw.trim()).map(|u| u.hyphenated().to_string()).unwrap_or_else(|_| raw.to_string())
 }

@@ -12,7 +12,7 @@ use poem_openapi::{
 
 use crate::{
     AppState,
-    api::{ApiTags, Created, Deleted, agents::filter_id},
+    api::{ApiTags, Created, Deleted},
     auth::BearerAuth,
     authz::{self, Permission},
     db::now,
@@ -143,8 +143,8 @@ impl ConversationsApi {
         let filter = ConversationFilter {
             search: search_term(search.0),
             is_archived: is_archived.0,
-            agent_config_id: agent_config_id.0.map(|a| filter_id(&a)),
-            project_id: project_id.0.map(|p| filter_id(&p)),
+            agent_config_id: validate::filter_id(agent_config_id.0),
+            project_id: validate::filter_id(project_id.0),
         };
         let (rows, total) =
             self.state.db.read(move |c| store::conversations::list_conversations(c, &owner, &filter, page)).await?;

@@ -69,15 +69,6 @@ fn org_not_found() -> ApiError {
     ApiError::not_found("Organization not found")
 }
 
-/// Validated optional text that `null` clears: `None` = unchanged, `Some(None)` = clear.
-fn clearable_text(field: &str, value: MaybeUndefined<Text>, max: usize) -> ApiResult<Option<Option<String>>> {
-    match value {
-        MaybeUndefined::Undefined => Ok(None),
-        MaybeUndefined::Null => Ok(Some(None)),
-        MaybeUndefined::Value(v) => Ok(Some(validate::optional_text(field, Some(v), max)?)),
-    }
-}
-
 pub struct OrganizationsApi {
     pub state: AppState,
 }
@@ -168,8 +159,10 @@ impl OrganizationsApi {
         }
         let changes = OrgChanges {
             name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
-            domain: clearable_text("domain", body.domain, validate::NAME_MAX)?,
-            description: clearable_text("description", body.description, validate::DESCRIPTION_MAX)?,
+            domain: validate::clearable(body.domain, |d| validate::text("domain", d.trim(), validate::NAME_MAX))?,
+            description: validate::clearable(body.description, |d| {
+                validate::text("description", d.trim(), validate::DESCRIPTION_MAX)
+            })?,
             settings: body.settings.map(|s| validate::json_object("settings", Some(s))).transpose()?,
             is_active: body.is_active,
         };

@@ -81,7 +81,8 @@ impl ProjectsApi {
         is_active: Query<Option<bool>>,
         organization_id: Query<Option<String>>,
     ) -> ApiResult<Json<ListResponse<Project>>> {
-        let scope = authz::require(&auth.0, Permission::ProjectsRead)?.narrowed(organization_id.0.as_deref());
+        let scope = authz::require(&auth.0, Permission::ProjectsRead)?
+            .narrowed(validate::filter_id(organization_id.0).as_deref());
         let page = Page::new(skip.0, limit.0)?;
         let filter = ProjectFilter { search: search_term(search.0), is_active: is_active.0.unwrap_or(true) };
         let (rows, total) =

@@ -79,16 +79,11 @@ pub struct UserRoleRequest {
 
 /// The filters shared by `GET /users` and `GET /organizations/{id}/members`.
 pub(crate) fn user_filter(search: Option<String>, is_active: Option<bool>, role_id: Option<String>) -> UserFilter {
-    UserFilter { search: search_term(search), is_active: is_active.unwrap_or(true), role_id: filter_id(role_id) }
-}
-
-/// An id given as a query filter, in the stored spelling; a blank one is no filter.
-pub(crate) fn filter_id(raw: Option<String>) -> Option<String> {
-    let raw = raw?.trim().to_string();
-    if raw.is_empty() {
-        return None;
+    UserFilter {
+        search: search_term(search),
+        is_active: is_active.unwrap_or(true),
+        role_id: validate::filter_id(role_id),
     }
-    Some(uuid::Uuid::parse_str(&raw).map(|u| u.hyphenated().to_string()).unwrap_or(raw))
 }
 
 /// The caller acting on their own user needs nothing; on anyone else they need `p`.
@@ -123,7 +118,8 @@ impl UsersApi {
         role_id: Query<Option<String>>,
         organization_id: Query<Option<String>>,
     ) -> ApiResult<Json<ListResponse<User>>> {
-        let scope = authz::require(&auth.0, Permission::UsersRead)?.narrowed(filter_id(organization_id.0).as_deref());
+        let scope =
+            authz::require(&auth.0, Permission::UsersRead)?.narrowed(validate::filter_id(organization_id.0).as_deref());
         let page = Page::new(skip.0, limit.0)?;
         let filter = user_filter(search.0, is_active.0, role_id.0);
         let (rows, total) = self.state.db.read(move |c| store::users::list_users(c, &scope, &filter, page)).await?;
