@@ -5,6 +5,7 @@ mod helpers;
 mod agents;
 mod auth;
 mod cli;
+mod completions;
 mod conversations;
 mod organizations;
 mod projects;
