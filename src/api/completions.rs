@@ -112,69 +112,11 @@ impl CompletionsApi {
             return Err(ApiError::bad_request("content must not be empty"));
         }
         let content = validate::text("content", &b.content, CONTENT_MAX)?;
-        let owner = auth.0.id.clone();
-        let providers = self.state.llm.clone();
-        let job_id = new_id();
-        let jid = job_id.clone();
-        let prepared = self
-            .state
-            .db
-            .write(move |tx| {
-                let conversation = store::conversations::get_conversation(tx, &owner, &conversation_id)?
-                    .ok_or_else(|| ApiError::not_found("Conversation not found"))?;
-                let agent_id = conversation.agent_config_id.clone().ok_or_else(|| {
-                    ApiError::bad_request("The conversation has no agent config; set agent_config_id on it first")
-                })?;
-                let agent =
-                    store::agents::get_agent_config(tx, &Scope::Org(conversation.organization_id.clone()), &agent_id)?
-                        .filter(|a| a.is_active)
-                        .ok_or_else(|| {
-                            ApiError::bad_request("The conversation's agent config is inactive; activate it first")
-                        })?;
-                let provider = providers.for_model(&agent.llm_model).ok_or_else(|| {
-                    ApiError::unavailable(format!(
-                        "No LLM provider serves the model {:?} of this agent config; list it in `models` of a \
-                         provider under [[llm.providers]] in copilot.toml (or COPILOT_LLM__PROVIDERS)",
-                        agent.llm_model
-                    ))
-                })?;
-                let now = now();
-                let new = NewMessage { role: MessageRole::User, content, metadata: json!({"job_id": jid}).to_string() };
-                let user_message = store::conversations::insert_message(tx, &owner, &conversation_id, &new, &now)?
-                    .ok_or_else(|| ApiError::not_found("Conversation not found"))?;
-                let job = NewJob {
-                    id: jid,
-                    conversation_id: conversation_id.clone(),
-                    user_id: owner,
-                    organization_id: conversation.organization_id.clone(),
-                    agent_config_id: Some(agent.id.clone()),
-                    provider: provider.name.clone(),
-                    model: agent.llm_model.clone(),
-                    user_message_id: user_message.id.clone(),
-                };
-                store::completions::insert_job(tx, &job, &now)?;
-                let history = store::conversations::all_messages(tx, &conversation_id)?;
-                Ok((conversation, agent, provider, user_message, history))
-            })
-            .await?;
-        let (conversation, agent, provider, user_message, history) = prepared;
-
-        let prompt =
-            build_prompt(agent.system_prompt.as_deref(), &conversation.context, &history, provider.max_context_tokens);
-        let handle = JobHandle::new(job_id.clone(), conversation.id.clone(), auth.0.id.clone());
-        handle.push("user_message", json!({"job_id": job_id, "message": jobs::message_json(&user_message)}));
-        let spec = JobSpec {
-            handle: handle.clone(),
-            request: ChatRequest {
-                model: agent.llm_model.clone(),
-                messages: prompt.messages,
-                temperature: agent.temperature,
-                max_tokens: agent.max_tokens,
-            },
-            provider,
-            estimated_prompt_tokens: prompt.estimated_tokens,
-        };
-        jobs::spawn(self.state.jobs.clone(), self.state.db.clone(), self.state.llm.http.clone(), spec);
+        // storing the user message and starting the job must not stop halfway when the client
+        // goes away: the job row would block the conversation until the next restart
+        let started = tokio::spawn(start_job(self.state.clone(), auth.0.id.clone(), conversation_id, content));
+        let handle = started.await.map_err(ApiError::internal)??;
+        let job_id = handle.id.clone();
 
         if b.stream.unwrap_or(false) {
             return Ok(CompletionResponse::Stream(self.event_stream(handle.stream(0).boxed())));
@@ -303,6 +245,82 @@ impl CompletionsApi {
             status => Err(ApiError::conflict(format!("The job is {status}; only a running job can be cancelled"))),
         }
     }
+}
+
+/// Stores the user message and the job, then starts the job; the caller has checked the caller.
+async fn start_job(
+    state: AppState,
+    owner: String,
+    conversation_id: String,
+    content: String,
+) -> ApiResult<std::sync::Arc<JobHandle>> {
+    if state.jobs.is_closing() {
+        return Err(ApiError::unavailable("The server is shutting down; try again shortly"));
+    }
+    let providers = state.llm.clone();
+    let job_id = new_id();
+    let jid = job_id.clone();
+    let user_id = owner.clone();
+    let prepared = state
+        .db
+        .write(move |tx| {
+            let owner = user_id;
+            let conversation = store::conversations::get_conversation(tx, &owner, &conversation_id)?
+                .ok_or_else(|| ApiError::not_found("Conversation not found"))?;
+            let agent_id = conversation.agent_config_id.clone().ok_or_else(|| {
+                ApiError::bad_request("The conversation has no agent config; set agent_config_id on it first")
+            })?;
+            let agent =
+                store::agents::get_agent_config(tx, &Scope::Org(conversation.organization_id.clone()), &agent_id)?
+                    .filter(|a| a.is_active)
+                    .ok_or_else(|| {
+                        ApiError::bad_request("The conversation's agent config is inactive; activate it first")
+                    })?;
+            let provider = providers.for_model(&agent.llm_model).ok_or_else(|| {
+                ApiError::unavailable(format!(
+                    "No LLM provider serves the model {:?} of this agent config; list it in `models` of a \
+                         provider under [[llm.providers]] in copilot.toml (or COPILOT_LLM__PROVIDERS)",
+                    agent.llm_model
+                ))
+            })?;
+            let now = now();
+            let new = NewMessage { role: MessageRole::User, content, metadata: json!({"job_id": jid}).to_string() };
+            let user_message = store::conversations::insert_message(tx, &owner, &conversation_id, &new, &now)?
+                .ok_or_else(|| ApiError::not_found("Conversation not found"))?;
+            let job = NewJob {
+                id: jid,
+                conversation_id: conversation_id.clone(),
+                user_id: owner,
+                organization_id: conversation.organization_id.clone(),
+                agent_config_id: Some(agent.id.clone()),
+                provider: provider.name.clone(),
+                model: agent.llm_model.clone(),
+                user_message_id: user_message.id.clone(),
+            };
+            store::completions::insert_job(tx, &job, &now)?;
+            let history = store::conversations::all_messages(tx, &conversation_id)?;
+            Ok((conversation, agent, provider, user_message, history))
+        })
+        .await?;
+    let (conversation, agent, provider, user_message, history) = prepared;
+
+    let prompt =
+        build_prompt(agent.system_prompt.as_deref(), &conversation.context, &history, provider.max_context_tokens);
+    let handle = JobHandle::new(job_id.clone(), conversation.id.clone(), owner.clone());
+    handle.push("user_message", json!({"job_id": job_id, "message": jobs::message_json(&user_message)}));
+    let spec = JobSpec {
+        handle: handle.clone(),
+        request: ChatRequest {
+            model: agent.llm_model.clone(),
+            messages: prompt.messages,
+            temperature: agent.temperature,
+            max_tokens: agent.max_tokens,
+        },
+        provider,
+        estimated_prompt_tokens: prompt.estimated_tokens,
+    };
+    jobs::spawn(state.jobs.clone(), state.db.clone(), state.llm.http.clone(), spec);
+    Ok(handle)
 }
 
 fn ids(id: &str, job_id: &str) -> ApiResult<(String, String)> {

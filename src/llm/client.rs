@@ -55,6 +55,23 @@ impl Failure {
 }
 
 const DETAIL_MAX: usize = 300;
+/// Most of an error body that is read.
+const ERROR_BODY_MAX: usize = 64 * 1024;
+/// Longest stream line accepted.
+const LINE_MAX: usize = 4 * 1024 * 1024;
+
+/// Up to `max` bytes of the body, as text; a broken body ends the text early.
+async fn read_limited(mut resp: reqwest::Response, max: usize) -> String {
+    let mut bytes = vec![];
+    while bytes.len() < max {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(max);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
 
 fn clip(s: &str) -> String {
     let s = s.trim();
@@ -105,8 +122,7 @@ pub async fn stream_chat(
         .map_err(transport)?;
     let status = resp.status();
     if !status.is_success() {
-        let text =
-            tokio::time::timeout(provider.timeout, resp.text()).await.ok().and_then(Result::ok).unwrap_or_default();
+        let text = tokio::time::timeout(provider.timeout, read_limited(resp, ERROR_BODY_MAX)).await.unwrap_or_default();
         return Err(Failure::Http { status: status.as_u16(), detail: provider.redact(&clip(&error_message(&text))) });
     }
     let is_json = resp
@@ -142,6 +158,9 @@ pub async fn stream_chat(
         let next = tokio::time::timeout(provider.timeout, chunks.next()).await.map_err(|_| Failure::Timeout(secs))?;
         let Some(bytes) = next else { break };
         buf.extend_from_slice(&bytes.map_err(transport)?);
+        if buf.len() > LINE_MAX {
+            return Err(Failure::Malformed(format!("a line longer than {LINE_MAX} bytes")));
+        }
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
             parser.line(&line, &mut on_text).map_err(|f| redact_failure(provider, f))?;

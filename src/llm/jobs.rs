@@ -4,7 +4,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -104,7 +107,7 @@ impl JobHandle {
         self.changed.send_modify(|n| *n += 1);
     }
 
-    /// Appends an event; returns its id.
+    /// Appends an event.
     pub fn push(&self, event: &str, data: Value) {
         {
             let mut b = self.lock();
@@ -208,11 +211,17 @@ impl JobHandle {
 #[derive(Default)]
 pub struct Jobs {
     map: Mutex<HashMap<String, Arc<JobHandle>>>,
+    closing: AtomicBool,
 }
 
 impl Jobs {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<JobHandle>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the server is stopping: no new jobs then.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<JobHandle>> {
@@ -230,6 +239,7 @@ impl Jobs {
     /// Stops every running job (their partial replies are stored as failed) and waits up to
     /// `grace` for them to be stored.
     pub async fn shutdown(&self, grace: Duration) {
+        self.closing.store(true, Ordering::SeqCst);
         let running: Vec<_> = self.lock().values().filter(|h| !h.is_finished()).cloned().collect();
         if running.is_empty() {
             return;

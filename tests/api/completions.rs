@@ -680,6 +680,10 @@ async fn stopping_the_server_stores_partial_replies_and_a_restart_fails_leftover
     assert!(stored[1]["content"].as_str().unwrap().starts_with("be"));
     assert_eq!(stored[1]["metadata"]["error_kind"], "shutdown");
     assert_eq!(job_row(&app, &job).await.0, "failed");
+    // a stopping server starts no new job and stores nothing for one
+    let r = complete(&app, &token, &conv, "Late").await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(messages(&app, &token, &conv).await.len(), 2);
 
     // a job left running by a crashed process is failed at the next start
     let ghost = copilot::db::new_id();
