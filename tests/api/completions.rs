@@ -188,6 +188,16 @@ async fn without_a_provider_nothing_is_called_and_nothing_is_stored() {
     let r = complete(&app, &token, &conv, "Hello?").await;
     assert_eq!(r.status, 503, "{:?}", r.body);
     assert!(r.detail().contains("\"gemini-pro\"") && r.detail().contains("llm.providers"), "{}", r.detail());
+    // the endpoints are described
+    let spec = app.get("/openapi.json", None).await.body;
+    for path in [
+        "/conversations/{id}/completions",
+        "/conversations/{id}/completions/{job_id}",
+        "/conversations/{id}/completions/{job_id}/cancel",
+        "/usage",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
     assert!(messages(&app, &token, &conv).await.is_empty());
 
     // a conversation without an agent, or with an inactive one, is a 400
