@@ -16,6 +16,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
+    pub llm: LlmConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +119,109 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".into(), format: "text".into() }
+    }
+}
+
+/// `[llm]`: the OpenAI-compatible chat-completions servers that agents talk to. No provider, no
+/// outgoing call: a completion for a model that no provider serves answers 503.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    pub providers: Vec<LlmProviderConfig>,
+    /// Seconds of silence after which an event stream gets a keep-alive comment.
+    pub keep_alive_seconds: u64,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self { providers: vec![], keep_alive_seconds: 15 }
+    }
+}
+
+/// One `[[llm.providers]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmProviderConfig {
+    /// Unique; recorded with every reply.
+    pub name: String,
+    /// The API root that `/chat/completions` is appended to, e.g. "https://api.openai.com/v1".
+    pub base_url: String,
+    /// Name of the environment variable holding the API key; empty: no key (local servers).
+    #[serde(default)]
+    pub api_key_env: String,
+    /// The `llm_model` values of agent configs that this provider serves.
+    pub models: Vec<String>,
+    /// Seconds to wait for the first answer and between streamed chunks.
+    #[serde(default = "default_llm_timeout")]
+    pub timeout_seconds: u64,
+    /// Prompt budget in estimated tokens (characters / 4); older messages are left out to fit.
+    #[serde(default = "default_max_context_tokens")]
+    pub max_context_tokens: u64,
+}
+
+fn default_llm_timeout() -> u64 {
+    60
+}
+
+fn default_max_context_tokens() -> u64 {
+    8192
+}
+
+impl LlmConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let mut names = std::collections::HashSet::new();
+        let mut models = std::collections::HashMap::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = format!("provider #{} ({:?})", i + 1, p.name);
+            if p.name.trim().is_empty() {
+                return Err(("llm.providers.name", format!("{at}: must not be empty")));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(("llm.providers.name", format!("{at}: the name is used twice")));
+            }
+            let url_ok = (p.base_url.starts_with("http://") || p.base_url.starts_with("https://"))
+                && p.base_url.split_once("://").is_some_and(|(_, rest)| {
+                    let host = rest.split('/').next().unwrap_or_default();
+                    !host.is_empty() && !host.contains(char::is_whitespace)
+                })
+                && !p.base_url.contains(['?', '#']);
+            if !url_ok {
+                return Err((
+                    "llm.providers.base_url",
+                    format!("{at}: {:?} is not a URL like \"https://api.openai.com/v1\"", p.base_url),
+                ));
+            }
+            if !p.api_key_env.is_empty() && !p.api_key_env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err((
+                    "llm.providers.api_key_env",
+                    format!("{at}: must name an environment variable (not hold the key itself)"),
+                ));
+            }
+            if p.models.is_empty() {
+                return Err(("llm.providers.models", format!("{at}: must list at least one model")));
+            }
+            for m in &p.models {
+                if m.trim().is_empty() {
+                    return Err(("llm.providers.models", format!("{at}: a model name is empty")));
+                }
+                if let Some(other) = models.insert(m.as_str(), p.name.as_str()) {
+                    return Err((
+                        "llm.providers.models",
+                        format!("{at}: model {m:?} is already served by provider {other:?}"),
+                    ));
+                }
+            }
+            if p.timeout_seconds == 0 || p.timeout_seconds > 3600 {
+                return Err(("llm.providers.timeout_seconds", format!("{at}: must be between 1 and 3600")));
+            }
+            if p.max_context_tokens < 256 {
+                return Err(("llm.providers.max_context_tokens", format!("{at}: must be at least 256")));
+            }
+        }
+        if self.keep_alive_seconds == 0 {
+            return Err(("llm.keep_alive_seconds", "must be at least 1".into()));
+        }
+        Ok(())
     }
 }
 
@@ -255,6 +359,7 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(("log.format", format!("{:?} is not \"text\" or \"json\"", self.log.format)));
         }
+        self.llm.validate()?;
         Ok(())
     }
 }
@@ -320,6 +425,37 @@ mod tests {
         let env = vec![("COPILOT_AUTH__NOPE".to_string(), "1".to_string())];
         let e = Config::load_with_env(Some(&path), &env).unwrap_err().to_string();
         assert!(e.contains("COPILOT_AUTH__NOPE") && e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn llm_providers_are_validated() {
+        let (_d, path) = write("");
+        assert!(Config::load_with_env(Some(&path), &[]).unwrap().llm.providers.is_empty());
+        let provider = |name: &str, url: &str, models: &str| {
+            format!("[[llm.providers]]\nname = \"{name}\"\nbase_url = \"{url}\"\nmodels = {models}\n")
+        };
+        let ok = provider("openai", "https://api.openai.com/v1", "[\"gpt-4o\"]")
+            + &provider("local", "http://127.0.0.1:11434/v1", "[\"llama3\"]");
+        let (_d, path) = write(&ok);
+        let c = Config::load_with_env(Some(&path), &[]).unwrap();
+        assert_eq!(c.llm.providers.len(), 2);
+        assert_eq!(c.llm.providers[0].timeout_seconds, 60);
+        for (bad, key) in [
+            (
+                provider("a", "https://x/v1", "[\"m\"]") + &provider("a", "https://y/v1", "[\"n\"]"),
+                "llm.providers.name",
+            ),
+            (provider("a", "ftp://x", "[\"m\"]"), "llm.providers.base_url"),
+            (
+                provider("a", "https://x/v1", "[\"m\"]") + &provider("b", "https://y/v1", "[\"m\"]"),
+                "llm.providers.models",
+            ),
+            (provider("a", "https://x/v1", "[]"), "llm.providers.models"),
+        ] {
+            let (_d, path) = write(&bad);
+            let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod authz;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod llm;
 pub mod pagination;
 pub mod store;
 pub mod validate;
@@ -42,6 +43,9 @@ pub struct AppState {
     pub db: Db,
     pub tokens: Arc<Tokens>,
     pub passwords: Arc<Passwords>,
+    /// The LLM providers of `[llm]` and the reply-generating jobs of this process.
+    pub llm: Arc<llm::Providers>,
+    pub jobs: Arc<llm::jobs::Jobs>,
 }
 
 /// What start-up did that the operator must hear about once.
@@ -99,7 +103,17 @@ impl AppState {
         } else {
             config.auth.jwt_secret.clone()
         };
+        let llm = llm::Providers::from_config(&config.llm, |name| std::env::var(name).ok())?;
+        // a job of a previous process cannot be resumed: its partial text was only in memory
+        let interrupted = db
+            .write_blocking(|tx| store::completions::fail_interrupted_jobs(tx, "server restarted", &db::now()))
+            .map_err(|e| format!("recovering completion jobs: {}", e.detail))?;
+        if interrupted > 0 {
+            tracing::warn!(jobs = interrupted, "marked completion jobs of a previous run as failed");
+        }
         let state = AppState {
+            llm: Arc::new(llm),
+            jobs: Arc::default(),
             tokens: Arc::new(Tokens::new(
                 secret.as_bytes(),
                 config.auth.access_token_ttl_minutes,
@@ -122,6 +136,8 @@ type Apis = (
     api::roles::RolesApi,
     api::agents::AgentConfigsApi,
     api::conversations::ConversationsApi,
+    api::completions::CompletionsApi,
+    api::usage::UsageApi,
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -134,6 +150,8 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
         api::roles::RolesApi { state: state.clone() },
         api::agents::AgentConfigsApi { state: state.clone() },
         api::conversations::ConversationsApi { state: state.clone() },
+        api::completions::CompletionsApi { state: state.clone() },
+        api::usage::UsageApi { state: state.clone() },
     );
     OpenApiService::new(apis, "copilot", VERSION)
         .description(
@@ -290,13 +308,16 @@ pub async fn serve(state: AppState, startup: Startup) -> Result<(), String> {
         .map(|a| a.to_string())
         .unwrap_or_else(|| cfg.server.bind.clone());
     print_banner(&state, &startup, &addr);
+    let jobs = state.jobs.clone();
     let app = build_app(state);
+    // running completion jobs are stopped first, so their streams end and their partial replies
+    // are stored before the database goes away
+    let signal = async move {
+        shutdown_signal().await;
+        jobs.shutdown(Duration::from_secs(10)).await;
+    };
     poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            app,
-            shutdown_signal(),
-            Some(Duration::from_secs(cfg.server.shutdown_timeout_seconds)),
-        )
+        .run_with_graceful_shutdown(app, signal, Some(Duration::from_secs(cfg.server.shutdown_timeout_seconds)))
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");

@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod auth;
 pub mod bootstrap;
+pub mod completions;
 pub mod conversations;
 pub mod organizations;
 pub mod projects;

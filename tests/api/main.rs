@@ -6,6 +6,7 @@ mod matrix;
 mod agents;
 mod auth;
 mod cli;
+mod completions;
 mod conversations;
 mod organizations;
 mod projects;

@@ -1,0 +1,124 @@
+//! `/usage`: tokens and requests spent on generated replies (issue 6), per user, agent config,
+//! model or day. Org admins see their whole organization, everyone else only themselves.
+
+use poem_openapi::{Enum, Object, OpenApi, param::Query, payload::Json};
+use time::{Date, macros::format_description};
+
+use crate::{
+    AppState,
+    api::ApiTags,
+    auth::BearerAuth,
+    error::{ApiError, ApiResult},
+    store, validate,
+};
+
+/// What the report is grouped by.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum UsageGroup {
+    User,
+    AgentConfig,
+    Model,
+    Day,
+}
+
+/// The sums of one group.
+#[derive(Object, Debug, Clone)]
+pub struct UsageRow {
+    /// The user id, agent config id, model or day (`YYYY-MM-DD`) of the group
+    pub key: Option<String>,
+    /// Username, agent config name or provider of the group, when there is one
+    pub label: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub total_tokens: i64,
+    /// Completion requests (jobs), whatever their outcome
+    pub requests: i64,
+}
+
+#[derive(Object, Debug)]
+pub struct UsageReport {
+    pub organization_id: String,
+    /// Set when the report covers only the caller (not an org admin)
+    pub user_id: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub group_by: UsageGroup,
+    pub data: Vec<UsageRow>,
+    pub totals: UsageRow,
+}
+
+pub struct UsageApi {
+    pub state: AppState,
+}
+
+#[OpenApi(tag = "ApiTags::Usage")]
+impl UsageApi {
+    /// Token usage of generated replies
+    ///
+    /// Any authenticated user. `from` and `to` are inclusive days (`YYYY-MM-DD`, UTC; default:
+    /// the last 30 days); `group_by` is `user`, `agent_config`, `model` or `day` (default). Org
+    /// admins see their whole organization (superusers may pick one with `organization_id`),
+    /// everyone else only their own usage. Failed and cancelled requests count with the tokens
+    /// they used (estimated as characters / 4 when the provider did not report them).
+    #[oai(path = "/usage", method = "get")]
+    async fn usage(
+        &self,
+        auth: BearerAuth,
+        from: Query<Option<String>>,
+        to: Query<Option<String>>,
+        group_by: Query<Option<UsageGroup>>,
+        organization_id: Query<Option<String>>,
+    ) -> ApiResult<Json<UsageReport>> {
+        let user = auth.0;
+        let organization_id = match organization_id.0 {
+            Some(org) if user.is_superuser => validate::path_id(&org, "Organization")
+                .map_err(|_| ApiError::bad_request("organization_id must be an organization id"))?,
+            _ => user.organization_id.clone(),
+        };
+        let user_id = (!user.is_org_admin()).then(|| user.id.clone());
+        let to = match to.0 {
+            Some(raw) => day("to", &raw)?,
+            None => time::OffsetDateTime::now_utc().date(),
+        };
+        let from = match from.0 {
+            Some(raw) => day("from", &raw)?,
+            None => to - time::Duration::days(29),
+        };
+        if from > to {
+            return Err(ApiError::bad_request("from must not be after to"));
+        }
+        let end = to.next_day().ok_or_else(|| ApiError::bad_request("to is out of range"))?;
+        let group = group_by.0.unwrap_or(UsageGroup::Day);
+        let (org, uid, start, stop) = (organization_id.clone(), user_id.clone(), from.to_string(), end.to_string());
+        let data = self
+            .state
+            .db
+            .read(move |c| store::completions::usage(c, &org, uid.as_deref(), &start, &stop, group))
+            .await?;
+        let totals = data.iter().fold(
+            UsageRow { key: None, label: None, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, requests: 0 },
+            |mut t, r| {
+                t.prompt_tokens += r.prompt_tokens;
+                t.completion_tokens += r.completion_tokens;
+                t.total_tokens += r.total_tokens;
+                t.requests += r.requests;
+                t
+            },
+        );
+        Ok(Json(UsageReport {
+            organization_id,
+            user_id,
+            from: from.to_string(),
+            to: to.to_string(),
+            group_by: group,
+            data,
+            totals,
+        }))
+    }
+}
+
+fn day(field: &str, raw: &str) -> ApiResult<Date> {
+    Date::parse(raw.trim(), format_description!("[year]-[month]-[day]"))
+        .map_err(|_| ApiError::bad_request(format!("{field} must be a day like 2026-01-31")))
+}

@@ -1,0 +1,159 @@
+//! SQL for completion jobs (issue 6): one row per generated reply, and the usage reports that
+//! sum them. Jobs are read through their owner, usage through the organization.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::{
+    api::completions::Job,
+    api::usage::{UsageGroup, UsageRow},
+    error::{ApiResult, conflict_on_unique},
+};
+
+const JOB_COLS: &str = "j.id, j.conversation_id, j.agent_config_id, j.provider, j.model, j.status, \
+                        j.user_message_id, j.assistant_message_id, j.error, j.finish_reason, j.prompt_tokens, \
+                        j.completion_tokens, j.last_event_id, j.created_at, j.finished_at";
+
+fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        agent_config_id: r.get(2)?,
+        provider: r.get(3)?,
+        model: r.get(4)?,
+        status: r.get(5)?,
+        user_message_id: r.get(6)?,
+        assistant_message_id: r.get(7)?,
+        error: r.get(8)?,
+        finish_reason: r.get(9)?,
+        prompt_tokens: r.get(10)?,
+        completion_tokens: r.get(11)?,
+        last_event_id: r.get(12)?,
+        created_at: r.get(13)?,
+        finished_at: r.get(14)?,
+    })
+}
+
+pub struct NewJob {
+    pub id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    pub organization_id: String,
+    pub agent_config_id: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub user_message_id: String,
+}
+
+/// Records a running job; a conversation that already has one answers 409.
+pub fn insert_job(conn: &Connection, n: &NewJob, now: &str) -> ApiResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, agent_config_id, provider, \
+         model, status, user_message_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
+    )?
+    .execute(params![
+        n.id,
+        n.conversation_id,
+        n.user_id,
+        n.organization_id,
+        n.agent_config_id,
+        n.provider,
+        n.model,
+        n.user_message_id,
+        now
+    ])
+    .map_err(conflict_on_unique("A reply is already being generated in this conversation; wait for it or cancel it"))?;
+    Ok(())
+}
+
+/// How a job ended.
+pub struct JobEnd<'a> {
+    pub status: &'a str,
+    pub assistant_message_id: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub finish_reason: Option<&'a str>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub last_event_id: i64,
+}
+
+/// Closes a running job; a job already closed (e.g. by start-up recovery) stays as it is.
+pub fn finish_job(conn: &Connection, id: &str, e: &JobEnd<'_>, now: &str) -> ApiResult<()> {
+    conn.prepare_cached(
+        "UPDATE completion_jobs SET status = ?2, assistant_message_id = ?3, error = ?4, finish_reason = ?5, \
+         prompt_tokens = ?6, completion_tokens = ?7, last_event_id = ?8, finished_at = ?9 \
+         WHERE id = ?1 AND status = 'running'",
+    )?
+    .execute(params![
+        id,
+        e.status,
+        e.assistant_message_id,
+        e.error,
+        e.finish_reason,
+        e.prompt_tokens,
+        e.completion_tokens,
+        e.last_event_id,
+        now
+    ])?;
+    Ok(())
+}
+
+/// Job `id` of `owner`'s live conversation `conversation_id`.
+pub fn get_job(conn: &Connection, owner: &str, conversation_id: &str, id: &str) -> ApiResult<Option<Job>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLS} FROM completion_jobs j JOIN conversations c ON c.id = j.conversation_id \
+             WHERE j.id = ?1 AND j.conversation_id = ?2 AND c.user_id = ?3 AND c.is_active = 1"
+        ))?
+        .query_row(params![id, conversation_id, owner], job_from_row)
+        .optional()?)
+}
+
+/// Marks jobs that a previous process left running as failed; returns how many.
+pub fn fail_interrupted_jobs(conn: &Connection, reason: &str, now: &str) -> ApiResult<usize> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE completion_jobs SET status = 'failed', error = ?1, finished_at = ?2, \
+             last_event_id = MAX(last_event_id, 2) WHERE status = 'running'",
+        )?
+        .execute(params![reason, now])?)
+}
+
+/// Token and request sums of the jobs created in `[from, to)` in `organization_id` (and of
+/// `user_id` only, when given), one row per group.
+pub fn usage(
+    conn: &Connection,
+    organization_id: &str,
+    user_id: Option<&str>,
+    from: &str,
+    to: &str,
+    group: UsageGroup,
+) -> ApiResult<Vec<UsageRow>> {
+    let (key, label) = match group {
+        UsageGroup::User => ("j.user_id", "MAX(u.username)"),
+        UsageGroup::AgentConfig => ("j.agent_config_id", "MAX(a.name)"),
+        UsageGroup::Model => ("j.model", "MAX(j.provider)"),
+        UsageGroup::Day => ("substr(j.created_at, 1, 10)", "NULL"),
+    };
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {key} AS k, {label}, COALESCE(SUM(j.prompt_tokens), 0), COALESCE(SUM(j.completion_tokens), 0), \
+             COUNT(*) FROM completion_jobs j LEFT JOIN users u ON u.id = j.user_id \
+             LEFT JOIN agent_configs a ON a.id = j.agent_config_id \
+             WHERE j.organization_id = ?1 AND (?2 IS NULL OR j.user_id = ?2) AND j.created_at >= ?3 \
+             AND j.created_at < ?4 GROUP BY k ORDER BY k"
+        ))?
+        .query_map(params![organization_id, user_id, from, to], |r| {
+            let prompt_tokens: i64 = r.get(2)?;
+            let completion_tokens: i64 = r.get(3)?;
+            Ok(UsageRow {
+                key: r.get(0)?,
+                label: r.get(1)?,
+                prompt_tokens,
+                completion_tokens,
+                total_tokens: prompt_tokens + completion_tokens,
+                requests: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
