@@ -11,7 +11,8 @@ export function notify(message, kind = 'ok') {
   const remove = () => t.remove();
   close.addEventListener('click', remove);
   region.append(t);
-  setTimeout(remove, kind === 'error' ? 9000 : 4500);
+  while (region.children.length > 3) region.firstElementChild.remove();
+  setTimeout(remove, kind === 'error' ? 8000 : 4000);
 }
 export const notifyError = (e) => notify(errText(e), 'error');
 export const errText = (e) => (e instanceof ApiError ? e.detail : String((e && e.message) || e));
@@ -163,12 +164,13 @@ export function field(f) {
   const err = h('div', { class: 'field-error', id: errId, hidden: true });
   const help = f.help ? h('div', { class: 'help', id: helpId }, f.help) : null;
   let el;
+  const cls = ['field', f.half && 'field-half'];
   if (type === 'checkbox') {
-    el = h('div', { class: 'field field-check' }, h('label', { class: 'check', for: id }, input, h('span', null, f.label)), help, err);
+    el = h('div', { class: [...cls, 'field-check'] }, h('label', { class: 'check', for: id }, input, h('span', null, f.label)), help, err);
   } else if (type === 'checkboxes') {
-    el = h('div', { class: 'field' }, input, help, err);
+    el = h('div', { class: cls }, input, help, err);
   } else {
-    el = h('div', { class: 'field' }, h('label', { for: id }, f.label, f.required ? h('span', { class: 'req', 'aria-hidden': 'true' }, ' *') : null), input, help, err);
+    el = h('div', { class: cls }, h('label', { for: id }, f.label, f.required ? h('span', { class: 'req', 'aria-hidden': 'true' }, ' *') : null), input, help, err);
   }
   return {
     el, input, get,

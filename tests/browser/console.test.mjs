@@ -38,7 +38,8 @@ async function newPage({ width = 1280, height = 860, colorScheme = 'light' } = {
 async function shot(page, name) {
   if (!SHOTS) return;
   fs.mkdirSync(SHOTS, { recursive: true });
-  await page.waitForTimeout(150); // let toasts and loading states settle
+  await page.waitForTimeout(150); // let loading states settle
+  await page.evaluate(() => document.querySelectorAll('#toasts > *').forEach((t) => t.remove()));
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 

@@ -1,4 +1,4 @@
-import { h, replace, fmtDay } from '../dom.js';
+import { h, replace } from '../dom.js';
 import { api, listAll } from '../api.js';
 import { pageHeader, listView, formDialog, confirmAction, button, badge, notify, act } from '../ui.js';
 
@@ -24,16 +24,16 @@ export async function agentsPage(main, _params, ctx) {
       title: a ? `Edit ${a.name}` : 'New agent config', submitLabel: a ? 'Save' : 'Create agent config', wide: true,
       fields: [
         { name: 'name', label: 'Name', required: true, value: a ? a.name : '' },
-        { name: 'agent_type', label: 'Type', type: 'select', value: a ? a.agent_type : 'rfp', options: AGENT_TYPES },
+        { name: 'agent_type', half: true, label: 'Type', type: 'select', value: a ? a.agent_type : 'rfp', options: AGENT_TYPES },
+        { name: 'llm_model', half: true, label: 'Model', value: a ? a.llm_model : 'gemini-pro', help: 'The LLM the agent uses, e.g. gemini-pro.' },
         { name: 'description', label: 'Description', type: 'textarea', rows: 2, value: a ? a.description || '' : '' },
-        { name: 'llm_model', label: 'Model', value: a ? a.llm_model : 'gemini-pro', help: 'The LLM the agent uses, e.g. gemini-pro.' },
-        { name: 'temperature', label: 'Temperature', type: 'number', min: 0, max: 2, step: 0.1, value: a ? a.temperature : 0.7, help: '0.0 (focused) to 2.0 (creative).', inputmode: 'decimal' },
-        { name: 'max_tokens', label: 'Max tokens', type: 'number', min: 1, max: 128000, step: 1, value: a ? a.max_tokens : 2048, help: '1 to 128000.', inputmode: 'numeric' },
+        { name: 'temperature', half: true, label: 'Temperature', type: 'number', min: 0, max: 2, step: 0.1, value: a ? a.temperature : 0.7, help: '0.0 (focused) to 2.0 (creative).', inputmode: 'decimal' },
+        { name: 'max_tokens', half: true, label: 'Max tokens', type: 'number', min: 1, max: 128000, step: 1, value: a ? a.max_tokens : 2048, help: '1 to 128000.', inputmode: 'numeric' },
         { name: 'system_prompt', label: 'System prompt', type: 'textarea', rows: 5, value: a ? a.system_prompt || '' : '' },
-        { name: 'tools', label: 'Tools', value: a ? a.tools.join(', ') : '', help: 'Comma-separated, e.g. search, summarize.' },
-        { name: 'project_id', label: 'Project', type: 'select', value: a ? a.project_id || '' : '', options: projOptions },
-        { name: 'knowledge_base', label: 'Knowledge base (JSON object)', type: 'textarea', rows: 2, value: a ? JSON.stringify(a.knowledge_base) : '{}' },
-        { name: 'settings', label: 'Settings (JSON object)', type: 'textarea', rows: 2, value: a ? JSON.stringify(a.settings) : '{}' },
+        { name: 'tools', half: true, label: 'Tools', value: a ? a.tools.join(', ') : '', help: 'Comma-separated, e.g. search, summarize.' },
+        { name: 'project_id', half: true, label: 'Project', type: 'select', value: a ? a.project_id || '' : '', options: projOptions },
+        { name: 'knowledge_base', half: true, label: 'Knowledge base (JSON object)', type: 'textarea', rows: 2, value: a ? JSON.stringify(a.knowledge_base) : '{}' },
+        { name: 'settings', half: true, label: 'Settings (JSON object)', type: 'textarea', rows: 2, value: a ? JSON.stringify(a.settings) : '{}' },
       ],
       onSubmit: (v) => {
         const temperature = Number(v.temperature);
@@ -62,13 +62,12 @@ export async function agentsPage(main, _params, ctx) {
   }
 
   const columns = [
-    { label: 'Name', cell: (a) => h('div', null, h('div', { class: 'cell-main' }, a.name), a.description ? h('div', { class: 'muted small clamp' }, a.description) : null) },
+    { label: 'Name', cell: (a) => h('div', null, h('div', { class: 'cell-main' }, a.name), a.description ? h('div', { class: 'muted small' }, a.description) : null) },
     { label: 'Type', cell: (a) => badge(typeLabel(a.agent_type), 'accent') },
-    { label: 'Model', cell: (a) => h('span', null, a.llm_model, h('span', { class: 'muted small' }, ` · t=${a.temperature} · ${a.max_tokens} tok`)) },
+    { label: 'Model', cell: (a) => h('div', { class: 'nowrap' }, h('div', null, a.llm_model), h('div', { class: 'muted small' }, `temperature ${a.temperature}`), h('div', { class: 'muted small' }, `${a.max_tokens} max tokens`)) },
     { label: 'Tools', cell: (a) => (a.tools.length ? h('ul', { class: 'tags' }, a.tools.map((t) => h('li', { class: 'tag' }, t))) : '—') },
     { label: 'Project', cell: (a) => projectName(a.project_id) },
     { label: 'Status', cell: (a) => (a.is_active ? badge('active', 'ok') : badge('inactive', 'muted')) },
-    { label: 'Updated', cell: (a) => fmtDay(a.updated_at) },
     { label: 'Actions', class: 'actions', cell: (a) => h('div', { class: 'row-actions' },
       canWrite ? button('Edit', () => form(a), { small: true, 'aria-label': `Edit ${a.name}` }) : null,
       canWrite && a.is_active ? button('Deactivate', (ev) => deactivate(a, ev.currentTarget), { small: true, kind: 'danger', 'aria-label': `Deactivate ${a.name}` }) : null,

@@ -91,7 +91,7 @@ export async function orgDetailPage(main, { id }, ctx) {
     filters: [{ name: 'is_active', label: 'Status', options: [['', 'Active'], ['false', 'Deactivated']] }],
     columns: [
       { label: 'User', cell: (u) => h('div', null, h('div', { class: 'cell-main' }, u.username), u.full_name ? h('div', { class: 'muted small' }, u.full_name) : null) },
-      { label: 'E-mail', cell: (u) => u.email },
+      { label: 'E-mail', class: 'break', cell: (u) => u.email },
       { label: 'Role', cell: (u) => [u.is_superuser ? badge('superuser', 'accent') : null, ' ', roleName(u.role_id)] },
       { label: 'Status', cell: (u) => (u.is_active ? badge('active', 'ok') : badge('deactivated', 'muted')) },
     ],

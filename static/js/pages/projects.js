@@ -87,7 +87,7 @@ export async function projectDetailPage(main, { id }, ctx) {
     path: `/projects/${p.id}/members`, label: 'Members', searchLabel: 'Search members', searchPlaceholder: 'Username, e-mail or name',
     columns: [
       { label: 'User', cell: (u) => h('div', null, h('div', { class: 'cell-main' }, u.username), u.full_name ? h('div', { class: 'muted small' }, u.full_name) : null) },
-      { label: 'E-mail', cell: (u) => u.email },
+      { label: 'E-mail', class: 'break', cell: (u) => u.email },
       { label: 'Status', cell: (u) => (u.is_active ? badge('active', 'ok') : badge('deactivated', 'muted')) },
       { label: 'Actions', class: 'actions', cell: (u) => (manage ? button('Remove', (ev) => remove(u, ev.currentTarget), { small: true, kind: 'danger', 'aria-label': `Remove ${u.username}` }) : '') },
     ],

@@ -1,4 +1,4 @@
-import { h, replace, fmtDay } from '../dom.js';
+import { h, replace } from '../dom.js';
 import { api, listAll } from '../api.js';
 import { pageHeader, listView, formDialog, confirmAction, button, badge, notify, act } from '../ui.js';
 
@@ -19,13 +19,13 @@ export async function usersPage(main, _params, ctx) {
   const mayTouch = (u) => !u.is_superuser || me.is_superuser;
   const columns = [
     { label: 'User', cell: (u) => h('div', null, h('div', { class: 'cell-main' }, u.username, u.id === me.id ? h('span', { class: 'muted' }, ' (you)') : null), u.full_name ? h('div', { class: 'muted small' }, u.full_name) : null) },
-    { label: 'E-mail', cell: (u) => u.email },
-    { label: 'Role', cell: (u) => [u.is_superuser ? badge('superuser', 'accent') : null, ' ', roleName(u.role_id)] },
+    { label: 'E-mail', class: 'break', cell: (u) => u.email },
+    { label: ctx.isSuper ? 'Role · organization' : 'Role', cell: (u) => h('div', null,
+      h('div', null, u.is_superuser ? [badge('superuser', 'accent'), ' '] : null, roleName(u.role_id)),
+      ctx.isSuper ? h('div', { class: 'muted small' }, orgName(u.organization_id)) : null) },
   ];
-  if (ctx.isSuper) columns.push({ label: 'Organization', cell: (u) => orgName(u.organization_id) });
   columns.push(
     { label: 'Status', cell: (u) => (u.is_active ? badge('active', 'ok') : badge('deactivated', 'muted')) },
-    { label: 'Created', cell: (u) => fmtDay(u.created_at) },
     { label: 'Actions', class: 'actions', cell: rowActions },
   );
 
