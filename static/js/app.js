@@ -86,14 +86,19 @@ function buildShell() {
     toggle.setAttribute('aria-expanded', String(open));
   });
   const who = h('span', { class: 'who' });
+  const menu = h('details', { class: 'account' },
+    h('summary', { class: 'btn btn-sm account-summary', 'aria-label': 'Account menu' }, who),
+    h('div', { class: 'account-menu' },
+      button('Profile', () => { menu.open = false; editProfile(); }, { small: true }),
+      button('Change password', () => { menu.open = false; changePassword(); }, { small: true }),
+      button('Sign out', signOut, { small: true, 'data-testid': 'sign-out' })));
+  document.addEventListener('click', (ev) => { if (menu.open && !menu.contains(ev.target)) menu.open = false; });
+  menu.addEventListener('keydown', (ev) => { if (ev.key === 'Escape' && menu.open) { menu.open = false; menu.querySelector('summary').focus(); } });
   const main = h('main', { id: 'main', class: 'main', tabindex: '-1' });
   const header = h('header', { class: 'topbar' },
     toggle,
     h('a', { href: ROOT + '/', class: 'brand' }, h('span', { class: 'brand-mark', 'aria-hidden': 'true' }, '◆'), 'copilot', h('span', { class: 'brand-sub' }, 'admin')),
-    h('div', { class: 'account' },
-      who,
-      button('Password', changePassword, { small: true, title: 'Change your password' }),
-      button('Sign out', signOut, { small: true, 'data-testid': 'sign-out' })));
+    menu);
   const app = document.getElementById('app');
   replace(app, h('a', { class: 'skip', href: '#main' }, 'Skip to content'), header, h('div', { class: 'layout' }, nav, main));
   shell = { navList, main, who };
@@ -101,8 +106,8 @@ function buildShell() {
 
 function fillShell() {
   const me = ctx.me;
-  replace(shell.who, h('strong', null, me.full_name || me.username), ' ',
-    h('span', { class: 'muted' }, me.is_superuser ? 'superuser' : (me.role ? me.role.name : 'no role')));
+  replace(shell.who, h('span', { class: 'who-name' }, me.username), ' ',
+    h('span', { class: 'muted who-role' }, me.is_superuser ? 'superuser' : (me.role ? me.role.name : 'no role')), h('span', { 'aria-hidden': 'true', class: 'caret' }, ' ▾'));
   replace(shell.navList, NAV.filter((n) => !n.need || ctx.can(n.need)).map((n) => h('li', null, h('a', { href: ROOT + (n.path === '/' ? '/' : n.path), 'data-nav': n.path }, n.label))));
 }
 
@@ -120,6 +125,25 @@ async function signOut() {
   shell = null;
   notify('Signed out.');
   navigate('/login', { replace: true });
+}
+
+function editProfile() {
+  const me = ctx.me;
+  formDialog({
+    title: 'Your profile',
+    intro: `Signed in as ${me.username}.`,
+    fields: [
+      { name: 'email', label: 'E-mail', type: 'email', required: true, value: me.email },
+      { name: 'full_name', label: 'Full name', value: me.full_name || '' },
+    ],
+    onSubmit: (v) => api('PUT', `/users/${me.id}`, { body: { email: v.email.trim(), full_name: v.full_name.trim() || null } }),
+  }).then((u) => {
+    if (!u) return;
+    Object.assign(ctx.me, { email: u.email, full_name: u.full_name });
+    fillShell();
+    markNav(routePath());
+    notify('Profile saved.');
+  });
 }
 
 function changePassword() {

@@ -265,6 +265,8 @@ test('projects: create one and add a member', async () => {
 
 test('sign out ends the session on the server too', async () => {
   const { access } = await sessionOf(admin);
+  await admin.getByRole('button', { name: 'Sign out' }).isHidden();
+  await admin.getByLabel('Account menu').click();
   await admin.getByRole('button', { name: 'Sign out' }).click();
   await admin.waitForURL(/\/admin\/login/);
   await admin.locator('input[name=username]').waitFor();
