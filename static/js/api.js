@@ -71,6 +71,19 @@ async function detailOf(r) {
   return `${r.status} ${r.statusText || 'error'}`.trim();
 }
 
+// Tabs of one browser may hold the same session (a duplicated tab copies sessionStorage). Each
+// refresh token works once, so refreshes are serialized across tabs with a Web Lock and the
+// new pair is announced on a BroadcastChannel to tabs that still hold the old one.
+const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel('copilot-session') : null;
+if (channel) {
+  channel.onmessage = ({ data }) => {
+    if (!data || !session || session.refresh !== data.from) return;
+    if (data.type === 'rotated') save(data.session);
+    else if (data.type === 'ended') expire('You signed out in another tab.');
+  };
+}
+const withLock = (fn) => (navigator.locks ? navigator.locks.request('copilot-refresh', fn) : fn());
+
 /** Exchange the refresh token for a new pair. Concurrent callers share one request. */
 export function refresh() {
   if (refreshing) return refreshing;
@@ -78,22 +91,30 @@ export function refresh() {
   if (!rt) return Promise.reject(new ApiError(401, 'Not signed in'));
   refreshing = (async () => {
     try {
-      let r;
-      try {
-        r = await fetch(BASE + '/auth/refresh', {
-          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: rt }),
-        });
-      } catch {
-        setTimeout(() => { if (session && session.refresh === rt) schedule(); }, 15_000);
-        throw new ApiError(0, 'Cannot reach the server.');
-      }
-      if (!r.ok) {
-        const d = await detailOf(r);
-        if (r.status < 500 && session && session.refresh === rt) expire('Your session has ended. Please sign in again.');
-        throw new ApiError(r.status, d);
-      }
-      const t = await r.json();
-      if (session && session.refresh === rt) save(fromTokens(t));
+      await withLock(async () => {
+        await new Promise((r) => setTimeout(r, 20)); // let a rotation announced by another tab arrive
+        if (!session || session.refresh !== rt) return; // another tab already rotated it
+        let r;
+        try {
+          r = await fetch(BASE + '/auth/refresh', {
+            method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: rt }),
+          });
+        } catch {
+          setTimeout(() => { if (session && session.refresh === rt) schedule(); }, 15_000);
+          throw new ApiError(0, 'Cannot reach the server.');
+        }
+        if (!r.ok) {
+          const d = await detailOf(r);
+          if (r.status < 500 && session && session.refresh === rt) expire('Your session has ended. Please sign in again.');
+          throw new ApiError(r.status, d);
+        }
+        const next = fromTokens(await r.json());
+        if (session && session.refresh === rt) {
+          save(next);
+          if (channel) channel.postMessage({ type: 'rotated', from: rt, session: next });
+        }
+      });
+      if (!session) throw new ApiError(401, 'Not signed in');
     } finally {
       refreshing = null;
     }
@@ -161,6 +182,7 @@ export async function login(username, password) {
 
 export async function logout() {
   const token = session && session.access;
+  if (session && channel) channel.postMessage({ type: 'ended', from: session.refresh });
   save(null);
   if (!token) return;
   try {

@@ -331,7 +331,7 @@ test('start a conversation with the agent, post a message, rename and archive it
   await shot(page, 'conversations');
 });
 
-test('concurrent refreshes share one request; a revoked session returns to sign-in and back', async () => {
+test('token refresh: ahead of expiry, one at a time, shared across tabs; a revoked session returns to sign-in and back', async () => {
   const page = alicePage;
   // two refreshes at once: one request, both succeed, the new tokens work
   const result = await page.evaluate(async () => {
@@ -344,6 +344,34 @@ test('concurrent refreshes share one request; a revoked session returns to sign-
     return { same: p1 === p2, rotated: before.refresh !== after.refresh };
   });
   assert.deepEqual(result, { same: true, rotated: true });
+
+  // the access token is refreshed ahead of its expiry, without any request failing first
+  const before = (await sessionOf(page)).refresh;
+  await page.evaluate(() => {
+    const s = JSON.parse(sessionStorage.getItem('copilot.session'));
+    s.expiresAt = Date.now() + 5_000;
+    s.issuedAt = s.expiresAt - 30 * 60_000;
+    sessionStorage.setItem('copilot.session', JSON.stringify(s));
+  });
+  await page.reload();
+  await page.waitForFunction((old) => JSON.parse(sessionStorage.getItem('copilot.session')).refresh !== old, before);
+
+  // a duplicated tab holds the same session: both refresh at once, one request rotates the
+  // token and the other tab adopts the new pair instead of replaying the used one
+  const twin = await page.context().newPage();
+  twin.on('pageerror', (e) => pageErrors.push(e.message));
+  await twin.goto('/admin/login');
+  const copied = await sessionOf(page);
+  await twin.evaluate((s) => sessionStorage.setItem('copilot.session', JSON.stringify(s)), copied);
+  await twin.goto('/admin/');
+  await twin.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  const race = (p) => p.evaluate(async () => { const { refresh } = await import('/admin/js/api.js'); await refresh(); return JSON.parse(sessionStorage.getItem('copilot.session')).refresh; });
+  const [a, b] = await Promise.all([race(page), race(twin)]);
+  assert.equal(a, b, 'both tabs hold the same new refresh token');
+  assert.notEqual(a, copied.refresh);
+  assert.equal((await api('GET', '/auth/me', (await sessionOf(twin)).access)).status, 200);
+  assert.equal((await api('GET', '/auth/me', (await sessionOf(page)).access)).status, 200);
+  await twin.close();
   await go(page, 'Dashboard');
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
 
