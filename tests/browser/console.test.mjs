@@ -263,6 +263,55 @@ test('projects: create one and add a member', async () => {
   await shot(admin, 'organizations');
 });
 
+test('destructive actions ask first; API refusals show their detail', async () => {
+  const token = await adminToken();
+  const bob = `bob_${run}`;
+  assert.equal((await api('POST', '/users', token, { username: bob, email: `${bob}@example.com`, password: 'bob-password-1' })).status, 201);
+  await go(admin, 'Users');
+  await admin.locator('input[type=search]').fill(bob);
+  await admin.locator('.summary', { hasText: /^1–1 of 1$/ }).waitFor();
+  // cancel keeps the user
+  await admin.getByRole('button', { name: `Deactivate ${bob}` }).click();
+  await dialog(admin).getByRole('button', { name: 'Cancel' }).click();
+  await dialog(admin).waitFor({ state: 'detached' });
+  assert.equal((await api('GET', `/users?search=${bob}`, token)).body.total, 1);
+  // confirm deactivates; the Deactivated filter shows them with Reactivate
+  await admin.getByRole('button', { name: `Deactivate ${bob}` }).click();
+  await dialog(admin).getByRole('button', { name: 'Deactivate' }).click();
+  await admin.getByText(`${bob} deactivated.`).waitFor();
+  await admin.getByLabel('Status').selectOption('false');
+  await admin.getByRole('button', { name: `Reactivate ${bob}` }).click();
+  await admin.getByText(`${bob} reactivated.`).waitFor();
+  await admin.getByLabel('Status').selectOption('');
+
+  // deleting a role that a user holds: the API says 409 and the console shows why
+  await go(admin, 'Roles');
+  await admin.getByRole('button', { name: `Delete role ${roleName}` }).click();
+  await dialog(admin).getByRole('button', { name: 'Delete role' }).click();
+  await admin.locator('.toast-error', { hasText: 'give them another role before deleting it' }).waitFor();
+
+  // a superuser creates an organization and moves a user into it
+  await go(admin, 'Organizations');
+  await admin.getByRole('button', { name: 'New organization' }).click();
+  const d = dialog(admin);
+  await d.locator('input[name=name]').fill('Default');
+  await d.getByRole('button', { name: 'Create organization' }).click();
+  await d.locator('.field-error:not([hidden]), .form-error:not([hidden])').waitFor();
+  await d.locator('input[name=name]').fill(`Acme ${run}`);
+  await d.locator('input[name=domain]').fill('acme.example');
+  await d.getByRole('button', { name: 'Create organization' }).click();
+  await d.waitFor({ state: 'detached' });
+  await admin.getByRole('link', { name: `Acme ${run}`, exact: true }).click();
+  await admin.getByRole('heading', { name: `Acme ${run}` }).waitFor();
+  await admin.getByRole('button', { name: 'Move a user here' }).click();
+  const md = dialog(admin);
+  await md.locator('select[name=user_id]').selectOption({ label: bob });
+  await md.getByRole('button', { name: 'Move user' }).click();
+  await md.waitFor({ state: 'detached' });
+  await admin.locator('tbody tr', { hasText: bob }).filter({ hasText: 'member' }).waitFor();
+  await shot(admin, 'organization');
+});
+
 test('sign out ends the session on the server too', async () => {
   const { access } = await sessionOf(admin);
   await admin.getByRole('button', { name: 'Sign out' }).isHidden();
