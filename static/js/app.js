@@ -175,7 +175,7 @@ async function render() {
     return;
   }
   if (!hasSession()) {
-    navigate('/login?next=' + encodeURIComponent(location.pathname + location.search), { replace: true });
+    navigate(path === '/' ? '/login' : '/login?next=' + encodeURIComponent(location.pathname + location.search), { replace: true });
     return;
   }
   if (!ctx.me || !shell) {

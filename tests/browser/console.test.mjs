@@ -31,6 +31,8 @@ async function newPage({ width = 1280, height = 860, colorScheme = 'light' } = {
   const page = await ctx.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on('pageerror', (e) => pageErrors.push(e.message));
+  // the console runs under a strict CSP: any violation (inline script or style) is a failure
+  page.on('console', (m) => { if (/Content Security Policy|Refused to (apply|execute|load)/i.test(m.text())) pageErrors.push(m.text()); });
   page.on('dialog', (d) => { pageErrors.push(`unexpected browser dialog: ${d.message()}`); d.dismiss(); });
   return page;
 }
@@ -481,6 +483,6 @@ test('dark colour scheme renders', async () => {
   await shot(page, 'dark-agents');
 });
 
-test('no script errors on any page', () => {
+test('no script errors or CSP violations on any page', () => {
   assert.deepEqual(pageErrors, []);
 });

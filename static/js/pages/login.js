@@ -11,7 +11,7 @@ export function loginPage(root, { next, onSignedIn }) {
   const status = h('p', { class: 'login-status muted' });
   const form = h('form', { class: 'form login-form', novalidate: true },
     h('h1', null, 'Sign in'),
-    next && next !== '/' ? h('p', { class: 'muted' }, 'Sign in to continue to the page you asked for.') : null,
+    next && next !== '/' && next !== '/admin/' ? h('p', { class: 'muted' }, 'Sign in to continue to the page you asked for.') : null,
     error,
     h('div', { class: 'field' }, h('label', { for: uid }, 'Username or e-mail'), user),
     h('div', { class: 'field' }, h('label', { for: pid }, 'Password'), pass),
