@@ -41,7 +41,7 @@ async function shot(page, name) {
   if (!SHOTS) return;
   fs.mkdirSync(SHOTS, { recursive: true });
   await page.waitForTimeout(150); // let loading states settle
-  await page.evaluate(() => document.querySelectorAll('#toasts > *').forEach((t) => t.remove()));
+  await page.evaluate(() => { document.querySelectorAll('#toasts > *').forEach((t) => t.remove()); window.scrollTo(0, 0); });
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
