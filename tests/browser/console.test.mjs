@@ -1,0 +1,488 @@
+// Browser tests of the admin console (node --test). run.sh starts the server and sets BASE_URL,
+// ADMIN_PASSWORD, SCREENSHOTS (where the page screenshots go) and CHROMIUM.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.BASE_URL;
+const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD;
+const SHOTS = process.env.SCREENSHOTS;
+if (!BASE || !ADMIN_PASSWORD) throw new Error('BASE_URL and ADMIN_PASSWORD must be set (use tests/browser/run.sh)');
+
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const TIMEOUT = 10_000;
+
+const run = Date.now().toString(36);
+const alice = { username: `alice_${run}`, email: `alice_${run}@example.com`, password: 'alice-password-1', full_name: 'Alice Analyst' };
+const roleName = `analyst_${run}`;
+const agentName = `RFP helper ${run}`;
+const XSS = '<img src=x onerror=window.__xss=1>';
+
+let browser;
+const contexts = [];
+const pageErrors = [];
+
+async function newPage({ width = 1280, height = 860, colorScheme = 'light' } = {}) {
+  const ctx = await browser.newContext({ viewport: { width, height }, colorScheme, baseURL: BASE });
+  contexts.push(ctx);
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  // the console runs under a strict CSP: any violation (inline script or style) is a failure
+  page.on('console', (m) => { if (/Content Security Policy|Refused to (apply|execute|load)/i.test(m.text())) pageErrors.push(m.text()); });
+  page.on('dialog', (d) => { pageErrors.push(`unexpected browser dialog: ${d.message()}`); d.dismiss(); });
+  return page;
+}
+
+async function shot(page, name) {
+  if (!SHOTS) return;
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.waitForTimeout(150); // let loading states settle
+  await page.evaluate(() => { document.querySelectorAll('#toasts > *').forEach((t) => t.remove()); window.scrollTo(0, 0); });
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page, username, password, { from = '/admin/' } = {}) {
+  await page.goto(from);
+  await page.locator('input[name=username]').fill(username);
+  await page.locator('input[name=password]').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('header.topbar').waitFor();
+}
+
+/** Follow a link of the main navigation. */
+const go = (page, label) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: label, exact: true }).click();
+
+/** The dialog that is open now. */
+const dialog = (page) => page.locator('dialog[open]');
+
+async function api(method, p, token, body) {
+  const r = await fetch(BASE + '/api/v1' + p, {
+    method, headers: { ...(token ? { authorization: 'Bearer ' + token } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+async function adminToken() {
+  return (await api('POST', '/auth/login', null, { username: 'admin', password: ADMIN_PASSWORD })).body.access_token;
+}
+const sessionOf = (page) => page.evaluate(() => JSON.parse(sessionStorage.getItem('copilot.session')));
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    // launch() gives the browser a fresh temporary profile (user-data-dir) of its own
+    args: ARGS,
+  });
+});
+after(async () => {
+  for (const c of contexts) await c.close().catch(() => {});
+  if (browser) await browser.close();
+});
+
+let admin; // the admin's page, shared by the tests that follow each other
+
+test('a wrong password shows the API detail, and a locked account the 429 detail', async () => {
+  const page = await newPage();
+  await page.goto('/');
+  assert.match(page.url(), /\/admin\/login/);
+  await page.locator('input[name=username]').fill('admin');
+  await page.locator('input[name=password]').fill('not-the-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  const err = page.getByTestId('login-error');
+  await err.waitFor({ state: 'visible' });
+  assert.equal(await err.textContent(), 'Incorrect username or password');
+  await shot(page, 'login');
+
+  // lock an account that does not exist (failures count per name), then try in the UI
+  const ghost = `ghost_${run}`;
+  for (let i = 0; i < 10; i++) await api('POST', '/auth/login', null, { username: ghost, password: 'wrong-password' });
+  await page.locator('input[name=username]').fill(ghost);
+  await page.locator('input[name=password]').fill('wrong-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('login-error').filter({ hasText: 'Too many failed login attempts' }).waitFor();
+});
+
+test('sign-in goes back to the page that was asked for; dashboard shows counts and status', async () => {
+  admin = await newPage();
+  await admin.goto('/admin/users?search=adm');
+  await admin.waitForURL(/\/admin\/login\?next=/);
+  await admin.locator('input[name=username]').fill('admin');
+  await admin.locator('input[name=password]').fill(ADMIN_PASSWORD);
+  await admin.getByRole('button', { name: 'Sign in' }).click();
+  await admin.waitForURL(/\/admin\/users\?search=adm$/);
+  await admin.getByRole('heading', { name: 'Users', level: 1 }).waitFor();
+  assert.equal(await admin.locator('input[type=search]').inputValue(), 'adm');
+  await admin.locator('tbody tr', { hasText: 'admin@example.com' }).waitFor();
+
+  await go(admin, 'Dashboard');
+  await admin.getByTestId('stat-users').filter({ hasText: /Users\s*\d+/ }).waitFor();
+  const version = (await api('GET', '/status')).body.version;
+  await admin.getByTestId('version').filter({ hasText: version }).waitFor();
+  await shot(admin, 'dashboard');
+});
+
+test('create a custom role and edit the permission matrix', async () => {
+  await go(admin, 'Roles');
+  await admin.getByRole('button', { name: 'New role' }).click();
+  const d = dialog(admin);
+  await d.locator('input[name=name]').fill(roleName);
+  await d.locator('textarea[name=description]').fill('Reads users and talks to agents');
+  for (const p of ['users:read', 'projects:read', 'agents:read', 'conversations:write']) await d.getByLabel(p, { exact: true }).check();
+  await d.getByRole('button', { name: 'Create role' }).click();
+  await d.waitFor({ state: 'detached' });
+  await admin.locator('tbody tr', { hasText: roleName }).waitFor();
+
+  // system roles are read-only in the matrix; the custom role's boxes call the API
+  const matrix = admin.getByTestId('permission-matrix');
+  assert.equal(await matrix.getByLabel('admin: users:write').isDisabled(), true);
+  const box = matrix.getByLabel(`${roleName}: roles:read`);
+  assert.equal(await box.isChecked(), false);
+  await box.check();
+  await admin.getByText(`Granted roles:read to ${roleName}.`).waitFor();
+  const token = await adminToken();
+  const roles = (await api('GET', `/roles?search=${roleName}`, token)).body.data;
+  assert.deepEqual(roles[0].permissions.includes('roles:read'), true);
+  await matrix.getByLabel(`${roleName}: roles:read`).uncheck();
+  await admin.getByText(`Revoked roles:read from ${roleName}.`).waitFor();
+  assert.equal((await api('GET', `/roles/${roles[0].id}`, token)).body.permissions.includes('roles:read'), false);
+  await shot(admin, 'roles');
+});
+
+test('create a user (with a validation error first), then give them the custom role', async () => {
+  await go(admin, 'Users');
+  await admin.getByRole('button', { name: 'New user' }).click();
+  const d = dialog(admin);
+  await d.locator('input[name=username]').fill(alice.username);
+  await d.locator('input[name=email]').fill('not-an-email');
+  await d.locator('input[name=full_name]').fill(alice.full_name);
+  await d.locator('input[name=password]').fill(alice.password);
+  await d.getByRole('button', { name: 'Create user' }).click();
+  // the API's detail appears next to the field it names
+  const fieldError = d.locator('.field-error:not([hidden])');
+  await fieldError.waitFor();
+  assert.equal(await fieldError.textContent(), 'email is not a valid e-mail address');
+  assert.equal(await d.locator('input[name=email]').getAttribute('aria-invalid'), 'true');
+  await shot(admin, 'user-form');
+  await d.locator('input[name=email]').fill(alice.email);
+  await d.getByRole('button', { name: 'Create user' }).click();
+  await d.waitFor({ state: 'detached' });
+  const row = admin.locator('tbody tr', { hasText: alice.username });
+  await row.waitFor();
+
+  await row.getByRole('button', { name: `Change role of ${alice.username}` }).click();
+  const rd = dialog(admin);
+  await rd.locator('select[name=role_id]').selectOption({ label: roleName });
+  await rd.getByRole('button', { name: 'Change role' }).click();
+  await rd.waitFor({ state: 'detached' });
+  await admin.locator('tbody tr', { hasText: alice.username }).filter({ hasText: roleName }).waitFor();
+  await shot(admin, 'users');
+});
+
+test('a full_name with markup is shown as text and never runs', async () => {
+  const xssUser = `xss_${run}`;
+  // one through the public registration, one through the console's form
+  const reg = await api('POST', '/auth/register', null, { username: xssUser, email: `${xssUser}@example.com`, password: 'xss-password-1', full_name: XSS });
+  assert.equal(reg.status, 201);
+  await admin.getByRole('button', { name: 'New user' }).click();
+  const d = dialog(admin);
+  await d.locator('input[name=username]').fill(`${xssUser}_2`);
+  await d.locator('input[name=email]').fill(`${xssUser}_2@example.com`);
+  await d.locator('input[name=full_name]').fill(XSS);
+  await d.locator('input[name=password]').fill('xss-password-1');
+  await d.getByRole('button', { name: 'Create user' }).click();
+  await d.waitFor({ state: 'detached' });
+
+  await admin.locator('input[type=search]').fill(xssUser);
+  await admin.locator('.summary', { hasText: /^1–2 of 2$/ }).waitFor();
+  const rows = admin.locator('tbody tr', { hasText: XSS });
+  assert.equal(await rows.count(), 2, 'both names are shown literally');
+  assert.equal(await admin.locator('main img').count(), 0, 'no <img> was created');
+  // a notice with the name is text too
+  await admin.waitForTimeout(300);
+  assert.equal(await admin.evaluate(() => window.__xss), undefined);
+  await admin.locator('input[type=search]').fill('');
+});
+
+test('create an agent config with every field', async () => {
+  await go(admin, 'Agent configs');
+  await admin.getByRole('button', { name: 'New agent config' }).click();
+  const d = dialog(admin);
+  await d.locator('input[name=name]').fill(agentName);
+  await d.locator('select[name=agent_type]').selectOption('rfp');
+  await d.locator('textarea[name=description]').fill('Drafts answers to requests for proposals');
+  await d.locator('input[name=llm_model]').fill('gemini-pro');
+  await d.locator('input[name=temperature]').fill('3');
+  await d.locator('input[name=max_tokens]').fill('4096');
+  await d.locator('textarea[name=system_prompt]').fill('You answer RFPs concisely.');
+  await d.locator('input[name=tools]').fill('search, summarize');
+  await d.getByRole('button', { name: 'Create agent config' }).click();
+  await d.locator('.field-error', { hasText: 'temperature must be between 0.0 and 2.0' }).waitFor();
+  await d.locator('input[name=temperature]').fill('0.3');
+  await d.getByRole('button', { name: 'Create agent config' }).click();
+  await d.waitFor({ state: 'detached' });
+  const row = admin.locator('tbody tr', { hasText: agentName });
+  await row.waitFor();
+  assert.match(await row.textContent(), /summarize/);
+  const token = await adminToken();
+  const a = (await api('GET', `/agent-configs?search=${encodeURIComponent(agentName)}`, token)).body.data[0];
+  assert.equal(a.temperature, 0.3);
+  assert.equal(a.max_tokens, 4096);
+  assert.deepEqual(a.tools, ['search', 'summarize']);
+  assert.equal(a.system_prompt, 'You answer RFPs concisely.');
+
+  // the type filter narrows the list
+  await admin.getByLabel('Type').selectOption('hr');
+  await admin.getByText('Nothing matches these filters.').waitFor();
+  await admin.getByLabel('Type').selectOption('rfp');
+  await row.waitFor();
+  await shot(admin, 'agents');
+});
+
+test('projects: create one and add a member', async () => {
+  await go(admin, 'Projects');
+  await admin.getByRole('button', { name: 'New project' }).click();
+  const d = dialog(admin);
+  await d.locator('input[name=name]').fill(`Q3 RFPs ${run}`);
+  await d.locator('textarea[name=description]').fill('Responses due in Q3');
+  await d.getByRole('button', { name: 'Create project' }).click();
+  await d.waitFor({ state: 'detached' });
+  await admin.getByRole('link', { name: `Q3 RFPs ${run}`, exact: true }).click();
+  await admin.getByRole('heading', { name: `Q3 RFPs ${run}` }).waitFor();
+  await admin.getByRole('button', { name: 'Add member' }).click();
+  const md = dialog(admin);
+  await md.locator('select[name=user_id]').selectOption({ label: `${alice.username} — ${alice.full_name}` });
+  await md.getByRole('button', { name: 'Add member' }).click();
+  await md.waitFor({ state: 'detached' });
+  await admin.locator('tbody tr', { hasText: alice.username }).waitFor();
+  await shot(admin, 'project');
+  await go(admin, 'Organizations');
+  await admin.locator('tbody tr', { hasText: 'Default' }).waitFor();
+  await shot(admin, 'organizations');
+});
+
+test('destructive actions ask first; API refusals show their detail', async () => {
+  const token = await adminToken();
+  const bob = `bob_${run}`;
+  assert.equal((await api('POST', '/users', token, { username: bob, email: `${bob}@example.com`, password: 'bob-password-1' })).status, 201);
+  await go(admin, 'Users');
+  await admin.locator('input[type=search]').fill(bob);
+  await admin.locator('.summary', { hasText: /^1–1 of 1$/ }).waitFor();
+  // cancel keeps the user
+  await admin.getByRole('button', { name: `Deactivate ${bob}` }).click();
+  await dialog(admin).getByRole('button', { name: 'Cancel' }).click();
+  await dialog(admin).waitFor({ state: 'detached' });
+  assert.equal((await api('GET', `/users?search=${bob}`, token)).body.total, 1);
+  // confirm deactivates; the Deactivated filter shows them with Reactivate
+  await admin.getByRole('button', { name: `Deactivate ${bob}` }).click();
+  await dialog(admin).getByRole('button', { name: 'Deactivate' }).click();
+  await admin.getByText(`${bob} deactivated.`).waitFor();
+  await admin.getByLabel('Status').selectOption('false');
+  await admin.getByRole('button', { name: `Reactivate ${bob}` }).click();
+  await admin.getByText(`${bob} reactivated.`).waitFor();
+  await admin.getByLabel('Status').selectOption('');
+
+  // deleting a role that a user holds: the API says 409 and the console shows why
+  await go(admin, 'Roles');
+  await admin.getByRole('button', { name: `Delete role ${roleName}` }).click();
+  await dialog(admin).getByRole('button', { name: 'Delete role' }).click();
+  await admin.locator('.toast-error', { hasText: 'give them another role before deleting it' }).waitFor();
+
+  // a superuser creates an organization and moves a user into it
+  await go(admin, 'Organizations');
+  await admin.getByRole('button', { name: 'New organization' }).click();
+  const d = dialog(admin);
+  await d.locator('input[name=name]').fill('Default');
+  await d.getByRole('button', { name: 'Create organization' }).click();
+  await d.locator('.field-error:not([hidden]), .form-error:not([hidden])').waitFor();
+  await d.locator('input[name=name]').fill(`Acme ${run}`);
+  await d.locator('input[name=domain]').fill('acme.example');
+  await d.getByRole('button', { name: 'Create organization' }).click();
+  await d.waitFor({ state: 'detached' });
+  await admin.getByRole('link', { name: `Acme ${run}`, exact: true }).click();
+  await admin.getByRole('heading', { name: `Acme ${run}` }).waitFor();
+  await admin.getByRole('button', { name: 'Move a user here' }).click();
+  const md = dialog(admin);
+  await md.locator('select[name=user_id]').selectOption({ label: bob });
+  await md.getByRole('button', { name: 'Move user' }).click();
+  await md.waitFor({ state: 'detached' });
+  await admin.locator('tbody tr', { hasText: bob }).filter({ hasText: 'member' }).waitFor();
+  await shot(admin, 'organization');
+});
+
+test('sign out ends the session on the server too', async () => {
+  const { access } = await sessionOf(admin);
+  await admin.getByRole('button', { name: 'Sign out' }).isHidden();
+  await admin.getByLabel('Account menu').click();
+  await admin.getByRole('button', { name: 'Sign out' }).click();
+  await admin.waitForURL(/\/admin\/login/);
+  await admin.locator('input[name=username]').waitFor();
+  assert.equal(await sessionOf(admin), null);
+  assert.equal((await api('GET', '/auth/me', access)).status, 401);
+});
+
+let alicePage;
+test('the custom-role user does not see controls their role forbids', async () => {
+  alicePage = await newPage();
+  await signIn(alicePage, alice.username, alice.password);
+  const nav = alicePage.getByRole('navigation', { name: 'Main' });
+  for (const visible of ['Dashboard', 'Users', 'Projects', 'Agent configs', 'Conversations']) await nav.getByRole('link', { name: visible }).waitFor();
+  for (const hidden of ['Organizations', 'Roles']) assert.equal(await nav.getByRole('link', { name: hidden }).count(), 0, `${hidden} hidden`);
+  await go(alicePage, 'Users');
+  await alicePage.locator('tbody tr', { hasText: alice.username }).waitFor();
+  assert.equal(await alicePage.getByRole('button', { name: 'New user' }).count(), 0);
+  assert.equal(await alicePage.getByRole('button', { name: /^Deactivate/ }).count(), 0);
+  await go(alicePage, 'Agent configs');
+  await alicePage.locator('tbody tr', { hasText: agentName }).waitFor();
+  assert.equal(await alicePage.getByRole('button', { name: 'New agent config' }).count(), 0);
+  assert.equal(await alicePage.getByRole('button', { name: `Edit ${agentName}` }).count(), 0);
+  // a page the role does not allow explains itself instead of failing
+  await alicePage.goto('/admin/roles');
+  await alicePage.getByText('Your role does not include roles:read').waitFor();
+});
+
+test('start a conversation with the agent, post a message, rename and archive it', async () => {
+  const page = alicePage;
+  await go(page, 'Conversations');
+  await page.getByRole('button', { name: 'New conversation' }).click();
+  const d = dialog(page);
+  await d.locator('input[name=title]').fill('Acme RFP');
+  await d.locator('select[name=agent_config_id]').selectOption({ label: `${agentName} (rfp)` });
+  await d.getByRole('button', { name: 'Start conversation' }).click();
+  await page.waitForURL(/\/admin\/conversations\/[0-9a-f-]{36}$/);
+  await page.getByRole('heading', { name: 'Acme RFP' }).waitFor();
+  await page.getByLabel('Message', { exact: true }).fill('Draft the security section, please.');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.getByTestId('transcript').getByText('Draft the security section, please.').waitFor();
+  await page.getByLabel('Message', { exact: true }).fill(XSS);
+  await page.getByLabel('Post').selectOption('assistant');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.getByTestId('transcript').getByText(XSS).waitFor();
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  await shot(page, 'conversation');
+
+  await page.getByRole('button', { name: 'Rename' }).click();
+  const rd = dialog(page);
+  await rd.locator('input[name=title]').fill('Acme RFP — security');
+  await rd.getByRole('button', { name: 'Rename' }).click();
+  await page.getByRole('heading', { name: 'Acme RFP — security' }).waitFor();
+  await page.getByRole('button', { name: 'Archive' }).click();
+  await page.getByRole('button', { name: 'Unarchive' }).waitFor();
+  // a reload of the deep link shows the same conversation
+  await page.reload();
+  await page.getByRole('heading', { name: 'Acme RFP — security' }).waitFor();
+  assert.equal(await page.getByTestId('transcript').locator('li').count(), 2);
+  await page.getByRole('link', { name: 'My conversations' }).first().click();
+  await page.getByLabel('Show').selectOption('true');
+  await page.locator('tbody tr', { hasText: 'Acme RFP — security' }).waitFor();
+  await shot(page, 'conversations');
+});
+
+test('token refresh: ahead of expiry, one at a time, shared across tabs; a revoked session returns to sign-in and back', async () => {
+  const page = alicePage;
+  // two refreshes at once: one request, both succeed, the new tokens work
+  const result = await page.evaluate(async () => {
+    const { refresh } = await import('/admin/js/api.js');
+    const before = JSON.parse(sessionStorage.getItem('copilot.session'));
+    const p1 = refresh();
+    const p2 = refresh();
+    await Promise.all([p1, p2]);
+    const after = JSON.parse(sessionStorage.getItem('copilot.session'));
+    return { same: p1 === p2, rotated: before.refresh !== after.refresh };
+  });
+  assert.deepEqual(result, { same: true, rotated: true });
+
+  // the access token is refreshed ahead of its expiry, without any request failing first
+  const before = (await sessionOf(page)).refresh;
+  await page.evaluate(() => {
+    const s = JSON.parse(sessionStorage.getItem('copilot.session'));
+    s.expiresAt = Date.now() + 5_000;
+    s.issuedAt = s.expiresAt - 30 * 60_000;
+    sessionStorage.setItem('copilot.session', JSON.stringify(s));
+  });
+  await page.reload();
+  await page.waitForFunction((old) => JSON.parse(sessionStorage.getItem('copilot.session')).refresh !== old, before);
+
+  // a duplicated tab holds the same session: both refresh at once, one request rotates the
+  // token and the other tab adopts the new pair instead of replaying the used one
+  const twin = await page.context().newPage();
+  twin.on('pageerror', (e) => pageErrors.push(e.message));
+  await twin.goto('/admin/login');
+  const copied = await sessionOf(page);
+  await twin.evaluate((s) => sessionStorage.setItem('copilot.session', JSON.stringify(s)), copied);
+  await twin.goto('/admin/');
+  await twin.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  const race = (p) => p.evaluate(async () => { const { refresh } = await import('/admin/js/api.js'); await refresh(); return JSON.parse(sessionStorage.getItem('copilot.session')).refresh; });
+  const [a, b] = await Promise.all([race(page), race(twin)]);
+  assert.equal(a, b, 'both tabs hold the same new refresh token');
+  assert.notEqual(a, copied.refresh);
+  assert.equal((await api('GET', '/auth/me', (await sessionOf(twin)).access)).status, 200);
+  assert.equal((await api('GET', '/auth/me', (await sessionOf(page)).access)).status, 200);
+  await twin.close();
+  await go(page, 'Dashboard');
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+
+  // the session is revoked elsewhere (password change); the next request returns to sign-in
+  await go(page, 'Projects');
+  await page.getByRole('heading', { name: 'Projects' }).waitFor();
+  const login = await api('POST', '/auth/login', null, { username: alice.username, password: alice.password });
+  const changed = await api('POST', '/auth/change-password', login.body.access_token, { current_password: alice.password, new_password: alice.password + 'x' });
+  assert.equal(changed.status, 200);
+  alice.password += 'x';
+  await page.getByLabel('Search projects').fill('Q3');
+  await page.waitForURL(/\/admin\/login\?next=/);
+  await page.getByText('Your session has ended').waitFor();
+  await page.locator('input[name=username]').fill(alice.username);
+  await page.locator('input[name=password]').fill(alice.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/admin\/projects\?search=Q3$/);
+  await page.locator('tbody tr', { hasText: `Q3 RFPs ${run}` }).waitFor();
+});
+
+test('at 360px wide: menu, lists and the chat fit the screen', async () => {
+  const page = await newPage({ width: 360, height: 740 });
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  assert.ok((await overflow()) <= 0, 'dashboard fits');
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  assert.equal(await nav.isVisible(), false, 'the menu is folded');
+  await page.getByRole('button', { name: 'Menu' }).click();
+  await go(page, 'Users');
+  await page.locator('tbody tr', { hasText: alice.username }).waitFor();
+  assert.ok((await overflow()) <= 0, 'users list fits');
+  await shot(page, 'mobile-users');
+  await page.getByRole('button', { name: 'Menu' }).click();
+  await go(page, 'Roles');
+  await page.getByTestId('permission-matrix').waitFor();
+  assert.ok((await overflow()) <= 0, 'roles page fits (the matrix scrolls inside its box)');
+  await page.getByRole('button', { name: 'Menu' }).click();
+  await go(page, 'Conversations');
+  await page.getByRole('button', { name: 'New conversation' }).click();
+  const d = dialog(page);
+  await d.locator('input[name=title]').fill('Phone chat');
+  await d.getByRole('button', { name: 'Start conversation' }).click();
+  await page.getByRole('heading', { name: 'Phone chat' }).waitFor();
+  await page.getByLabel('Message', { exact: true }).fill('Typed on a small screen.');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.getByTestId('transcript').getByText('Typed on a small screen.').waitFor();
+  assert.ok((await overflow()) <= 0, 'chat fits');
+  await shot(page, 'mobile-conversation');
+});
+
+test('dark colour scheme renders', async () => {
+  const page = await newPage({ colorScheme: 'dark' });
+  await signIn(page, 'admin', ADMIN_PASSWORD, { from: '/admin/agents' });
+  await page.locator('tbody tr', { hasText: agentName }).waitFor();
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.notEqual(bg, 'rgb(245, 246, 248)');
+  await shot(page, 'dark-agents');
+});
+
+test('no script errors or CSP violations on any page', () => {
+  assert.deepEqual(pageErrors, []);
+});
