@@ -164,6 +164,82 @@ export async function api(method, path, { body, query } = {}) {
   }
 }
 
+/**
+ * A request whose answer is read as a stream (Server-Sent Events): like api(), with the same
+ * token refresh and errors, but resolves with the Response (2xx) for the caller to read.
+ * opts.headers are added (e.g. Last-Event-ID); opts.signal aborts it.
+ */
+export async function apiStream(method, path, { body, query, headers: extra, signal } = {}) {
+  const url = BASE + path + qs(query);
+  if (session && session.expiresAt - Date.now() < 10_000) await refresh().catch(() => {});
+  for (let attempt = 0; ; attempt++) {
+    const token = session && session.access;
+    const headers = { accept: 'text/event-stream', ...(extra || {}) };
+    if (token) headers.authorization = 'Bearer ' + token;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let r;
+    busy(1);
+    try {
+      r = await fetch(url, { method, headers, signal, cache: 'no-store', body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (e) {
+      if (e && e.name === 'AbortError') throw e;
+      throw new ApiError(0, 'Cannot reach the server. Check that it is running and try again.');
+    } finally {
+      busy(-1);
+    }
+    if (r.status === 401 && token) {
+      const detail = await detailOf(r);
+      if (attempt === 0) {
+        if (session && session.access !== token) continue;
+        try { await refresh(); continue; } catch { /* falls through */ }
+      }
+      expire('Your session has ended. Please sign in again.');
+      throw new ApiError(401, detail);
+    }
+    if (!r.ok) throw new ApiError(r.status, await detailOf(r), r.headers.get('retry-after'));
+    return r;
+  }
+}
+
+/**
+ * Reads Server-Sent Events from a Response body: calls onEvent({id, event, data}) for each event
+ * (data parsed as JSON when it is JSON). Resolves when the body ends; rejects when it breaks.
+ */
+export async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  let ev = { id: null, event: 'message', data: [] };
+  const dispatch = () => {
+    if (ev.data.length) {
+      const raw = ev.data.join('\n');
+      let data = raw;
+      try { data = JSON.parse(raw); } catch { /* plain text */ }
+      onEvent({ id: ev.id, event: ev.event, data });
+    }
+    ev = { id: null, event: 'message', data: [] };
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
+      if (line === '') { dispatch(); continue; }
+      if (line.startsWith(':')) continue; // keep-alive comment
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? '' : line.slice(colon + 1);
+      if (value.startsWith(' ')) value = value.slice(1);
+      if (field === 'data') ev.data.push(value);
+      else if (field === 'event') ev.event = value;
+      else if (field === 'id') ev.id = value;
+    }
+  }
+}
+
 export async function login(username, password) {
   let r;
   busy(1);
