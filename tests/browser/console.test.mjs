@@ -20,6 +20,10 @@ const alice = { username: `alice_${run}`, email: `alice_${run}@example.com`, pas
 const roleName = `analyst_${run}`;
 const agentName = `RFP helper ${run}`;
 const XSS = '<img src=x onerror=window.__xss=1>';
+// what tests/browser/mock-llm.mjs answers (its REPLY, USAGE and ERROR)
+const REPLY = 'Here is a draft of the security section: data is encrypted at rest and in transit.';
+const USAGE = /42 prompt \+ 17 completion tokens/;
+const LLM_ERROR = 'The mock provider is overloaded, try again later';
 
 let browser;
 const contexts = [];
@@ -355,6 +359,8 @@ test('start a conversation with the agent, post a message, rename and archive it
   await d.getByRole('button', { name: 'Start conversation' }).click();
   await page.waitForURL(/\/admin\/conversations\/[0-9a-f-]{36}$/);
   await page.getByRole('heading', { name: 'Acme RFP' }).waitFor();
+  // posted by hand, without asking the agent (streamed replies are tested below)
+  await page.getByLabel('Post').selectOption('user');
   await page.getByLabel('Message', { exact: true }).fill('Draft the security section, please.');
   await page.getByRole('button', { name: 'Send' }).click();
   await page.getByTestId('transcript').getByText('Draft the security section, please.').waitFor();
@@ -380,6 +386,163 @@ test('start a conversation with the agent, post a message, rename and archive it
   await page.getByLabel('Show').selectOption('true');
   await page.locator('tbody tr', { hasText: 'Acme RFP — security' }).waitFor();
   await shot(page, 'conversations');
+});
+
+test('a reply from the agent streams in, then shows the stored message with its usage', async () => {
+  const page = alicePage;
+  await go(page, 'Conversations');
+  await page.getByRole('button', { name: 'New conversation' }).click();
+  const d = dialog(page);
+  await d.locator('input[name=title]').fill('Security questionnaire');
+  await d.locator('select[name=agent_config_id]').selectOption({ label: `${agentName} (rfp)` });
+  await d.getByRole('button', { name: 'Start conversation' }).click();
+  await page.getByRole('heading', { name: 'Security questionnaire' }).waitFor();
+  // record every text the reply being written shows
+  await page.evaluate(() => {
+    window.__partials = [];
+    new MutationObserver(() => {
+      const b = document.querySelector('[data-testid=streaming-reply] .msg-body');
+      if (b) window.__partials.push(b.textContent);
+    }).observe(document.querySelector('[data-testid=transcript]'), { childList: true, subtree: true, characterData: true });
+  });
+  assert.equal(await page.getByLabel('Post').inputValue(), 'agent', 'a conversation with an agent asks it by default');
+  await page.getByLabel('Message', { exact: true }).fill('Draft the security section.');
+  await page.getByRole('button', { name: 'Send' }).click();
+  const t = page.getByTestId('transcript');
+  await t.locator('.msg-user', { hasText: 'Draft the security section.' }).waitFor();
+  const live = page.getByTestId('streaming-reply');
+  await live.filter({ hasText: 'Here is a draft' }).waitFor();
+  assert.equal(await live.getAttribute('aria-busy'), 'true');
+  assert.ok(await page.getByRole('button', { name: 'Stop the reply' }).isVisible(), 'Stop is offered while streaming');
+  assert.ok(await page.getByRole('button', { name: 'Send' }).isDisabled());
+  await page.getByTestId('chat-status').filter({ hasText: 'writing' }).waitFor();
+  const final = t.locator('.msg-assistant', { hasText: REPLY });
+  await final.getByTestId('usage').waitFor();
+  assert.equal(await live.count(), 0, 'the growing reply was replaced by the stored one');
+  const partials = await page.evaluate(() => window.__partials);
+  assert.ok(partials.some((p) => p.length > 0 && p.length < REPLY.length && REPLY.startsWith(p)), `an intermediate text was shown: ${JSON.stringify(partials)}`);
+  const usage = await final.getByTestId('usage').textContent();
+  assert.match(usage, /gemini-pro/);
+  assert.match(usage, USAGE);
+  assert.match(usage, /\d+(\.\d)? m?s/);
+  assert.equal(await page.getByLabel('Message', { exact: true }).inputValue(), '');
+  assert.equal(await page.getByRole('button', { name: 'Stop the reply' }).isVisible(), false);
+  assert.equal(await page.getByRole('button', { name: 'Send' }).isDisabled(), false);
+  // it is stored: a reload shows the same
+  await page.reload();
+  await t.locator('.msg-assistant', { hasText: REPLY }).getByTestId('usage').filter({ hasText: USAGE }).waitFor();
+});
+
+test('a broken stream is picked up again with Last-Event-ID', async () => {
+  const page = alicePage;
+  // the answer is cut after its first two events (user_message and one delta)
+  await page.route('**/completions', async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    const full = await (await route.fetch()).text();
+    const events = full.split('\n\n').filter((e) => e.trim());
+    await route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream' }, body: events.slice(0, 2).join('\n\n') + '\n\n' });
+  });
+  const reattached = [];
+  const onRequest = (r) => { if (r.method() === 'GET' && /\/completions\/[0-9a-f-]{36}$/.test(r.url())) reattached.push(r.headers()['last-event-id']); };
+  page.on('request', onRequest);
+  try {
+    await page.getByLabel('Message', { exact: true }).fill('Once more, please.');
+    await page.getByRole('button', { name: 'Send' }).click();
+    const t = page.getByTestId('transcript');
+    await t.locator('.msg-user', { hasText: 'Once more, please.' }).waitFor();
+    await page.waitForFunction((reply) => document.querySelectorAll('[data-testid=transcript] .msg-assistant [data-testid=usage]').length === 2
+      && [...document.querySelectorAll('[data-testid=transcript] .msg-assistant .msg-body')].every((b) => b.textContent === reply), REPLY);
+    assert.deepEqual(reattached, ['2']);
+    assert.equal(await page.getByTestId('streaming-reply').count(), 0);
+  } finally {
+    page.off('request', onRequest);
+    await page.unroute('**/completions');
+  }
+});
+
+test('Stop cancels a slow reply and the transcript marks it cancelled', async () => {
+  const page = alicePage;
+  await page.getByLabel('Message', { exact: true }).fill('The long version, please. [slow]');
+  await page.getByRole('button', { name: 'Send' }).click();
+  const live = page.getByTestId('streaming-reply');
+  await live.filter({ hasText: 'word2' }).waitFor();
+  await shot(page, 'conversation-streaming');
+  // keyboard: Send had the focus, so Stop has it now
+  await page.waitForFunction(() => document.activeElement && document.activeElement.getAttribute('aria-label') === 'Stop the reply');
+  await page.keyboard.press('Enter');
+  const cancelled = page.getByTestId('transcript').locator('.msg-assistant[data-status=cancelled]');
+  await cancelled.waitFor();
+  const text = await cancelled.textContent();
+  assert.match(text, /cancelled/);
+  assert.match(text, /word1 word2/);
+  assert.doesNotMatch(text, /word60/);
+  assert.equal(await live.count(), 0);
+  assert.equal(await page.getByRole('button', { name: 'Stop the reply' }).isVisible(), false);
+  const token = (await sessionOf(page)).access;
+  const convId = page.url().split('/').pop();
+  const msgs = (await api('GET', `/conversations/${convId}`, token)).body.messages;
+  assert.equal(msgs[msgs.length - 1].metadata.status, 'cancelled');
+});
+
+test('a provider error shows its detail in the transcript; the user message stays', async () => {
+  const page = alicePage;
+  await page.getByLabel('Message', { exact: true }).fill('Please fail. [error]');
+  await page.getByRole('button', { name: 'Send' }).click();
+  const t = page.getByTestId('transcript');
+  await t.getByTestId('transcript-note').filter({ hasText: LLM_ERROR }).waitFor();
+  await t.locator('.msg-user', { hasText: 'Please fail. [error]' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Send' }).isDisabled(), false);
+  await page.reload();
+  await t.locator('.msg-user', { hasText: 'Please fail. [error]' }).waitFor();
+  // the failed job's detail is shown again after a reload
+  await t.getByTestId('transcript-note').filter({ hasText: LLM_ERROR }).waitFor();
+  await shot(page, 'conversation-stream');
+});
+
+test('an agent whose model no provider serves: the 503 detail names the setting', async () => {
+  const page = alicePage;
+  const token = await adminToken();
+  const a = await api('POST', '/agent-configs', token, { name: `Unserved ${run}`, agent_type: 'rfp', llm_model: 'gpt-unserved' });
+  assert.equal(a.status, 201);
+  const c = await api('POST', '/conversations', (await sessionOf(page)).access, { title: 'No provider', agent_config_id: a.body.id });
+  assert.equal(c.status, 201);
+  await page.goto(`/admin/conversations/${c.body.id}`);
+  await page.getByRole('heading', { name: 'No provider' }).waitFor();
+  await page.getByLabel('Message', { exact: true }).fill('Hello?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  const err = page.getByTestId('composer-error');
+  await err.filter({ hasText: 'gpt-unserved' }).waitFor();
+  assert.match(await err.textContent(), /llm\.providers.*COPILOT_LLM__PROVIDERS/);
+  assert.equal(await page.getByLabel('Message', { exact: true }).inputValue(), 'Hello?', 'the text is kept');
+  assert.equal(await page.getByTestId('transcript').locator('.msg').count(), 0);
+});
+
+test('a reply already being written elsewhere: the 409 is shown, then that reply is followed and can be stopped', async () => {
+  const page = alicePage;
+  const token = (await sessionOf(page)).access;
+  const agentId = (await api('GET', `/agent-configs?search=${encodeURIComponent(agentName)}`, token)).body.data[0].id;
+  const c = await api('POST', '/conversations', token, { title: 'Busy', agent_config_id: agentId });
+  await page.goto(`/admin/conversations/${c.body.id}`);
+  await page.getByRole('heading', { name: 'Busy' }).waitFor();
+  // another client starts a slow reply in the same conversation
+  const other = await fetch(`${BASE}/api/v1/conversations/${c.body.id}/completions`, {
+    method: 'POST', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' },
+    body: JSON.stringify({ content: 'Asked elsewhere [slow]', stream: true }),
+  });
+  assert.equal(other.status, 200);
+  try {
+    await page.getByLabel('Message', { exact: true }).fill('Me too.');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await page.getByTestId('composer-error').filter({ hasText: 'already being generated' }).waitFor();
+    const t = page.getByTestId('transcript');
+    await t.locator('.msg-user', { hasText: 'Asked elsewhere [slow]' }).waitFor();
+    await page.getByTestId('streaming-reply').filter({ hasText: 'word1' }).waitFor();
+    await page.getByRole('button', { name: 'Stop the reply' }).click();
+    await t.locator('.msg-assistant[data-status=cancelled]').waitFor();
+    assert.equal(await page.getByLabel('Message', { exact: true }).inputValue(), 'Me too.', 'the text is kept');
+  } finally {
+    await other.body.cancel().catch(() => {});
+  }
 });
 
 test('token refresh: ahead of expiry, one at a time, shared across tabs; a revoked session returns to sign-in and back', async () => {
