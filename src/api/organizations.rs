@@ -77,8 +77,9 @@ pub struct OrganizationsApi {
 impl OrganizationsApi {
     /// List organizations
     ///
-    /// Needs `organizations:read`. A superuser sees every organization, anyone else only their
-    /// own. Deactivated ones only with `is_active=false`. `search` matches name and domain.
+    /// Any signed-in user (SPEC names no permission here): a superuser sees every organization,
+    /// anyone else a list of just their own. Deactivated ones only with `is_active=false`.
+    /// `search` matches name and domain.
     #[oai(path = "/organizations", method = "get")]
     async fn list_organizations(
         &self,
@@ -88,7 +89,8 @@ impl OrganizationsApi {
         search: Query<Option<String>>,
         is_active: Query<Option<bool>>,
     ) -> ApiResult<Json<ListResponse<Organization>>> {
-        let scope = authz::require(&auth.0, Permission::OrganizationsRead)?;
+        // everyone may see the organization they belong to; the scope keeps it to that one
+        let scope = auth.0.scope();
         let page = Page::new(skip.0, limit.0)?;
         let filter = OrgFilter { search: search_term(search.0), is_active: is_active.0.unwrap_or(true) };
         let (rows, total) =
