@@ -10,8 +10,14 @@ use crate::{
     pagination::Page,
 };
 
-pub const USER_COLS: &str = "u.id, u.username, u.email, u.full_name, u.organization_id, u.role_id, \
-                             u.is_active, u.is_superuser, u.created_at, u.updated_at";
+macro_rules! user_cols {
+    () => {
+        "u.id, u.username, u.email, u.full_name, u.organization_id, u.role_id, \
+         u.is_active, u.is_superuser, u.created_at, u.updated_at"
+    };
+}
+
+pub const USER_COLS: &str = user_cols!();
 
 pub fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -30,8 +36,9 @@ pub fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
 
 /// A user of the scope, active or not.
 pub fn get_user(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Option<User>> {
-    let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = ?1 AND (?2 IS NULL OR u.organization_id = ?2)");
-    Ok(conn.prepare_cached(&sql)?.query_row(params![id, scope.org()], user_from_row).optional()?)
+    const SQL: &str =
+        concat!("SELECT ", user_cols!(), " FROM users u WHERE u.id = ?1 AND (?2 IS NULL OR u.organization_id = ?2)");
+    Ok(conn.prepare_cached(SQL)?.query_row(params![id, scope.org()], user_from_row).optional()?)
 }
 
 pub struct NewUser {
@@ -104,28 +111,84 @@ pub struct UserFilter {
     pub role_id: Option<String>,
 }
 
-const USER_LIST_WHERE: &str = "(?1 IS NULL OR u.organization_id = ?1) AND u.is_active = ?2 \
+// `+` before username and email: both have NOCASE indexes, so a bare column would let SQLite's
+// LIKE optimization tie the plan to the bound pattern and re-prepare the statement on every
+// execution. LIKE ignores the collation either way, so the answer is the same.
+macro_rules! user_list_where {
+    () => {
+        "(?1 IS NULL OR u.organization_id = ?1) AND u.is_active = ?2 \
      AND (?3 IS NULL OR u.role_id = ?3) \
-     AND (?4 IS NULL OR u.username LIKE ?4 ESCAPE '\\' OR u.email LIKE ?4 ESCAPE '\\' \
-          OR u.full_name LIKE ?4 ESCAPE '\\')";
+     AND (?4 IS NULL OR +u.username LIKE ?4 ESCAPE '\\' OR +u.email LIKE ?4 ESCAPE '\\' \
+          OR u.full_name LIKE ?4 ESCAPE '\\')"
+    };
+}
+
+/// The same filter, for a search of three or more characters: candidates come from the trigram
+/// index (`users_search`, migration V2) by primary key instead of a scan of the organization, and
+/// the LIKE filters still decide. `+` keeps the planner from driving the query by another index.
+macro_rules! user_search_where {
+    () => {
+        "u.id IN (SELECT user_id FROM users_search WHERE users_search MATCH ?7) \
+     AND (?1 IS NULL OR +u.organization_id = ?1) AND +u.is_active = ?2 \
+     AND (?3 IS NULL OR +u.role_id = ?3) \
+     AND (?4 IS NULL OR +u.username LIKE ?4 ESCAPE '\\' OR +u.email LIKE ?4 ESCAPE '\\' \
+          OR u.full_name LIKE ?4 ESCAPE '\\')"
+    };
+}
+
+const USERS_COUNT_SQL: &str = concat!("SELECT COUNT(*) FROM users u WHERE ", user_list_where!());
+const USERS_PAGE_SQL: &str = concat!(
+    "SELECT ",
+    user_cols!(),
+    " FROM users u WHERE ",
+    user_list_where!(),
+    " ORDER BY u.created_at DESC, u.id DESC LIMIT ?5 OFFSET ?6"
+);
+const USERS_SEARCH_COUNT_SQL: &str = concat!("SELECT COUNT(*) FROM users u WHERE ", user_search_where!());
+const USERS_SEARCH_PAGE_SQL: &str = concat!(
+    "SELECT ",
+    user_cols!(),
+    " FROM users u WHERE ",
+    user_search_where!(),
+    " ORDER BY u.created_at DESC, u.id DESC LIMIT ?5 OFFSET ?6"
+);
+
+/// An FTS5 query for `term` as a substring of username, email or full name; `None` when the
+/// trigram index cannot answer it (fewer than three characters).
+fn trigram_query(term: &str) -> Option<String> {
+    (term.chars().count() >= 3).then(|| format!("{{username email full_name}} : \"{}\"", term.replace('"', "\"\"")))
+}
 
 /// One page of the users of the scope that match `filter`, newest first, and the total count.
 pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: Page) -> ApiResult<(Vec<User>, i64)> {
     let pattern = filter.search.as_deref().map(like_pattern);
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM users u WHERE {USER_LIST_WHERE}"))?
-        .query_row(params![scope.org(), filter.is_active, filter.role_id, pattern], |r| r.get(0))?;
-    let sql = format!(
-        "SELECT {USER_COLS} FROM users u WHERE {USER_LIST_WHERE} \
-         ORDER BY u.created_at DESC, u.id DESC LIMIT ?5 OFFSET ?6"
-    );
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(
+    let fts = filter.search.as_deref().and_then(trigram_query);
+    let (count_sql, page_sql) = match fts {
+        Some(_) => (USERS_SEARCH_COUNT_SQL, USERS_SEARCH_PAGE_SQL),
+        None => (USERS_COUNT_SQL, USERS_PAGE_SQL),
+    };
+    // ?7 is unused by the plain variant; SQLite binds by number, so bind it only when present
+    let total: i64 = match &fts {
+        Some(q) => conn.prepare_cached(count_sql)?.query_row(
+            params![scope.org(), filter.is_active, filter.role_id, pattern, page.limit, page.skip, q],
+            |r| r.get(0),
+        )?,
+        None => conn
+            .prepare_cached(count_sql)?
+            .query_row(params![scope.org(), filter.is_active, filter.role_id, pattern], |r| r.get(0))?,
+    };
+    let mut stmt = conn.prepare_cached(page_sql)?;
+    let rows = match &fts {
+        Some(q) => stmt.query_map(
+            params![scope.org(), filter.is_active, filter.role_id, pattern, page.limit, page.skip, q],
+            user_from_row,
+        )?,
+        None => stmt.query_map(
             params![scope.org(), filter.is_active, filter.role_id, pattern, page.limit, page.skip],
             user_from_row,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+        )?,
+    }
+    .collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total))
 }
 
