@@ -11,6 +11,7 @@
 //! cargo bench --bench http -- --growth             # also deep page and search at 10k/100k/1M rows
 //! cargo bench --bench http -- --no-ceiling         # copilot alone (or BENCH_NO_CEILING=1)
 //! cargo bench --bench http -- --connections 64     # (or BENCH_CONNECTIONS=64)
+//! cargo bench --bench http -- --only auth_me,storm # some scenarios (or BENCH_ONLY=...)
 //! ```
 
 use std::{
@@ -57,6 +58,8 @@ struct Opts {
     connections: usize,
     growth: bool,
     ceiling: bool,
+    /// Only these scenarios (`storm` for the login storm); all when empty.
+    only: Vec<String>,
 }
 
 impl Opts {
@@ -75,6 +78,7 @@ impl Opts {
             warmup: (duration / 5).clamp(Duration::from_millis(300), Duration::from_secs(2)),
             connections: value("--connections", "BENCH_CONNECTIONS").and_then(|v| v.parse().ok()).unwrap_or(32),
             growth: args.iter().any(|a| a == "--growth") || std::env::var_os("BENCH_GROWTH").is_some(),
+            only: value("--only", "BENCH_ONLY").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default(),
             ceiling: !(args.iter().any(|a| a == "--no-ceiling") || std::env::var_os("BENCH_NO_CEILING").is_some()),
         }
     }
@@ -783,7 +787,11 @@ fn main() {
     let opts = Opts::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ceiling_bin = if opts.ceiling { build_ceiling() } else { None };
-    let tmp = tempfile::Builder::new().prefix("copilot-bench-").tempdir().expect("temp dir");
+    let mut tmp = tempfile::Builder::new().prefix("copilot-bench-").tempdir().expect("temp dir");
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        tmp.disable_cleanup(true);
+        println!("databases kept in {}", tmp.path().display());
+    }
 
     println!(
         "copilot HTTP benchmark: {} connections, {:.1} s per scenario after {:.1} s warm-up, load generator: 1 thread",
@@ -826,7 +834,12 @@ fn main() {
         let token = rt.block_on(login(server.addr));
         Target { server, token, scenarios: scenarios(&seeded.conversation_id, "/hello"), db }
     });
-    println!("seeded in {:.1} s", seed_started.elapsed().as_secs_f64());
+    println!(
+        "seeded in {:.1} s; copilot pid {}{}",
+        seed_started.elapsed().as_secs_f64(),
+        copilot.server.pid(),
+        ceiling.as_ref().map(|c| format!(", ceiling pid {}", c.server.pid())).unwrap_or_default()
+    );
 
     // ---- scenarios, copilot then ceiling for each, so both see the same background noise
     println!();
@@ -835,6 +848,9 @@ fn main() {
         "scenario", "copilot/s", "p50 ms", "p99 ms", "errors", "ceiling/s", "p50 ms", "p99 ms", "errors", "ratio"
     );
     for i in 0..copilot.scenarios.len() {
+        if !opts.wants(copilot.scenarios[i].name) {
+            continue;
+        }
         let mut pair = Vec::new();
         for t in std::iter::once(&copilot).chain(ceiling.as_ref()) {
             let s = &t.scenarios[i];
@@ -847,6 +863,9 @@ fn main() {
     }
 
     // ---- /auth/me during a login storm
+    if !opts.wants("storm") {
+        return finish(&rt, &opts, copilot, ceiling, &bench_hash, &startups);
+    }
     let storm = |t: &Target| -> (LoadResult, LoadResult) {
         let me = &t.scenarios[1];
         let lg = &t.scenarios[5];
@@ -880,6 +899,23 @@ fn main() {
         );
     }
 
+    finish(&rt, &opts, copilot, ceiling, &bench_hash, &startups);
+}
+
+impl Opts {
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+}
+
+fn finish(
+    rt: &tokio::runtime::Runtime,
+    opts: &Opts,
+    copilot: Target,
+    ceiling: Option<Target>,
+    bench_hash: &str,
+    startups: &[Duration],
+) {
     // ---- memory and start-up
     println!();
     for t in std::iter::once(&copilot).chain(ceiling.as_ref()) {
@@ -903,7 +939,7 @@ fn main() {
 
     // ---- growth
     if opts.growth {
-        growth(&rt, &opts, copilot, ceiling, &bench_hash);
+        growth(rt, opts, copilot, ceiling, bench_hash);
     } else {
         copilot.server.stop();
         if let Some(c) = ceiling {
