@@ -866,18 +866,18 @@ fn main() {
     if !opts.wants("storm") {
         return finish(&rt, &opts, copilot, ceiling, &bench_hash, &startups);
     }
-    let storm = |t: &Target| -> (LoadResult, LoadResult) {
+    let storm = |t: &Target| -> (LoadResult, LoadResult, LoadResult) {
         let me = &t.scenarios[1];
         let lg = &t.scenarios[5];
         let half = (opts.connections / 2).max(1);
         let quiet = rt.block_on(load(t.server.addr, t.req(me), 200, half, opts.warmup, opts.duration));
-        let (during, _) = rt.block_on(async {
+        let (during, logins) = rt.block_on(async {
             tokio::join!(
                 load(t.server.addr, t.req(me), 200, half, opts.warmup, opts.duration),
                 load(t.server.addr, t.req(lg), 200, half, opts.warmup, opts.duration)
             )
         });
-        (quiet, during)
+        (quiet, during, logins)
     };
     println!();
     println!(
@@ -886,16 +886,18 @@ fn main() {
         (opts.connections / 2).max(1)
     );
     for t in std::iter::once(&copilot).chain(ceiling.as_ref()) {
-        let (quiet, during) = storm(t);
+        let (quiet, during, logins) = storm(t);
         println!(
-            "  {:<8} quiet p99 {:>8.2} ms ({:>7.0}/s) | storm p99 {:>8.2} ms ({:>7.0}/s, {} errors) | storm/quiet p99 {:.2}x",
+            "  {:<8} quiet p99 {:>8.2} ms ({:>7.0}/s) | storm p99 {:>8.2} ms ({:>7.0}/s, {} errors) | storm/quiet p99 {:.2}x | logins meanwhile {:.0}/s, {} errors",
             t.server.name,
             quiet.ms(0.99),
             quiet.rps(),
             during.ms(0.99),
             during.rps(),
             during.errors,
-            during.ms(0.99) / quiet.ms(0.99)
+            during.ms(0.99) / quiet.ms(0.99),
+            logins.rps(),
+            logins.errors
         );
     }
 
