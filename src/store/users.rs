@@ -282,3 +282,96 @@ pub fn move_to_org(conn: &Connection, id: &str, organization_id: &str, role_id: 
     .execute(params![id, organization_id])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trigram path must answer exactly what the LIKE scan answers, for every kind of term.
+    #[test]
+    fn trigram_search_matches_like_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("t.db"), 1, std::time::Duration::from_secs(5)).unwrap();
+        let names = [
+            ("user5", "user5@example.com", Some("Member 5")),
+            ("User50", "USER50@Example.com", None),
+            ("a%b_c", "pct@example.com", Some("100% \"quoted\" o'brien")),
+            ("axbyc", "plain@example.com", Some("Ünïcode Żółw")),
+            ("other", "someone@user5.org", Some("ünïcode żółw")),
+        ];
+        let scope = db
+            .write_blocking(|tx| {
+                tx.execute(
+                    "INSERT INTO organizations (id, name, created_at, updated_at) VALUES ('o', 'O', 't', 't')",
+                    [],
+                )?;
+                for (i, (u, e, f)) in names.iter().enumerate() {
+                    insert_user(
+                        tx,
+                        &NewUser {
+                            id: format!("id{i}"),
+                            organization_id: "o".into(),
+                            role_id: None,
+                            username: u.to_string(),
+                            email: e.to_string(),
+                            full_name: f.map(str::to_string),
+                            password_hash: "x".into(),
+                            is_superuser: false,
+                            now: format!("2026-01-01T00:00:0{i}.000000Z"),
+                        },
+                    )?;
+                }
+                // the index follows updates
+                update_user(
+                    tx,
+                    &Scope::All,
+                    "id1",
+                    &UserChanges { full_name: Some(Some("Renamed ZZTOP".into())), ..Default::default() },
+                    "t",
+                )?;
+                Ok(Scope::Org("o".into()))
+            })
+            .unwrap();
+        let terms = [
+            "user5",
+            "USER5",
+            "ser",
+            "er5",
+            "%b_",
+            "a%b",
+            "a_b",
+            "b_c",
+            "\"quoted\"",
+            "o'brien",
+            "100%",
+            "Ünï",
+            "ünï",
+            "ÜNÏ",
+            "żółw",
+            "Żółw",
+            "example.com",
+            "@USER5",
+            "zztop",
+            "Member 5",
+            "nothing here",
+            "us",
+            "5",
+        ];
+        db.write_blocking(|c| {
+            for term in terms {
+                let pattern = like_pattern(term);
+                let by_scan: Vec<String> = c
+                    .prepare(USERS_PAGE_SQL)?
+                    .query_map(params![scope.org(), true, None::<String>, pattern, 100, 0], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let filter = UserFilter { search: Some(term.into()), is_active: true, role_id: None };
+                let (rows, total) = list_users(c, &scope, &filter, Page { skip: 0, limit: 100 })?;
+                let got: Vec<String> = rows.into_iter().map(|u| u.id).collect();
+                assert_eq!(got, by_scan, "search {term:?}");
+                assert_eq!(total as usize, by_scan.len(), "total for {term:?}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+}
