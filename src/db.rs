@@ -36,6 +36,10 @@ impl Db {
                 c.pragma_update(None, "synchronous", "NORMAL")?;
                 c.pragma_update(None, "foreign_keys", "ON")?;
                 c.set_prepared_statement_cache_capacity(64);
+                // Plans that do not depend on bound values: without this, every `col LIKE ?n`
+                // (and, once ANALYZE has run, every range over a bound value, as in FTS5's own
+                // statements) makes SQLite re-prepare a cached statement each time it is bound.
+                c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
                 Ok(())
             })
         };

@@ -40,9 +40,8 @@ pub struct OrgFilter {
     pub is_active: bool,
 }
 
-// `+o.name`: see `user_list_where` in store/users.rs (no re-prepare per execution).
 const ORG_LIST_WHERE: &str = "(?1 IS NULL OR o.id = ?1) AND o.is_active = ?2 \
-     AND (?3 IS NULL OR +o.name LIKE ?3 ESCAPE '\\' OR o.domain LIKE ?3 ESCAPE '\\')";
+     AND (?3 IS NULL OR o.name LIKE ?3 ESCAPE '\\' OR o.domain LIKE ?3 ESCAPE '\\')";
 
 /// One page of the organizations the scope may see, newest first, and the total count.
 pub fn list_orgs(

@@ -111,14 +111,11 @@ pub struct UserFilter {
     pub role_id: Option<String>,
 }
 
-// `+` before username and email: both have NOCASE indexes, so a bare column would let SQLite's
-// LIKE optimization tie the plan to the bound pattern and re-prepare the statement on every
-// execution. LIKE ignores the collation either way, so the answer is the same.
 macro_rules! user_list_where {
     () => {
         "(?1 IS NULL OR u.organization_id = ?1) AND u.is_active = ?2 \
      AND (?3 IS NULL OR u.role_id = ?3) \
-     AND (?4 IS NULL OR +u.username LIKE ?4 ESCAPE '\\' OR +u.email LIKE ?4 ESCAPE '\\' \
+     AND (?4 IS NULL OR u.username LIKE ?4 ESCAPE '\\' OR u.email LIKE ?4 ESCAPE '\\' \
           OR u.full_name LIKE ?4 ESCAPE '\\')"
     };
 }
@@ -131,7 +128,7 @@ macro_rules! user_search_where {
         "u.id IN (SELECT user_id FROM users_search WHERE users_search MATCH ?7) \
      AND (?1 IS NULL OR +u.organization_id = ?1) AND +u.is_active = ?2 \
      AND (?3 IS NULL OR +u.role_id = ?3) \
-     AND (?4 IS NULL OR +u.username LIKE ?4 ESCAPE '\\' OR +u.email LIKE ?4 ESCAPE '\\' \
+     AND (?4 IS NULL OR u.username LIKE ?4 ESCAPE '\\' OR u.email LIKE ?4 ESCAPE '\\' \
           OR u.full_name LIKE ?4 ESCAPE '\\')"
     };
 }
