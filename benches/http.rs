@@ -1009,7 +1009,7 @@ fn growth(rt: &tokio::runtime::Runtime, opts: &Opts, copilot: Target, ceiling: O
                     }
                     have_users[k] = n;
                 }
-                let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;");
+                let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
             }
             eprintln!("  ({} seeded to N = {n} in {:.1} s)", t.server.name, seed.elapsed().as_secs_f64());
             for (j, idx) in [2usize, 3].into_iter().enumerate() {
