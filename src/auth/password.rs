@@ -63,10 +63,11 @@ impl Passwords {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Threads that only hash. Each runs at nice 10, so the scheduler prefers the request threads
+/// Threads that only hash. Each runs at nice 19, so the scheduler prefers the request threads
 /// when both want the CPU: during a login storm other requests keep their latency, and when
 /// nothing else runs the hashes get whole cores. (The blocking pool cannot be used for this: an
 /// unprivileged thread cannot raise its priority back for the database work that pool also does.)
+/// The price: while request work keeps every core busy, logins wait (README, Performance).
 struct HashThreads {
     /// `None` when no thread could be started: then hashes go to the blocking pool.
     jobs: Option<mpsc::Sender<Job>>,
@@ -113,7 +114,7 @@ impl HashThreads {
     }
 }
 
-/// Nice 10 for the calling thread (on Linux the nice value is per thread); best effort.
+/// Nice 19 for the calling thread (on Linux the nice value is per thread); best effort.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
     unsafe extern "C" {
@@ -122,7 +123,7 @@ fn lower_priority() {
     // PRIO_PROCESS = 0; who = 0: the calling thread
     // SAFETY: a plain system call on the current thread, no memory is passed.
     unsafe {
-        setpriority(0, 0, 10);
+        setpriority(0, 0, 19);
     }
 }
 
