@@ -36,6 +36,10 @@ impl Db {
                 c.pragma_update(None, "synchronous", "NORMAL")?;
                 c.pragma_update(None, "foreign_keys", "ON")?;
                 c.set_prepared_statement_cache_capacity(64);
+                // Plans that do not depend on bound values: without this, every `col LIKE ?n`
+                // (and, once ANALYZE has run, every range over a bound value, as in FTS5's own
+                // statements) makes SQLite re-prepare a cached statement each time it is bound.
+                c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
                 Ok(())
             })
         };
@@ -62,13 +66,25 @@ impl Db {
     {
         let pool = self.read.clone();
         blocking(move || {
-            let mut conn = pool.get()?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let out = f(&tx)?;
-            tx.finish()?;
-            Ok(out)
+            let conn = pool.get()?;
+            snapshot(&conn, f)
         })
         .await
+    }
+
+    /// Runs `f` — one statement of a few primary-key lookups, never a scan — on an idle read
+    /// connection right here, without the trip to the blocking pool, whose two thread switches
+    /// cost more than such a lookup (see README, Performance); when no connection is idle it
+    /// waits for one on the blocking pool like [`Db::read`]. One statement is one snapshot.
+    pub async fn lookup<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> ApiResult<T> + Send + 'static,
+    {
+        match self.read.try_get() {
+            Some(conn) => f(&conn),
+            None => self.read(f).await,
+        }
     }
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`); commits when it returns `Ok`.
@@ -90,7 +106,7 @@ impl Db {
 
     /// `SELECT 1` on a read connection.
     pub async fn ping(&self) -> ApiResult<()> {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.lookup(|c| Ok(c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?)).await
     }
 
     /// Synchronous access to the writer, for start-up work outside the runtime.
@@ -101,6 +117,26 @@ impl Db {
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// Runs `f` in a deferred read transaction, so that a count and its page come from one snapshot.
+/// BEGIN and COMMIT are cached statements: rusqlite's `Transaction` parses them on every call.
+fn snapshot<T>(conn: &Connection, f: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
+    /// Ends the transaction also when `f` fails or panics, so the pooled connection comes back clean.
+    struct Snapshot<'c>(&'c Connection);
+    impl Drop for Snapshot<'_> {
+        fn drop(&mut self) {
+            if !self.0.is_autocommit() {
+                let _ = self.0.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+            }
+        }
+    }
+    conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+    let guard = Snapshot(conn);
+    let out = f(conn)?;
+    conn.prepare_cached("COMMIT")?.execute([])?;
+    drop(guard);
+    Ok(out)
 }
 
 /// Runs blocking work on tokio's blocking pool; a panic there is re-raised here.

@@ -220,21 +220,23 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .map_to_response()
 }
 
-/// Logs method, path, status and latency of every request; never headers or bodies.
+/// Logs method, path, status and latency of every request; never headers or bodies. The URI is
+/// kept by reference count and formatted only when the log line is written.
 async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let uri = req.uri().clone();
     let resp = match next.call(req).await {
         Ok(r) => r.into_response(),
         Err(e) => e.into_response(),
     };
     let status = resp.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
-        tracing::error!(%method, %path, status, latency_ms, "request");
-    } else {
-        tracing::info!(%method, %path, status, latency_ms, "request");
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::error!(%method, path = %uri.path(), status, latency_ms, "request");
+    } else if tracing::enabled!(tracing::Level::INFO) {
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(%method, path = %uri.path(), status, latency_ms, "request");
     }
     Ok(resp)
 }

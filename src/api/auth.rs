@@ -284,7 +284,7 @@ impl AuthApi {
         let me = self
             .state
             .db
-            .read(move |c| {
+            .lookup(move |c| {
                 let user = store::users::get_user(c, &crate::authz::Scope::All, &me.id)?
                     .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?;
                 let role = match (&me.role_id, &me.role_name) {

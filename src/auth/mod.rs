@@ -21,7 +21,7 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser
     let claims = verified.claims;
     let user = state
         .db
-        .read(move |c| store::auth::current_user(c, &claims.sid, &claims.user_id))
+        .lookup(move |c| store::auth::current_user(c, &claims.sid, &claims.user_id))
         .await?
         .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?;
     Ok(user)

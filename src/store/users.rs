@@ -10,8 +10,14 @@ use crate::{
     pagination::Page,
 };
 
-pub const USER_COLS: &str = "u.id, u.username, u.email, u.full_name, u.organization_id, u.role_id, \
-                             u.is_active, u.is_superuser, u.created_at, u.updated_at";
+macro_rules! user_cols {
+    () => {
+        "u.id, u.username, u.email, u.full_name, u.organization_id, u.role_id, \
+         u.is_active, u.is_superuser, u.created_at, u.updated_at"
+    };
+}
+
+pub const USER_COLS: &str = user_cols!();
 
 pub fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -30,8 +36,9 @@ pub fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
 
 /// A user of the scope, active or not.
 pub fn get_user(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Option<User>> {
-    let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = ?1 AND (?2 IS NULL OR u.organization_id = ?2)");
-    Ok(conn.prepare_cached(&sql)?.query_row(params![id, scope.org()], user_from_row).optional()?)
+    const SQL: &str =
+        concat!("SELECT ", user_cols!(), " FROM users u WHERE u.id = ?1 AND (?2 IS NULL OR u.organization_id = ?2)");
+    Ok(conn.prepare_cached(SQL)?.query_row(params![id, scope.org()], user_from_row).optional()?)
 }
 
 pub struct NewUser {
@@ -104,28 +111,81 @@ pub struct UserFilter {
     pub role_id: Option<String>,
 }
 
-const USER_LIST_WHERE: &str = "(?1 IS NULL OR u.organization_id = ?1) AND u.is_active = ?2 \
+macro_rules! user_list_where {
+    () => {
+        "(?1 IS NULL OR u.organization_id = ?1) AND u.is_active = ?2 \
      AND (?3 IS NULL OR u.role_id = ?3) \
      AND (?4 IS NULL OR u.username LIKE ?4 ESCAPE '\\' OR u.email LIKE ?4 ESCAPE '\\' \
-          OR u.full_name LIKE ?4 ESCAPE '\\')";
+          OR u.full_name LIKE ?4 ESCAPE '\\')"
+    };
+}
+
+/// The same filter, for a search of three or more characters: candidates come from the trigram
+/// index (`users_search`, migration V2) by primary key instead of a scan of the organization, and
+/// the LIKE filters still decide. `+` keeps the planner from driving the query by another index.
+macro_rules! user_search_where {
+    () => {
+        "u.id IN (SELECT user_id FROM users_search WHERE users_search MATCH ?7) \
+     AND (?1 IS NULL OR +u.organization_id = ?1) AND +u.is_active = ?2 \
+     AND (?3 IS NULL OR +u.role_id = ?3) \
+     AND (?4 IS NULL OR u.username LIKE ?4 ESCAPE '\\' OR u.email LIKE ?4 ESCAPE '\\' \
+          OR u.full_name LIKE ?4 ESCAPE '\\')"
+    };
+}
+
+const USERS_COUNT_SQL: &str = concat!("SELECT COUNT(*) FROM users u WHERE ", user_list_where!());
+const USERS_PAGE_SQL: &str = concat!(
+    "SELECT ",
+    user_cols!(),
+    " FROM users u WHERE ",
+    user_list_where!(),
+    " ORDER BY u.created_at DESC, u.id DESC LIMIT ?5 OFFSET ?6"
+);
+const USERS_SEARCH_COUNT_SQL: &str = concat!("SELECT COUNT(*) FROM users u WHERE ", user_search_where!());
+const USERS_SEARCH_PAGE_SQL: &str = concat!(
+    "SELECT ",
+    user_cols!(),
+    " FROM users u WHERE ",
+    user_search_where!(),
+    " ORDER BY u.created_at DESC, u.id DESC LIMIT ?5 OFFSET ?6"
+);
+
+/// An FTS5 query for `term` as a substring of username, email or full name; `None` when the
+/// trigram index cannot answer it (fewer than three characters).
+fn trigram_query(term: &str) -> Option<String> {
+    (term.chars().count() >= 3).then(|| format!("{{username email full_name}} : \"{}\"", term.replace('"', "\"\"")))
+}
 
 /// One page of the users of the scope that match `filter`, newest first, and the total count.
 pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: Page) -> ApiResult<(Vec<User>, i64)> {
     let pattern = filter.search.as_deref().map(like_pattern);
-    let total: i64 = conn
-        .prepare_cached(&format!("SELECT COUNT(*) FROM users u WHERE {USER_LIST_WHERE}"))?
-        .query_row(params![scope.org(), filter.is_active, filter.role_id, pattern], |r| r.get(0))?;
-    let sql = format!(
-        "SELECT {USER_COLS} FROM users u WHERE {USER_LIST_WHERE} \
-         ORDER BY u.created_at DESC, u.id DESC LIMIT ?5 OFFSET ?6"
-    );
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(
+    let fts = filter.search.as_deref().and_then(trigram_query);
+    let (count_sql, page_sql) = match fts {
+        Some(_) => (USERS_SEARCH_COUNT_SQL, USERS_SEARCH_PAGE_SQL),
+        None => (USERS_COUNT_SQL, USERS_PAGE_SQL),
+    };
+    // ?7 is unused by the plain variant; SQLite binds by number, so bind it only when present
+    let total: i64 = match &fts {
+        Some(q) => conn.prepare_cached(count_sql)?.query_row(
+            params![scope.org(), filter.is_active, filter.role_id, pattern, page.limit, page.skip, q],
+            |r| r.get(0),
+        )?,
+        None => conn
+            .prepare_cached(count_sql)?
+            .query_row(params![scope.org(), filter.is_active, filter.role_id, pattern], |r| r.get(0))?,
+    };
+    let mut stmt = conn.prepare_cached(page_sql)?;
+    let rows = match &fts {
+        Some(q) => stmt.query_map(
+            params![scope.org(), filter.is_active, filter.role_id, pattern, page.limit, page.skip, q],
+            user_from_row,
+        )?,
+        None => stmt.query_map(
             params![scope.org(), filter.is_active, filter.role_id, pattern, page.limit, page.skip],
             user_from_row,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+        )?,
+    }
+    .collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total))
 }
 
@@ -218,4 +278,97 @@ pub fn move_to_org(conn: &Connection, id: &str, organization_id: &str, role_id: 
     )?
     .execute(params![id, organization_id])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trigram path must answer exactly what the LIKE scan answers, for every kind of term.
+    #[test]
+    fn trigram_search_matches_like_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("t.db"), 1, std::time::Duration::from_secs(5)).unwrap();
+        let names = [
+            ("user5", "user5@example.com", Some("Member 5")),
+            ("User50", "USER50@Example.com", None),
+            ("a%b_c", "pct@example.com", Some("100% \"quoted\" o'brien")),
+            ("axbyc", "plain@example.com", Some("Ünïcode Żółw")),
+            ("other", "someone@user5.org", Some("ünïcode żółw")),
+        ];
+        let scope = db
+            .write_blocking(|tx| {
+                tx.execute(
+                    "INSERT INTO organizations (id, name, created_at, updated_at) VALUES ('o', 'O', 't', 't')",
+                    [],
+                )?;
+                for (i, (u, e, f)) in names.iter().enumerate() {
+                    insert_user(
+                        tx,
+                        &NewUser {
+                            id: format!("id{i}"),
+                            organization_id: "o".into(),
+                            role_id: None,
+                            username: u.to_string(),
+                            email: e.to_string(),
+                            full_name: f.map(str::to_string),
+                            password_hash: "x".into(),
+                            is_superuser: false,
+                            now: format!("2026-01-01T00:00:0{i}.000000Z"),
+                        },
+                    )?;
+                }
+                // the index follows updates
+                update_user(
+                    tx,
+                    &Scope::All,
+                    "id1",
+                    &UserChanges { full_name: Some(Some("Renamed ZZTOP".into())), ..Default::default() },
+                    "t",
+                )?;
+                Ok(Scope::Org("o".into()))
+            })
+            .unwrap();
+        let terms = [
+            "user5",
+            "USER5",
+            "ser",
+            "er5",
+            "%b_",
+            "a%b",
+            "a_b",
+            "b_c",
+            "\"quoted\"",
+            "o'brien",
+            "100%",
+            "Ünï",
+            "ünï",
+            "ÜNÏ",
+            "żółw",
+            "Żółw",
+            "example.com",
+            "@USER5",
+            "zztop",
+            "Member 5",
+            "nothing here",
+            "us",
+            "5",
+        ];
+        db.write_blocking(|c| {
+            for term in terms {
+                let pattern = like_pattern(term);
+                let by_scan: Vec<String> = c
+                    .prepare(USERS_PAGE_SQL)?
+                    .query_map(params![scope.org(), true, None::<String>, pattern, 100, 0], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let filter = UserFilter { search: Some(term.into()), is_active: true, role_id: None };
+                let (rows, total) = list_users(c, &scope, &filter, Page { skip: 0, limit: 100 })?;
+                let got: Vec<String> = rows.into_iter().map(|u| u.id).collect();
+                assert_eq!(got, by_scan, "search {term:?}");
+                assert_eq!(total as usize, by_scan.len(), "total for {term:?}");
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
 }
