@@ -459,6 +459,19 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_copilot_toml_loads_and_matches_the_defaults() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/copilot.toml"));
+        let c = Config::load_with_env(Some(path), &[]).expect("copilot.toml is valid");
+        let d = Config::default();
+        assert_eq!(c.server.bind, d.server.bind);
+        assert_eq!(c.auth.pbkdf2_iterations, 600_000);
+        assert_eq!(c.auth.access_token_ttl_minutes, d.auth.access_token_ttl_minutes);
+        assert_eq!(c.bootstrap.admin_username, "admin");
+        assert!(c.bootstrap.admin_password.is_empty() && c.auth.jwt_secret.is_empty());
+        assert_eq!(c.database.path, path.parent().unwrap().join("copilot.db"));
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         let e = Config::load_with_env(Some(Path::new("/nonexistent/copilot.toml")), &[]).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/copilot.toml"));
