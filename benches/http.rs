@@ -34,21 +34,6 @@ use tokio::{
 const BENCH_PASSWORD: &str = "bench-password-123";
 const ADMIN_PASSWORD: &str = "admin-password-123";
 const ITERATIONS: u32 = 600_000;
-const PERMISSIONS: [&str; 13] = [
-    "users:read",
-    "users:write",
-    "users:delete",
-    "organizations:read",
-    "organizations:write",
-    "projects:read",
-    "projects:write",
-    "projects:delete",
-    "roles:read",
-    "roles:write",
-    "agents:read",
-    "agents:write",
-    "conversations:write",
-];
 
 // ------------------------------------------------------------------------------------ options
 
@@ -379,7 +364,8 @@ fn seed_ceiling(db: &Path, bench_hash: &str) -> Seeded {
     )
     .unwrap();
     let role = id();
-    let perms = serde_json::to_string(&PERMISSIONS).unwrap();
+    let names: Vec<&str> = copilot::authz::Permission::ALL.iter().map(|p| p.name()).collect();
+    let perms = serde_json::to_string(&names).unwrap();
     tx.execute(
         "INSERT INTO roles (id, organization_id, name, permissions) VALUES (?1, ?2, 'admin', ?3)",
         params![role, org, perms],
