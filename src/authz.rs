@@ -141,6 +141,8 @@ impl FromIterator<Permission> for PermissionSet {
 pub struct CurrentUser {
     pub id: String,
     pub username: String,
+    pub email: String,
+    pub full_name: Option<String>,
     pub organization_id: String,
     pub role_id: Option<String>,
     pub role_name: Option<String>,
@@ -149,6 +151,8 @@ pub struct CurrentUser {
     pub permissions: PermissionSet,
     /// The login session the access token belongs to.
     pub session_id: String,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 /// Which organizations a query may see.
@@ -244,6 +248,8 @@ mod tests {
         CurrentUser {
             id: "u1".into(),
             username: "u".into(),
+            email: "u@example.com".into(),
+            full_name: None,
             organization_id: "o1".into(),
             role_id: Some("r1".into()),
             role_name: Some(role.into()),
@@ -251,6 +257,8 @@ mod tests {
             is_superuser: superuser,
             permissions: perms.iter().copied().collect(),
             session_id: "s".into(),
+            created_at: "2026-01-01T00:00:00.000000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000000Z".into(),
         }
     }
 

@@ -280,21 +280,26 @@ impl AuthApi {
     /// The signed-in user with their role and permissions.
     #[oai(path = "/me", method = "get")]
     async fn me(&self, auth: BearerAuth) -> ApiResult<Json<Me>> {
+        // the Bearer check has just read the whole user row with its role: no second statement
         let me = auth.0;
-        let me = self
-            .state
-            .db
-            .lookup(move |c| {
-                let user = store::users::get_user(c, &crate::authz::Scope::All, &me.id)?
-                    .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?;
-                let role = match (&me.role_id, &me.role_name) {
-                    (Some(id), Some(name)) => Some(RoleRef { id: id.clone(), name: name.clone() }),
-                    _ => None,
-                };
-                Ok(Me { user, role, permissions: me.effective_permissions() })
-            })
-            .await?;
-        Ok(Json(me))
+        let role = match (&me.role_id, &me.role_name) {
+            (Some(id), Some(name)) => Some(RoleRef { id: id.clone(), name: name.clone() }),
+            _ => None,
+        };
+        let permissions = me.effective_permissions();
+        let user = User {
+            id: me.id,
+            username: me.username,
+            email: me.email,
+            full_name: me.full_name,
+            organization_id: me.organization_id,
+            role_id: me.role_id,
+            is_active: true,
+            is_superuser: me.is_superuser,
+            created_at: me.created_at,
+            updated_at: me.updated_at,
+        };
+        Ok(Json(Me { user, role, permissions }))
     }
 
     /// Change password

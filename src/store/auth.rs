@@ -156,13 +156,15 @@ pub fn revoke_user_sessions(
         .execute(params![user_id, keep, now, reason])?)
 }
 
-/// The caller as the database says now: active user, live session, current role and permissions.
+/// The caller as the database says now: active user, live session, current role and permissions,
+/// and the rest of the user row, so that `/auth/me` needs no second statement.
 pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Option<CurrentUser>> {
     let row = conn
         .prepare_cached(
             "SELECT u.id, u.username, u.organization_id, u.role_id, r.name, r.is_system, u.is_superuser, \
                     (SELECT group_concat(p.name) FROM role_permissions rp JOIN permissions p ON p.id = rp.permission_id \
-                      WHERE rp.role_id = u.role_id) \
+                      WHERE rp.role_id = u.role_id), \
+                    u.email, u.full_name, u.created_at, u.updated_at \
              FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN roles r ON r.id = u.role_id \
              WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND u.is_active = 1",
         )?
@@ -171,6 +173,8 @@ pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Op
             Ok(CurrentUser {
                 id: r.get(0)?,
                 username: r.get(1)?,
+                email: r.get(8)?,
+                full_name: r.get(9)?,
                 organization_id: r.get(2)?,
                 role_id: r.get(3)?,
                 role_name: r.get(4)?,
@@ -183,6 +187,8 @@ pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Op
                     .filter_map(Permission::from_name)
                     .collect::<PermissionSet>(),
                 session_id: sid.to_string(),
+                created_at: r.get(10)?,
+                updated_at: r.get(11)?,
             })
         })
         .optional()?;

@@ -365,3 +365,19 @@ async fn me_of_the_superuser_has_every_permission() {
     assert_eq!(r.body["permissions"].as_array().unwrap().len(), 13);
     assert_eq!(r.body["role"]["name"], "admin");
 }
+
+#[tokio::test]
+async fn me_reflects_profile_changes_at_once() {
+    let app = spawn_app().await;
+    let (user, token) = app.member("quinn").await;
+    let id = user["id"].as_str().unwrap();
+    let r =
+        app.put(&format!("/users/{id}"), Some(&token), json!({"full_name": "Quinn Q", "email": "q@example.org"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let me = app.get("/auth/me", Some(&token)).await;
+    assert_eq!(me.body["full_name"], "Quinn Q");
+    assert_eq!(me.body["email"], "q@example.org");
+    assert_eq!(me.body["updated_at"], r.body["updated_at"]);
+    assert_eq!(me.body["created_at"], user["created_at"]);
+    assert_eq!(me.body["is_active"], true);
+}
