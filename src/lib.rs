@@ -31,7 +31,7 @@ use crate::{
     auth::{password::Passwords, token::Tokens},
     config::Config,
     db::Db,
-    error::{ApiError, catch_all, error_response},
+    error::{catch_all, error_response},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -362,9 +362,4 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
-}
-
-/// Kept for handlers that need to fail when the application state is absent.
-pub fn missing_state() -> ApiError {
-    ApiError::internal("application state missing")
 }
