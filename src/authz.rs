@@ -124,14 +124,24 @@ impl PermissionSet {
     pub fn names(self) -> Vec<String> {
         self.iter().map(|p| p.name().to_string()).collect()
     }
+    /// Every permission of `self` is one of `other`.
+    pub fn is_subset(self, other: PermissionSet) -> bool {
+        self.0 & !other.0 == 0
+    }
+}
+
+impl Extend<Permission> for PermissionSet {
+    fn extend<I: IntoIterator<Item = Permission>>(&mut self, iter: I) {
+        for p in iter {
+            self.insert(p);
+        }
+    }
 }
 
 impl FromIterator<Permission> for PermissionSet {
     fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
         let mut set = PermissionSet::default();
-        for p in iter {
-            set.insert(p);
-        }
+        set.extend(iter);
         set
     }
 }
@@ -231,12 +241,72 @@ pub fn require_creator_or_admin(user: &CurrentUser, created_by: Option<&str>) ->
     }
 }
 
-/// Only a superuser may change, deactivate, re-role or delete a superuser.
-pub fn require_may_manage(user: &CurrentUser, target_is_superuser: bool) -> Result<(), ApiError> {
-    if target_is_superuser && !user.is_superuser {
-        Err(ApiError::forbidden("Only a superuser may change a superuser"))
-    } else {
+/// A role as the escalation rule of SPEC §3 sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKind {
+    /// The system `admin` role.
+    Admin,
+    /// The system `member` role: always allowed.
+    Member,
+    /// A custom role with these permissions.
+    Custom(PermissionSet),
+}
+
+impl RoleKind {
+    pub fn of(is_system: bool, name: &str, permissions: PermissionSet) -> RoleKind {
+        match (is_system, name) {
+            (true, "admin") => RoleKind::Admin,
+            (true, _) => RoleKind::Member,
+            (false, _) => RoleKind::Custom(permissions),
+        }
+    }
+}
+
+/// What the escalation rule needs to know of a user someone wants to change.
+#[derive(Debug, Clone, Copy)]
+pub struct Standing {
+    pub is_superuser: bool,
+    /// `None` for a user without a role.
+    pub role: Option<RoleKind>,
+}
+
+/// No escalation: the caller may give `role` to someone (create a user with it, assign it) or
+/// make a role with these permissions (create, edit, grant) only when it confers nothing the
+/// caller lacks. The system `admin` role only by an org admin; `member` always.
+pub fn require_may_confer(user: &CurrentUser, role: RoleKind) -> Result<(), ApiError> {
+    let allowed = match role {
+        RoleKind::Admin => user.is_org_admin(),
+        RoleKind::Member => true,
+        RoleKind::Custom(perms) => user.is_org_admin() || perms.is_subset(user.permissions),
+    };
+    if allowed {
         Ok(())
+    } else if role == RoleKind::Admin {
+        Err(ApiError::forbidden("Only an organization admin may give the admin role"))
+    } else {
+        Err(ApiError::forbidden("You may not confer permissions that you do not hold yourself"))
+    }
+}
+
+/// No escalation: the caller may change the password, email, `is_active` or role of (or
+/// delete) `target` only when they could give the target's role themselves; a superuser only
+/// by a superuser, a holder of the system `admin` role only by an org admin.
+pub fn require_may_manage(user: &CurrentUser, target: Standing) -> Result<(), ApiError> {
+    if target.is_superuser {
+        return if user.is_superuser {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("Only a superuser may change a superuser"))
+        };
+    }
+    match target.role {
+        Some(RoleKind::Admin) if !user.is_org_admin() => {
+            Err(ApiError::forbidden("Only an organization admin may change a holder of the admin role"))
+        }
+        Some(RoleKind::Custom(perms)) if !user.is_org_admin() && !perms.is_subset(user.permissions) => {
+            Err(ApiError::forbidden("This user's role holds permissions that you do not hold"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -303,7 +373,30 @@ mod tests {
         assert!(require_creator_or_admin(&m, Some("u1")).is_ok());
         assert!(require_creator_or_admin(&m, Some("u2")).is_err());
         assert!(require_creator_or_admin(&m, None).is_err());
-        assert!(require_may_manage(&m, true).is_err());
-        assert!(require_may_manage(&m, false).is_ok());
+    }
+
+    #[test]
+    fn no_escalation() {
+        let standing = |is_superuser, role| Standing { is_superuser, role: Some(role) };
+        let writer = user(&[UsersRead, UsersWrite, RolesWrite], "writer", false, false);
+        let admin = user(&Permission::ALL, "admin", true, false);
+        let all = Permission::ALL.into_iter().collect::<PermissionSet>();
+        let small = [UsersRead].into_iter().collect::<PermissionSet>();
+        // giving roles
+        assert_eq!(require_may_confer(&writer, RoleKind::Admin).unwrap_err().status, 403);
+        assert!(require_may_confer(&writer, RoleKind::Member).is_ok());
+        assert!(require_may_confer(&writer, RoleKind::Custom(small)).is_ok());
+        assert_eq!(require_may_confer(&writer, RoleKind::Custom(all)).unwrap_err().status, 403);
+        assert!(require_may_confer(&admin, RoleKind::Admin).is_ok());
+        assert!(require_may_confer(&admin, RoleKind::Custom(all)).is_ok());
+        // changing users
+        assert!(require_may_manage(&writer, standing(false, RoleKind::Member)).is_ok());
+        assert!(require_may_manage(&writer, standing(false, RoleKind::Custom(small))).is_ok());
+        assert!(require_may_manage(&writer, standing(false, RoleKind::Custom(all))).is_err());
+        assert!(require_may_manage(&writer, standing(false, RoleKind::Admin)).is_err());
+        assert!(require_may_manage(&admin, standing(false, RoleKind::Admin)).is_ok());
+        assert!(require_may_manage(&admin, standing(true, RoleKind::Admin)).is_err());
+        assert!(require_may_manage(&user(&[], "member", true, true), standing(true, RoleKind::Admin)).is_ok());
+        assert!(PermissionSet::default().is_subset(small) && small.is_subset(all) && !all.is_subset(small));
     }
 }

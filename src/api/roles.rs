@@ -11,7 +11,7 @@ use crate::{
     AppState,
     api::{ApiTags, Created, Deleted},
     auth::BearerAuth,
-    authz::{self, Permission, PermissionSet},
+    authz::{self, Permission, PermissionSet, RoleKind},
     db::{new_id, now},
     error::{ApiError, ApiResult},
     pagination::{ListResponse, Page, search_term},
@@ -77,6 +77,15 @@ fn parse_permissions(names: &[Text]) -> ApiResult<PermissionSet> {
             Permission::from_name(n.trim()).ok_or_else(|| ApiError::bad_request(format!("Unknown permission: {n}")))
         })
         .collect()
+}
+
+fn permission_set(role: &Role) -> PermissionSet {
+    role.permissions.iter().filter_map(|n| Permission::from_name(n)).collect()
+}
+
+/// The escalation rule's view of a role read back from the store.
+fn kind(role: &Role) -> RoleKind {
+    RoleKind::of(role.is_system, &role.name, permission_set(role))
 }
 
 pub struct RolesApi {
@@ -155,12 +164,14 @@ impl RolesApi {
     async fn create_role(&self, auth: BearerAuth, body: Json<CreateRoleRequest>) -> ApiResult<Created<Role>> {
         authz::require(&auth.0, Permission::RolesWrite)?;
         let body = body.0;
+        let permissions = parse_permissions(body.permissions.as_deref().unwrap_or_default())?;
+        authz::require_may_confer(&auth.0, RoleKind::Custom(permissions))?;
         let new = NewRole {
             id: new_id(),
             organization_id: auth.0.home_org().to_string(),
             name: validate::name("name", &body.name)?,
             description: validate::optional_text("description", body.description, validate::DESCRIPTION_MAX)?,
-            permissions: parse_permissions(body.permissions.as_deref().unwrap_or_default())?,
+            permissions,
             now: now(),
         };
         let role = self.state.db.write(move |tx| store::roles::insert_role(tx, &new)).await?;
@@ -187,11 +198,16 @@ impl RolesApi {
             description: validate::optional_text("description", body.description, validate::DESCRIPTION_MAX)?,
             permissions: body.permissions.as_deref().map(parse_permissions).transpose()?,
         };
+        let me = auth.0;
         let role = self
             .state
             .db
             .write(move |tx| {
-                store::roles::find_custom_role(tx, &scope, &id)?;
+                let current = store::roles::find_custom_role(tx, &scope, &id)?;
+                authz::require_may_confer(&me, kind(&current))?;
+                if let Some(set) = changes.permissions {
+                    authz::require_may_confer(&me, RoleKind::Custom(set))?;
+                }
                 store::roles::update_role(tx, &id, &changes, &now())?;
                 store::roles::find_role(tx, &scope, &id)
             })
@@ -232,12 +248,16 @@ impl RolesApi {
         let scope = authz::require(&auth.0, Permission::RolesWrite)?;
         let id = validate::path_id(&id, "Role")?;
         let perm_id = validate::path_id(&perm_id, "Permission")?;
+        let me = auth.0;
         let role = self
             .state
             .db
             .write(move |tx| {
-                store::roles::find_custom_role(tx, &scope, &id)?;
-                store::roles::find_permission(tx, &perm_id)?;
+                let current = store::roles::find_custom_role(tx, &scope, &id)?;
+                let granted = store::roles::find_permission(tx, &perm_id)?;
+                let mut set = permission_set(&current);
+                set.extend(Permission::from_name(&granted.name));
+                authz::require_may_confer(&me, RoleKind::Custom(set))?;
                 store::roles::grant(tx, &id, &perm_id, &now())?;
                 store::roles::find_role(tx, &scope, &id)
             })
@@ -259,11 +279,13 @@ impl RolesApi {
         let scope = authz::require(&auth.0, Permission::RolesWrite)?;
         let id = validate::path_id(&id, "Role")?;
         let perm_id = validate::path_id(&perm_id, "Permission")?;
+        let me = auth.0;
         let role = self
             .state
             .db
             .write(move |tx| {
-                store::roles::find_custom_role(tx, &scope, &id)?;
+                let current = store::roles::find_custom_role(tx, &scope, &id)?;
+                authz::require_may_confer(&me, kind(&current))?;
                 store::roles::find_permission(tx, &perm_id)?;
                 if !store::roles::revoke(tx, &id, &perm_id, &now())? {
                     return Err(ApiError::not_found("The role does not hold this permission"));

@@ -12,7 +12,7 @@ use crate::{
     AppState,
     api::{ApiTags, Created, Deleted},
     auth::BearerAuth,
-    authz::{self, CurrentUser, Permission, Scope},
+    authz::{self, CurrentUser, Permission, Scope, Standing},
     db::{new_id, now},
     error::{ApiError, ApiResult},
     pagination::{ListResponse, Page, search_term},
@@ -91,6 +91,19 @@ fn require_self_or(me: &CurrentUser, id: &str, p: Permission) -> ApiResult<Scope
     if id == me.id { Ok(me.scope()) } else { authz::require(me, p) }
 }
 
+/// The escalation rule's view of the user `id` of the scope, or 404.
+fn standing(conn: &rusqlite::Connection, scope: &Scope, id: &str) -> ApiResult<Standing> {
+    standing_of(conn, &store::users::get_user(conn, scope, id)?.ok_or_else(user_not_found)?)
+}
+
+fn standing_of(conn: &rusqlite::Connection, user: &User) -> ApiResult<Standing> {
+    let role = match &user.role_id {
+        Some(r) => store::roles::role_kind(conn, &user.organization_id, r)?,
+        None => None,
+    };
+    Ok(Standing { is_superuser: user.is_superuser, role })
+}
+
 fn user_not_found() -> ApiError {
     ApiError::not_found("User not found")
 }
@@ -159,6 +172,7 @@ impl UsersApi {
         };
         let role_id = body.role_id.as_deref().map(|r| validate::body_id("role_id", r)).transpose()?;
         let password_hash = self.state.passwords.hash(password).await?;
+        let by = me.id.clone();
         let user = self
             .state
             .db
@@ -167,9 +181,12 @@ impl UsersApi {
                     return Err(ApiError::bad_request("organization_id does not name an existing organization"));
                 }
                 let role_id = match role_id {
-                    Some(r) if store::users::role_in_org(tx, &organization_id, &r)? => r,
-                    Some(_) => {
-                        return Err(ApiError::bad_request("role_id does not name a role of the user's organization"));
+                    Some(r) => {
+                        let kind = store::roles::role_kind(tx, &organization_id, &r)?.ok_or_else(|| {
+                            ApiError::bad_request("role_id does not name a role of the user's organization")
+                        })?;
+                        authz::require_may_confer(&me, kind)?;
+                        r
                     }
                     None => store::organizations::member_role_id(tx, &organization_id)?,
                 };
@@ -189,7 +206,7 @@ impl UsersApi {
                 )
             })
             .await?;
-        tracing::info!(user_id = %user.id, by = %me.id, "user created");
+        tracing::info!(user_id = %user.id, %by, "user created");
         Ok(Created::Created(Json(user)))
     }
 
@@ -241,8 +258,12 @@ impl UsersApi {
             .state
             .db
             .write(move |tx| {
-                let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                authz::require_may_manage(&me, target.is_superuser)?;
+                let target = standing(tx, &scope, &id)?;
+                if changes.email.is_some() || changes.is_active.is_some() || changes.password_hash.is_some() {
+                    authz::require_may_manage(&me, target)?;
+                } else if target.is_superuser {
+                    authz::require_superuser(&me)?;
+                }
                 let now = now();
                 let user = store::users::update_user(tx, &scope, &id, &changes, &now)?.ok_or_else(user_not_found)?;
                 if changes.is_active == Some(false) {
@@ -273,8 +294,7 @@ impl UsersApi {
         self.state
             .db
             .write(move |tx| {
-                let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                authz::require_may_manage(&me, target.is_superuser)?;
+                authz::require_may_manage(&me, standing(tx, &scope, &id)?)?;
                 let now = now();
                 store::users::set_active(tx, &scope, &id, false, &now)?;
                 store::auth::revoke_user_sessions(tx, &id, None, "user deactivated", &now)?;
@@ -298,8 +318,7 @@ impl UsersApi {
             .state
             .db
             .write(move |tx| {
-                let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                authz::require_may_manage(&me, target.is_superuser)?;
+                authz::require_may_manage(&me, standing(tx, &scope, &id)?)?;
                 store::users::set_active(tx, &scope, &id, true, &now())?;
                 store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)
             })
@@ -327,10 +346,10 @@ impl UsersApi {
             .db
             .write(move |tx| {
                 let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                authz::require_may_manage(&me, target.is_superuser)?;
-                if !store::users::role_in_org(tx, &target.organization_id, &role_id)? {
-                    return Err(ApiError::bad_request("role_id does not name a role of the user's organization"));
-                }
+                authz::require_may_manage(&me, standing_of(tx, &target)?)?;
+                let kind = store::roles::role_kind(tx, &target.organization_id, &role_id)?
+                    .ok_or_else(|| ApiError::bad_request("role_id does not name a role of the user's organization"))?;
+                authz::require_may_confer(&me, kind)?;
                 store::users::set_role(tx, &scope, &id, &role_id, &now())?;
                 store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)
             })

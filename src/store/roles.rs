@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
     api::roles::{PermissionInfo, Role},
-    authz::{Permission, PermissionSet, Scope},
+    authz::{Permission, PermissionSet, RoleKind, Scope},
     db::like_pattern,
     error::{ApiError, ApiResult, conflict_on_unique, is_foreign_key_violation},
     pagination::Page,
@@ -59,6 +59,23 @@ pub fn find_role(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Role> 
         .query_row(params![id, scope.org()], role_from_row)
         .optional()?
         .ok_or_else(|| ApiError::not_found("Role not found"))
+}
+
+/// The escalation rule's view of the role `role_id` of `organization_id`; `None` when it is
+/// not a role of that organization.
+pub fn role_kind(conn: &Connection, organization_id: &str, role_id: &str) -> ApiResult<Option<RoleKind>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT r.is_system, r.name, (SELECT group_concat(p.name) FROM role_permissions rp \
+               JOIN permissions p ON p.id = rp.permission_id WHERE rp.role_id = r.id) \
+             FROM roles r WHERE r.id = ?1 AND r.organization_id = ?2",
+        )?
+        .query_row(params![role_id, organization_id], |r| {
+            let names: Option<String> = r.get(2)?;
+            let perms = names.as_deref().unwrap_or("").split(',').filter_map(Permission::from_name).collect();
+            Ok(RoleKind::of(r.get(0)?, &r.get::<_, String>(1)?, perms))
+        })
+        .optional()?)
 }
 
 /// A role of the scope that may be changed: 404 when not found, 403 for a system role.

@@ -189,15 +189,6 @@ pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: P
     Ok((rows, total))
 }
 
-/// Whether `role_id` is a role of `organization_id`.
-pub fn role_in_org(conn: &Connection, organization_id: &str, role_id: &str) -> ApiResult<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM roles WHERE id = ?1 AND organization_id = ?2")?
-        .query_row(params![role_id, organization_id], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
 /// What `PUT /users/{id}` changes; `None` leaves a column as it is.
 #[derive(Debug, Default)]
 pub struct UserChanges {

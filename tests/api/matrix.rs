@@ -248,3 +248,89 @@ async fn lists_never_show_another_organization() {
     let r = app.get(&format!("/users?organization_id={org_a}"), Some(&admin_b)).await;
     assert!(r.body["data"].as_array().unwrap().iter().all(|u| u["organization_id"] == org_b.as_str()));
 }
+
+/// SPEC §3 "No escalation": a caller confers, and changes users holding, only what they hold.
+#[tokio::test]
+async fn no_caller_confers_more_than_they_hold() {
+    let app = spawn_app().await;
+    let org = app.create_org("Org A").await;
+    app.create_role(&org, "userwriter", &["users:read", "users:write", "users:delete"]).await;
+    app.create_role(&org, "rolewriter", &["users:read", "roles:read", "roles:write"]).await;
+    let big = app.create_role(&org, "big", &["users:read", "users:write", "projects:read", "agents:write"]).await;
+    let (admin_id, admin) = app.create_user_in(&org, "admin_a", "admin").await;
+    let (_, user_writer) = app.create_user_in(&org, "uw", "userwriter").await;
+    let (role_writer_id, role_writer) = app.create_user_in(&org, "rw", "rolewriter").await;
+    let (big_id, _) = app.create_user_in(&org, "bigone", "big").await;
+    let (member_id, _) = app.create_user_in(&org, "plain", "member").await;
+    let roles = app.get("/roles?limit=100", Some(&admin)).await;
+    let role_id = |name: &str| {
+        roles.body["data"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (admin_role, member_role) = (role_id("admin"), role_id("member"));
+    let all: Vec<&str> =
+        roles.body["data"].as_array().unwrap().iter().find(|r| r["name"] == "admin").unwrap()["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+    assert_eq!(all.len(), 13);
+    let new_user = |n: &str, role: &str| json!({"username": n, "email": format!("{n}@example.com"), "password": PASSWORD, "role_id": role});
+
+    // users:write cannot create an admin or a holder of a bigger role, nor touch one
+    let r = app.post("/users", Some(&user_writer), new_user("sneaky", &admin_role)).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(app.post("/users", Some(&user_writer), new_user("sneaky2", &big)).await.status, 403);
+    assert_eq!(app.get("/users?search=sneaky", Some(&admin)).await.body["total"], 0, "nothing was stored");
+    assert_eq!(app.post("/users", Some(&user_writer), new_user("fine", &member_role)).await.status, 201);
+    for body in [json!({"password": "taken-over-1"}), json!({"email": "me@evil.example"}), json!({"is_active": false})]
+    {
+        let r = app.put(&format!("/users/{admin_id}"), Some(&user_writer), body.clone()).await;
+        assert_eq!(r.status, 403, "admin {body}: {:?}", r.body);
+        let r = app.put(&format!("/users/{big_id}"), Some(&user_writer), body.clone()).await;
+        assert_eq!(r.status, 403, "bigger role {body}: {:?}", r.body);
+    }
+    assert_eq!(app.delete(&format!("/users/{admin_id}"), Some(&user_writer)).await.status, 403);
+    assert_eq!(app.post_empty(&format!("/users/{admin_id}/activate"), Some(&user_writer)).await.status, 403);
+    app.login("admin_a", PASSWORD).await; // the admin's password is unchanged
+    let r = app.put(&format!("/users/{member_id}"), Some(&user_writer), json!({"password": "new-password-1"})).await;
+    assert_eq!(r.status, 200, "a member is always allowed: {:?}", r.body);
+    let r = app.put(&format!("/users/{admin_id}"), Some(&user_writer), json!({"full_name": "Renamed"})).await;
+    assert_eq!(r.status, 200, "full_name is not guarded: {:?}", r.body);
+
+    // roles:write cannot take the admin role, nor build and take a bigger role
+    let r =
+        app.post(&format!("/users/{role_writer_id}/role"), Some(&role_writer), json!({"role_id": admin_role})).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = app.post(&format!("/users/{role_writer_id}/role"), Some(&role_writer), json!({"role_id": big})).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = app.post("/roles", Some(&role_writer), json!({"name": "everything", "permissions": all})).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = app.post("/roles", Some(&role_writer), json!({"name": "small", "permissions": ["users:read"]})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let small = r.id();
+    let r = app.put(&format!("/roles/{small}"), Some(&role_writer), json!({"permissions": all})).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(app.put(&format!("/roles/{big}"), Some(&role_writer), json!({"description": "d"})).await.status, 403);
+    let perms = app.get("/roles/permissions?limit=100", Some(&admin)).await;
+    let users_write =
+        perms.body["data"].as_array().unwrap().iter().find(|p| p["name"] == "users:write").unwrap()["id"].clone();
+    let users_write = users_write.as_str().unwrap();
+    assert_eq!(
+        app.post_empty(&format!("/roles/{small}/permissions/{users_write}"), Some(&role_writer)).await.status,
+        403
+    );
+    let r = app.get(&format!("/roles/{small}"), Some(&admin)).await;
+    assert_eq!(r.body["permissions"], json!(["users:read"]), "nothing was granted");
+    let r = app.post(&format!("/users/{member_id}/role"), Some(&role_writer), json!({"role_id": small})).await;
+    assert_eq!(r.status, 200, "a role within the caller's own permissions: {:?}", r.body);
+
+    // an org admin may do all of it
+    assert_eq!(app.post("/users", Some(&admin), new_user("second_admin", &admin_role)).await.status, 201);
+    assert_eq!(app.post("/roles", Some(&admin), json!({"name": "everything", "permissions": all})).await.status, 201);
+    let r = app.post(&format!("/users/{role_writer_id}/role"), Some(&admin), json!({"role_id": admin_role})).await;
+    assert_eq!(r.status, 200);
+}

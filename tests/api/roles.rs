@@ -163,8 +163,8 @@ async fn role_endpoints_need_a_token_and_the_permissions() {
     assert_eq!(app.post_empty(&grant, None).await.status, 401);
     assert_eq!(app.delete(&path, None).await.status, 401);
 
-    // a custom role holding roles:write is enough
-    let writer_role = app.create_role(&org, "RoleWriter", &["roles:write"]).await;
+    // a custom role holding roles:write is enough, for permissions its holder has (SPEC §3)
+    let writer_role = app.create_role(&org, "RoleWriter", &["roles:write", "users:read"]).await;
     let (_, writer) = app.create_user_in(&org, "writer", "RoleWriter").await;
     assert_eq!(app.post_empty(&grant, Some(&writer)).await.status, 200);
     assert_eq!(app.get("/roles", Some(&writer)).await.status, 403, "roles:write does not imply roles:read");
