@@ -96,6 +96,8 @@ impl AppState {
                 startup.generated_admin_password = None;
             }
         }
+        db.write_blocking(|tx| store::bootstrap::ensure_registration_org(tx))
+            .map_err(|e| format!("reading the registration organization: {}", e.detail))?;
         let secret = if config.auth.jwt_secret.is_empty() {
             let candidate = Alphanumeric.sample_string(&mut rand::rng(), 64);
             db.write_blocking(|tx| store::auth::init_setting(tx, "jwt_secret", &candidate, &db::now()))
@@ -310,6 +312,7 @@ pub async fn serve(state: AppState, startup: Startup) -> Result<(), String> {
         .map(|a| a.to_string())
         .unwrap_or_else(|| cfg.server.bind.clone());
     print_banner(&state, &startup, &addr);
+    tokio::spawn(prune_periodically(state.clone()));
     let jobs = state.jobs.clone();
     let app = build_app(state);
     // running completion jobs are stopped first, so their streams end and their partial replies
@@ -324,6 +327,29 @@ pub async fn serve(state: AppState, startup: Startup) -> Result<(), String> {
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every minute, deletes one bounded batch of expired failed-login records and dead sessions, so
+/// that anonymous input cannot pile up rows and one run never holds the writer for long.
+async fn prune_periodically(state: AppState) {
+    const BATCH: u32 = 1000;
+    let window = time::Duration::minutes(state.config.auth.lockout_minutes as i64);
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = time::OffsetDateTime::now_utc();
+        let (failures_before, revoked_before) =
+            (db::format_ts(now - window), db::format_ts(now - time::Duration::days(1)));
+        let pruned = state
+            .db
+            .write(move |tx| store::auth::prune(tx, &failures_before, &db::format_ts(now), &revoked_before, BATCH))
+            .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(rows) => tracing::debug!(rows, "pruned expired login failures and sessions"),
+            Err(e) => tracing::warn!(error = %e.detail, "pruning expired rows failed"),
+        }
+    }
 }
 
 fn print_banner(state: &AppState, startup: &Startup, addr: &str) {

@@ -18,7 +18,10 @@ use crate::{
     },
     db::{format_ts, new_id, now},
     error::{ApiError, ApiResult},
-    store::{self, auth::Rotation},
+    store::{
+        self,
+        auth::{Attempt, Rotation},
+    },
     validate::{self, Email, Password, Username},
 };
 
@@ -99,6 +102,35 @@ pub struct Me {
     pub permissions: Vec<String>,
 }
 
+/// The failed-login lockout of `[auth]`: `max` failures per account within `window`.
+struct Lockout {
+    max: u32,
+    window: time::Duration,
+}
+
+impl Lockout {
+    fn new(cfg: &crate::config::AuthConfig) -> Lockout {
+        Lockout { max: cfg.max_failed_logins, window: time::Duration::minutes(cfg.lockout_minutes as i64) }
+    }
+
+    /// Where the window that counts at `now` begins.
+    fn since(&self, now: OffsetDateTime) -> String {
+        format_ts(now - self.window)
+    }
+
+    /// The 429 for a locked account whose oldest counted failure happened at `oldest`.
+    fn locked(&self, oldest: Option<String>, now: OffsetDateTime) -> ApiError {
+        let retry_after = oldest
+            .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok())
+            .map(|t| (t + self.window - now).whole_seconds().max(1) as u64)
+            .unwrap_or(self.window.whole_seconds() as u64);
+        ApiError::too_many_requests(
+            format!("Too many failed login attempts; try again in {retry_after} seconds"),
+            retry_after,
+        )
+    }
+}
+
 pub struct AuthApi {
     pub state: AppState,
 }
@@ -125,8 +157,8 @@ impl AuthApi {
             .state
             .db
             .write(move |tx| {
-                let org = store::bootstrap::default_org_id(tx)?
-                    .ok_or_else(|| ApiError::internal("the Default organization is missing"))?;
+                let org = store::bootstrap::registration_org_id(tx)?
+                    .ok_or_else(|| ApiError::internal("the registration organization is missing"))?;
                 let role_id = store::users::role_id_by_name(tx, &org, "member")?;
                 store::users::insert_user(
                     tx,
@@ -162,52 +194,49 @@ impl AuthApi {
         if login.is_empty() || body.password.is_empty() {
             return Err(ApiError::bad_request("username and password are required"));
         }
-        let cfg = &self.state.config.auth;
-        let max = cfg.max_failed_logins;
-        let window = time::Duration::minutes(cfg.lockout_minutes as i64);
+        if login.chars().count() > validate::NAME_MAX {
+            return Err(ApiError::bad_request(format!("username must be at most {} characters", validate::NAME_MAX)));
+        }
+        let lockout = Lockout::new(&self.state.config.auth);
         let now_t = OffsetDateTime::now_utc();
-        let since = format_ts(now_t - window);
-
+        let (now_s, since) = (format_ts(now_t), lockout.since(now_t));
+        let max = lockout.max;
         let lookup = login.clone();
-        let since_q = since.clone();
-        let (candidate, account_key, (failures, oldest)) = self
+        let (candidate, attempt) = self
             .state
             .db
-            .read(move |c| {
-                let candidate = store::auth::find_login_candidate(c, &lookup)?;
+            .write(move |tx| {
+                let candidate = store::auth::find_login_candidate(tx, &lookup)?;
                 let key = match &candidate {
                     Some(u) => u.id.clone(),
                     None => format!("login:{}", lookup.to_lowercase()),
                 };
-                let failures = store::auth::recent_failures(c, &key, &since_q, max)?;
-                Ok((candidate, key, failures))
+                let attempt = store::auth::reserve_attempt(tx, &key, &now_s, &since, max)?;
+                Ok((candidate, attempt))
             })
             .await?;
-        if failures >= max {
-            let retry_after = oldest
-                .and_then(|t| OffsetDateTime::parse(&t, &Rfc3339).ok())
-                .map(|t| (t + window - now_t).whole_seconds().max(1) as u64)
-                .unwrap_or(window.whole_seconds() as u64);
-            return Err(ApiError::too_many_requests(
-                format!("Too many failed login attempts; try again in {retry_after} seconds"),
-                retry_after,
-            ));
-        }
+        let attempt = match attempt {
+            Attempt::Reserved(a) => a,
+            Attempt::Locked(oldest) => return Err(lockout.locked(oldest, now_t)),
+        };
 
         let ok = self
             .state
             .passwords
             .verify(body.password.into(), candidate.as_ref().map(|u| u.password_hash.clone()))
             .await?;
+        // a wrong password keeps the reserved attempt as its failure
         let user = match candidate {
             Some(user) if ok => user,
-            _ => {
-                self.state.db.write(move |tx| store::auth::record_failure(tx, &account_key, &now(), &since)).await?;
-                return Err(ApiError::unauthorized(BAD_CREDENTIALS));
-            }
+            _ => return Err(ApiError::unauthorized(BAD_CREDENTIALS)),
         };
-        if !user.is_active {
-            return Err(ApiError::forbidden("User account is deactivated"));
+        if !user.is_active || !user.org_is_active {
+            self.state.db.write(move |tx| store::auth::forget_attempt(tx, attempt)).await?;
+            return Err(ApiError::forbidden(if user.is_active {
+                "Your organization is deactivated"
+            } else {
+                "User account is deactivated"
+            }));
         }
 
         let sid = new_id();
@@ -247,7 +276,7 @@ impl AuthApi {
                 let now = now();
                 let user = store::auth::candidate_by_id(tx, &claims.user_id)?;
                 match user {
-                    Some(u) if u.is_active => {
+                    Some(u) if u.is_active && u.org_is_active => {
                         let rotation = store::auth::rotate_refresh(tx, &sid, &u.id, &verified.jti, &jti, &now)?;
                         Ok((rotation, Some(u)))
                     }
@@ -313,9 +342,23 @@ impl AuthApi {
     ) -> ApiResult<Json<MessageResponse>> {
         let me = auth.0;
         let new_password = Password::parse("new_password", &body.new_password)?.into_inner();
+        // a wrong current password is a failed login of this account (SPEC §4)
+        let lockout = Lockout::new(&self.state.config.auth);
+        let now_t = OffsetDateTime::now_utc();
+        let (now_s, since, max) = (format_ts(now_t), lockout.since(now_t), lockout.max);
         let uid = me.id.clone();
-        let current =
-            self.state.db.read(move |c| Ok(store::auth::candidate_by_id(c, &uid)?.map(|u| u.password_hash))).await?;
+        let (current, attempt) = self
+            .state
+            .db
+            .write(move |tx| {
+                let hash = store::auth::candidate_by_id(tx, &uid)?.map(|u| u.password_hash);
+                Ok((hash, store::auth::reserve_attempt(tx, &uid, &now_s, &since, max)?))
+            })
+            .await?;
+        let attempt = match attempt {
+            Attempt::Reserved(a) => a,
+            Attempt::Locked(oldest) => return Err(lockout.locked(oldest, now_t)),
+        };
         if !self.state.passwords.verify(body.0.current_password.into(), current).await? {
             return Err(ApiError::bad_request("Current password is incorrect"));
         }
@@ -324,6 +367,7 @@ impl AuthApi {
             .db
             .write(move |tx| {
                 let now = now();
+                store::auth::forget_attempt(tx, attempt)?;
                 store::users::set_password_hash(tx, &me.id, &hash, &now)?;
                 store::auth::revoke_user_sessions(tx, &me.id, Some(&me.session_id), "password changed", &now)?;
                 Ok(())

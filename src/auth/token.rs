@@ -94,6 +94,10 @@ impl Tokens {
             .key
             .verify_token::<TokenClaims>(token, Some(options))
             .map_err(|_| ApiError::unauthorized("Invalid or expired token"))?;
+        // jwt-simple accepts a token without `exp` as one that never expires; we never issue one
+        if claims.expires_at.is_none() {
+            return Err(ApiError::unauthorized("Invalid or expired token"));
+        }
         if claims.custom.token_type != expected {
             return Err(ApiError::unauthorized(match expected {
                 TokenType::Access => "An access token is required",

@@ -15,49 +15,93 @@ pub struct LoginCandidate {
     pub organization_id: String,
     pub password_hash: String,
     pub is_active: bool,
+    /// False when the user's organization is deactivated (never for a superuser).
+    pub org_is_active: bool,
+}
+
+const CANDIDATE_SQL: &str = "SELECT u.id, u.username, u.organization_id, u.password_hash, u.is_active, \
+                                    (u.is_superuser OR o.is_active) \
+                             FROM users u JOIN organizations o ON o.id = u.organization_id";
+
+fn candidate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LoginCandidate> {
+    Ok(LoginCandidate {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        organization_id: r.get(2)?,
+        password_hash: r.get(3)?,
+        is_active: r.get(4)?,
+        org_is_active: r.get(5)?,
+    })
 }
 
 /// By username or e-mail, regardless of letter case.
 pub fn find_login_candidate(conn: &Connection, login: &str) -> ApiResult<Option<LoginCandidate>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT id, username, organization_id, password_hash, is_active FROM users \
-             WHERE username = ?1 OR email = ?1 LIMIT 1",
-        )?
-        .query_row([login], |r| {
-            Ok(LoginCandidate {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                organization_id: r.get(2)?,
-                password_hash: r.get(3)?,
-                is_active: r.get(4)?,
-            })
-        })
+        .prepare_cached(&format!("{CANDIDATE_SQL} WHERE u.username = ?1 OR u.email = ?1 LIMIT 1"))?
+        .query_row([login], candidate_from_row)
         .optional()?)
 }
 
 pub fn candidate_by_id(conn: &Connection, user_id: &str) -> ApiResult<Option<LoginCandidate>> {
     Ok(conn
-        .prepare_cached("SELECT id, username, organization_id, password_hash, is_active FROM users WHERE id = ?1")?
-        .query_row([user_id], |r| {
-            Ok(LoginCandidate {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                organization_id: r.get(2)?,
-                password_hash: r.get(3)?,
-                is_active: r.get(4)?,
-            })
-        })
+        .prepare_cached(&format!("{CANDIDATE_SQL} WHERE u.id = ?1"))?
+        .query_row([user_id], candidate_from_row)
         .optional()?)
 }
 
-/// Failures of `account_key` since `since`: how many, and the oldest of the newest `limit`.
-pub fn recent_failures(
+/// The outcome of [`reserve_attempt`].
+pub enum Attempt {
+    /// The attempt may check a password; it already counts as a failure (row `0`) until
+    /// [`forget_attempt`] or [`clear_failures`] takes it back.
+    Reserved(i64),
+    /// The account is locked: `max` failures within the window, the oldest of them at this time.
+    Locked(Option<String>),
+}
+
+/// Reserves one failed-login attempt of `account_key` before its password is checked, in the
+/// caller's write transaction: of any burst, at most the attempts left in the window get through.
+/// Failures older than `since` are dropped on the way; attempts while locked are not counted.
+pub fn reserve_attempt(conn: &Connection, account_key: &str, now: &str, since: &str, max: u32) -> ApiResult<Attempt> {
+    let (failures, oldest) = recent_failures(conn, account_key, since, max)?;
+    if failures >= max {
+        return Ok(Attempt::Locked(oldest));
+    }
+    record_failure(conn, account_key, now, since)?;
+    Ok(Attempt::Reserved(conn.last_insert_rowid()))
+}
+
+/// Takes a reserved attempt back: it was not a failure.
+pub fn forget_attempt(conn: &Connection, attempt: i64) -> ApiResult<()> {
+    conn.prepare_cached("DELETE FROM login_failures WHERE rowid = ?1")?.execute([attempt])?;
+    Ok(())
+}
+
+/// Deletes at most `limit` failed-login records older than `failures_before` and as many dead
+/// sessions (expired, or revoked before `revoked_before`); returns how many rows went.
+pub fn prune(
     conn: &Connection,
-    account_key: &str,
-    since: &str,
+    failures_before: &str,
+    now: &str,
+    revoked_before: &str,
     limit: u32,
-) -> ApiResult<(u32, Option<String>)> {
+) -> ApiResult<usize> {
+    let failures = conn
+        .prepare_cached(
+            "DELETE FROM login_failures WHERE rowid IN \
+             (SELECT rowid FROM login_failures WHERE failed_at <= ?1 ORDER BY failed_at LIMIT ?2)",
+        )?
+        .execute(params![failures_before, limit])?;
+    let expired = conn
+        .prepare_cached("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ?1 LIMIT ?2)")?
+        .execute(params![now, limit])?;
+    let revoked = conn
+        .prepare_cached("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE revoked_at <= ?1 LIMIT ?2)")?
+        .execute(params![revoked_before, limit])?;
+    Ok(failures + expired + revoked)
+}
+
+/// Failures of `account_key` since `since`: how many, and the oldest of the newest `limit`.
+fn recent_failures(conn: &Connection, account_key: &str, since: &str, limit: u32) -> ApiResult<(u32, Option<String>)> {
     let mut stmt = conn.prepare_cached(
         "SELECT failed_at FROM login_failures WHERE account_key = ?1 AND failed_at > ?2 \
          ORDER BY failed_at DESC LIMIT ?3",
@@ -67,7 +111,7 @@ pub fn recent_failures(
     Ok((times.len() as u32, times.last().cloned()))
 }
 
-pub fn record_failure(conn: &Connection, account_key: &str, now: &str, since: &str) -> ApiResult<()> {
+fn record_failure(conn: &Connection, account_key: &str, now: &str, since: &str) -> ApiResult<()> {
     conn.prepare_cached("DELETE FROM login_failures WHERE account_key = ?1 AND failed_at <= ?2")?
         .execute(params![account_key, since])?;
     conn.prepare_cached("INSERT INTO login_failures (account_key, failed_at) VALUES (?1, ?2)")?
@@ -166,7 +210,9 @@ pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Op
                       WHERE rp.role_id = u.role_id), \
                     u.email, u.full_name, u.created_at, u.updated_at \
              FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN roles r ON r.id = u.role_id \
-             WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND u.is_active = 1",
+             JOIN organizations o ON o.id = u.organization_id \
+             WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND u.is_active = 1 \
+               AND (o.is_active = 1 OR u.is_superuser = 1)",
         )?
         .query_row(params![sid, user_id], |r| {
             let perms: Option<String> = r.get(7)?;

@@ -15,6 +15,7 @@ use crate::{
 
 pub const DEFAULT_ORG: &str = "Default";
 const DONE_KEY: &str = "bootstrapped_at";
+const REGISTRATION_ORG_KEY: &str = "registration_organization_id";
 
 /// Inserts the permissions that are missing (by name).
 pub fn ensure_permissions(conn: &Connection) -> ApiResult<()> {
@@ -70,6 +71,7 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> ApiResult<bool> {
     )?
     .execute(params![org_id, DEFAULT_ORG, now])?;
     insert_system_roles(conn, &org_id, &now)?;
+    let org_id_copy = org_id.clone();
     let admin_role = crate::store::users::role_id_by_name(conn, &org_id, "admin")?;
     insert_user(
         conn,
@@ -85,6 +87,7 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> ApiResult<bool> {
             now: now.clone(),
         },
     )?;
+    init_setting(conn, REGISTRATION_ORG_KEY, &org_id_copy, &now)?;
     init_setting(conn, DONE_KEY, &now, &now)?;
     Ok(true)
 }
@@ -94,11 +97,25 @@ pub fn is_bootstrapped(conn: &Connection) -> ApiResult<bool> {
     Ok(get_setting(conn, DONE_KEY)?.is_some())
 }
 
-/// The id of the `Default` organization.
-pub fn default_org_id(conn: &Connection) -> ApiResult<Option<String>> {
+/// The organization that registrations join: the one the first start created, kept by id so
+/// that renaming organizations changes nothing.
+pub fn registration_org_id(conn: &Connection) -> ApiResult<Option<String>> {
+    get_setting(conn, REGISTRATION_ORG_KEY)
+}
+
+/// Databases bootstrapped before the registration organization was kept by id: keep the one
+/// named `Default` now, once.
+pub fn ensure_registration_org(conn: &Connection) -> ApiResult<()> {
     use rusqlite::OptionalExtension;
-    Ok(conn
-        .prepare_cached("SELECT id FROM organizations WHERE name = ?1")?
+    if get_setting(conn, REGISTRATION_ORG_KEY)?.is_some() {
+        return Ok(());
+    }
+    let id: Option<String> = conn
+        .prepare_cached("SELECT id FROM organizations WHERE name = ?1 ORDER BY created_at LIMIT 1")?
         .query_row([DEFAULT_ORG], |r| r.get(0))
-        .optional()?)
+        .optional()?;
+    if let Some(id) = id {
+        init_setting(conn, REGISTRATION_ORG_KEY, &id, &now())?;
+    }
+    Ok(())
 }

@@ -279,7 +279,18 @@ async fn bad_tokens_are_401_with_www_authenticate() {
     expired.expires_at = Some(now - Duration::from_hours(1));
     let expired = HS256Key::from_bytes(SECRET.as_bytes()).authenticate(expired).unwrap();
 
-    for (what, t) in [("tampered", tampered), ("foreign key", foreign), ("expired", expired), ("junk", "abc".into())] {
+    // without `exp`: jwt-simple alone would take it as never expiring
+    let mut eternal: JWTClaims<Value> = valid.clone();
+    eternal.expires_at = None;
+    let eternal = HS256Key::from_bytes(SECRET.as_bytes()).authenticate(eternal).unwrap();
+
+    for (what, t) in [
+        ("tampered", tampered),
+        ("foreign key", foreign),
+        ("expired", expired),
+        ("no exp", eternal),
+        ("junk", "abc".into()),
+    ] {
         let r = app.get("/auth/me", Some(&t)).await;
         assert_eq!(r.status, 401, "{what}");
         assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{what}");

@@ -162,9 +162,13 @@ impl TestApp {
 
 /// Direct set-up through the storage layer, for tests of one area that need rows of another.
 impl TestApp {
-    /// The id of the `Default` organization.
+    /// The id of the `Default` organization (the one registrations join).
     pub async fn default_org_id(&self) -> String {
-        self.state.db.read(|c| Ok(copilot::store::bootstrap::default_org_id(c)?.expect("Default org"))).await.unwrap()
+        self.state
+            .db
+            .read(|c| Ok(copilot::store::bootstrap::registration_org_id(c)?.expect("Default org")))
+            .await
+            .unwrap()
     }
 
     /// A new organization with its system roles; returns its id.

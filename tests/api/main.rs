@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod completions;
 mod conversations;
+mod hardening;
 mod organizations;
 mod projects;
 mod roles;

@@ -1,0 +1,149 @@
+//! The holes an adversarial review found (lockout races, unbounded anonymous input, tenancy of
+//! a moved or deactivated organization, ...): each test reproduces one and shows it closed.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    app.state.db.read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_burst_of_guesses_checks_at_most_the_attempts_left() {
+    let app = spawn_app().await;
+    app.register("burst").await;
+    let guesses = (0..200).map(|_| {
+        let req =
+            app.client.post(app.url("/api/v1/auth/login")).json(&json!({"username": "burst", "password": "nope-nope"}));
+        app.send(req)
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let unauthorized = answers.iter().filter(|r| r.status == 401).count();
+    let locked = answers.iter().filter(|r| r.status == 429).count();
+    assert_eq!(unauthorized + locked, 200, "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(unauthorized, 10, "exactly the 10 attempts of the window reach the password check");
+    assert!(answers.iter().filter(|r| r.status == 429).all(|r| r.header("retry-after").is_some()));
+    let r = app.post("/auth/login", None, json!({"username": "burst", "password": PASSWORD})).await;
+    assert_eq!(r.status, 429, "still locked for the right password");
+}
+
+#[tokio::test]
+async fn a_huge_login_name_is_refused_and_stored_nowhere() {
+    let app = spawn_app().await;
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let r = app.post("/auth/login", None, json!({"username": huge, "password": "whatever1"})).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.detail().contains("255"));
+    let r = app.post("/auth/login", None, json!({"username": "y".repeat(256), "password": "whatever1"})).await;
+    assert_eq!(r.status, 400);
+    let r = app.post("/auth/login", None, json!({"username": "z".repeat(255), "password": "whatever1"})).await;
+    assert_eq!(r.status, 401, "255 characters is still a name");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM login_failures WHERE length(account_key) > 300").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM login_failures").await, 1);
+}
+
+#[tokio::test]
+async fn expired_failures_and_dead_sessions_are_pruned_in_bounded_batches() {
+    let app = spawn_app().await;
+    app.register("pruned").await;
+    app.login("pruned", PASSWORD).await; // a live session that must survive
+    app.post("/auth/login", None, json!({"username": "pruned", "password": "wrong-one"})).await; // a fresh failure
+    app.state
+        .db
+        .write(|tx| {
+            for i in 0..25 {
+                tx.execute(
+                    "INSERT INTO login_failures (account_key, failed_at) VALUES (?1, '2020-01-01T00:00:00.000000Z')",
+                    [format!("login:old{i}")],
+                )?;
+                tx.execute(
+                    "INSERT INTO sessions (id, user_id, refresh_jti, created_at, last_used_at, expires_at) \
+                     SELECT ?1, id, 'j', '2020-01-01T00:00:00.000000Z', '2020-01-01T00:00:00.000000Z', \
+                            '2020-01-08T00:00:00.000000Z' FROM users WHERE username = 'pruned'",
+                    [format!("old-session-{i}")],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let prune = |limit| {
+        app.state.db.write(move |tx| {
+            let now = copilot::db::now();
+            copilot::store::auth::prune(tx, "2021-01-01T00:00:00.000000Z", &now, "2021-01-01T00:00:00.000000Z", limit)
+        })
+    };
+    assert_eq!(prune(10).await.unwrap(), 20, "at most `limit` rows of each kind per run");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM login_failures").await, 16);
+    assert_eq!(prune(100).await.unwrap(), 30);
+    assert_eq!(prune(100).await.unwrap(), 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM login_failures").await, 1, "the fresh failure stays");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM sessions").await, 1, "the live session stays");
+}
+
+#[tokio::test]
+async fn registration_joins_the_bootstrap_organization_by_id_whatever_its_name() {
+    let app = spawn_app().await;
+    let su = app.admin_token().await;
+    let default = app.default_org_id().await;
+    let r = app.put(&format!("/organizations/{default}"), Some(&su), json!({"name": "Renamed"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let other = app.post("/organizations", Some(&su), json!({"name": "Default"})).await;
+    assert_eq!(other.status, 201, "{:?}", other.body);
+    let user = app.register("newcomer").await;
+    assert_eq!(user["organization_id"], default.as_str());
+    let r = app
+        .post("/auth/register", None, json!({"username": "newcomer", "email": "n2@example.com", "password": PASSWORD}))
+        .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_deactivated_organization_signs_its_members_out() {
+    let app = spawn_app().await;
+    let su = app.admin_token().await;
+    let org = app.create_org("Closing").await;
+    let (_, token) = app.create_user_in(&org, "leaving", "member").await;
+    let refresh = app.login_pair("leaving", PASSWORD).await["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(app.get("/auth/me", Some(&token)).await.status, 200);
+    let r = app.put(&format!("/organizations/{org}"), Some(&su), json!({"is_active": false})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app.get("/auth/me", Some(&token)).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(app.post("/auth/refresh", None, json!({"refresh_token": refresh})).await.status, 401);
+    let r = app.post("/auth/login", None, json!({"username": "leaving", "password": PASSWORD})).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    // the superuser is not a member of it and keeps working; reactivation lets members back in
+    assert_eq!(app.get("/auth/me", Some(&su)).await.status, 200);
+    app.put(&format!("/organizations/{org}"), Some(&su), json!({"is_active": true})).await;
+    app.login("leaving", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn a_wrong_current_password_counts_as_a_failed_login() {
+    let app = spawn_app_with(|c| c.auth.max_failed_logins = 3).await;
+    let (_, token) = app.member("forgetful").await;
+    for _ in 0..3 {
+        let r = app
+            .post(
+                "/auth/change-password",
+                Some(&token),
+                json!({"current_password": "not-it-1", "new_password": "new-password-1"}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+    }
+    let r = app
+        .post(
+            "/auth/change-password",
+            Some(&token),
+            json!({"current_password": PASSWORD, "new_password": "new-password-1"}),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert!(r.header("retry-after").is_some());
+    let r = app.post("/auth/login", None, json!({"username": "forgetful", "password": PASSWORD})).await;
+    assert_eq!(r.status, 429, "the login of the same account is locked too");
+}
