@@ -176,18 +176,11 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Escapes `%`, `_` and `\` and wraps the text for `LIKE ?n ESCAPE '\'`.
-pub fn like_pattern(s: &str) -> String {
-    let mut p = String::with_capacity(s.len() + 2);
-    p.push('%');
-    for ch in s.chars() {
-        if matches!(ch, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(ch);
-    }
-    p.push('%');
-    p
+/// The needle of a case-insensitive substring search, for `instr(lower(col), ?n) > 0`: ASCII
+/// letters fold as LIKE folds them, and every other character (`%`, `_`, `\`, NUL) is itself —
+/// LIKE would read the first three as wildcards and stop at a NUL.
+pub fn search_needle(s: &str) -> String {
+    s.to_ascii_lowercase()
 }
 
 /// Reads a JSON column; a stored value is always valid JSON (CHECK constraints).
@@ -207,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn like_pattern_escapes_wildcards() {
-        assert_eq!(super::like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    fn search_needle_folds_ascii_only() {
+        assert_eq!(super::search_needle("A%b_C\\\0É"), "a%b_c\\\0É");
     }
 }

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     api::agents::{AgentConfig, AgentType},
     authz::Scope,
-    db::{json_col, like_pattern},
+    db::{json_col, search_needle},
     error::{ApiError, ApiResult},
     pagination::Page,
 };
@@ -55,8 +55,8 @@ pub fn list_agent_configs(
 ) -> ApiResult<(Vec<AgentConfig>, i64)> {
     const WHERE: &str = "WHERE (?1 IS NULL OR organization_id = ?1) AND is_active = ?2 \
                          AND (?3 IS NULL OR agent_type = ?3) AND (?4 IS NULL OR project_id = ?4) \
-                         AND (?5 IS NULL OR name LIKE ?5 ESCAPE '\\' OR description LIKE ?5 ESCAPE '\\')";
-    let pattern = f.search.as_deref().map(like_pattern);
+                         AND (?5 IS NULL OR instr(lower(name), ?5) > 0 OR instr(lower(description), ?5) > 0)";
+    let pattern = f.search.as_deref().map(search_needle);
     let agent_type = f.agent_type.map(AgentType::as_str);
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM agent_configs {WHERE}"))?

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
     api::conversations::{Conversation, Message, MessageRole},
-    db::{json_col, like_pattern, new_id},
+    db::{json_col, new_id, search_needle},
     error::{ApiError, ApiResult},
     pagination::Page,
     store::agents::is_active_project_of,
@@ -62,8 +62,8 @@ pub fn list_conversations(
 ) -> ApiResult<(Vec<Conversation>, i64)> {
     const WHERE: &str = "WHERE user_id = ?1 AND is_active = 1 AND (?2 IS NULL OR is_archived = ?2) \
                          AND (?3 IS NULL OR agent_config_id = ?3) AND (?4 IS NULL OR project_id = ?4) \
-                         AND (?5 IS NULL OR title LIKE ?5 ESCAPE '\\')";
-    let pattern = f.search.as_deref().map(like_pattern);
+                         AND (?5 IS NULL OR instr(lower(title), ?5) > 0)";
+    let pattern = f.search.as_deref().map(search_needle);
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM conversations {WHERE}"))?
         .query_row(params![owner, f.is_archived, f.agent_config_id, f.project_id, pattern], |r| r.get(0))?;

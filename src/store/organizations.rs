@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     api::organizations::Organization,
     authz::Scope,
-    db::{json_col, like_pattern},
+    db::{json_col, search_needle},
     error::{ApiError, ApiResult, conflict_on_unique},
     pagination::Page,
 };
@@ -41,7 +41,7 @@ pub struct OrgFilter {
 }
 
 const ORG_LIST_WHERE: &str = "(?1 IS NULL OR o.id = ?1) AND o.is_active = ?2 \
-     AND (?3 IS NULL OR o.name LIKE ?3 ESCAPE '\\' OR o.domain LIKE ?3 ESCAPE '\\')";
+     AND (?3 IS NULL OR instr(lower(o.name), ?3) > 0 OR instr(lower(o.domain), ?3) > 0)";
 
 /// One page of the organizations the scope may see, newest first, and the total count.
 pub fn list_orgs(
@@ -50,7 +50,7 @@ pub fn list_orgs(
     filter: &OrgFilter,
     page: Page,
 ) -> ApiResult<(Vec<Organization>, i64)> {
-    let pattern = filter.search.as_deref().map(like_pattern);
+    let pattern = filter.search.as_deref().map(search_needle);
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM organizations o WHERE {ORG_LIST_WHERE}"))?
         .query_row(params![scope.org(), filter.is_active, pattern], |r| r.get(0))?;

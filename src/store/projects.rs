@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     api::{projects::Project, users::User},
     authz::Scope,
-    db::{json_col, like_pattern},
+    db::{json_col, search_needle},
     error::{ApiError, ApiResult},
     pagination::Page,
     store::users::{USER_COLS, user_from_row},
@@ -43,9 +43,9 @@ pub fn list_projects(
     f: &ProjectFilter,
     page: Page,
 ) -> ApiResult<(Vec<Project>, i64)> {
-    let pattern = f.search.as_deref().map(like_pattern);
+    let pattern = f.search.as_deref().map(search_needle);
     let filter = "FROM projects p WHERE (?1 IS NULL OR p.organization_id = ?1) AND p.is_active = ?2 \
-                  AND (?3 IS NULL OR p.name LIKE ?3 ESCAPE '\\' OR p.description LIKE ?3 ESCAPE '\\')";
+                  AND (?3 IS NULL OR instr(lower(p.name), ?3) > 0 OR instr(lower(p.description), ?3) > 0)";
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) {filter}"))?
         .query_row(params![scope.org(), f.is_active, pattern], |r| r.get(0))?;
@@ -131,11 +131,11 @@ pub struct MemberFilter {
 
 /// One page of a project's members and the total of matches.
 pub fn list_members(conn: &Connection, project_id: &str, f: &MemberFilter, page: Page) -> ApiResult<(Vec<User>, i64)> {
-    let pattern = f.search.as_deref().map(like_pattern);
+    let pattern = f.search.as_deref().map(search_needle);
     let filter = "FROM user_projects up JOIN users u ON u.id = up.user_id \
                   WHERE up.project_id = ?1 AND u.is_active = ?2 \
-                  AND (?3 IS NULL OR u.username LIKE ?3 ESCAPE '\\' OR u.email LIKE ?3 ESCAPE '\\' \
-                       OR u.full_name LIKE ?3 ESCAPE '\\')";
+                  AND (?3 IS NULL OR instr(lower(u.username), ?3) > 0 OR instr(lower(u.email), ?3) > 0 \
+                       OR instr(lower(u.full_name), ?3) > 0)";
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) {filter}"))?
         .query_row(params![project_id, f.is_active, pattern], |r| r.get(0))?;

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     api::roles::{PermissionInfo, Role},
     authz::{Permission, PermissionSet, RoleKind, Scope},
-    db::like_pattern,
+    db::search_needle,
     error::{ApiError, ApiResult, conflict_on_unique, is_foreign_key_violation},
     pagination::Page,
 };
@@ -37,9 +37,9 @@ fn role_from_row(r: &Row<'_>) -> rusqlite::Result<Role> {
 
 /// One page of the scope's roles and the total of matches.
 pub fn list_roles(conn: &Connection, scope: &Scope, search: Option<&str>, page: Page) -> ApiResult<(Vec<Role>, i64)> {
-    let pattern = search.map(like_pattern);
+    let pattern = search.map(search_needle);
     let filter = "FROM roles r WHERE (?1 IS NULL OR r.organization_id = ?1) \
-                  AND (?2 IS NULL OR r.name LIKE ?2 ESCAPE '\\' OR r.description LIKE ?2 ESCAPE '\\')";
+                  AND (?2 IS NULL OR instr(lower(r.name), ?2) > 0 OR instr(lower(r.description), ?2) > 0)";
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) {filter}"))?
         .query_row(params![scope.org(), pattern], |r| r.get(0))?;
@@ -201,8 +201,8 @@ fn permission_from_row(r: &Row<'_>) -> rusqlite::Result<PermissionInfo> {
 
 /// One page of the permissions in their canonical (insertion) order, and the total of matches.
 pub fn list_permissions(conn: &Connection, search: Option<&str>, page: Page) -> ApiResult<(Vec<PermissionInfo>, i64)> {
-    let pattern = search.map(like_pattern);
-    let filter = "FROM permissions WHERE ?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\'";
+    let pattern = search.map(search_needle);
+    let filter = "FROM permissions WHERE ?1 IS NULL OR instr(lower(name), ?1) > 0 OR instr(lower(description), ?1) > 0";
     let total: i64 =
         conn.prepare_cached(&format!("SELECT COUNT(*) {filter}"))?.query_row(params![pattern], |r| r.get(0))?;
     let rows = conn

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     api::users::User,
     authz::Scope,
-    db::like_pattern,
+    db::search_needle,
     error::{ApiError, ApiResult, is_unique_violation},
     pagination::Page,
 };
@@ -115,21 +115,21 @@ macro_rules! user_list_where {
     () => {
         "(?1 IS NULL OR u.organization_id = ?1) AND u.is_active = ?2 \
      AND (?3 IS NULL OR u.role_id = ?3) \
-     AND (?4 IS NULL OR u.username LIKE ?4 ESCAPE '\\' OR u.email LIKE ?4 ESCAPE '\\' \
-          OR u.full_name LIKE ?4 ESCAPE '\\')"
+     AND (?4 IS NULL OR instr(lower(u.username), ?4) > 0 OR instr(lower(u.email), ?4) > 0 \
+          OR instr(lower(u.full_name), ?4) > 0)"
     };
 }
 
 /// The same filter, for a search of three or more characters: candidates come from the trigram
 /// index (`users_search`, migration V2) by primary key instead of a scan of the organization, and
-/// the LIKE filters still decide. `+` keeps the planner from driving the query by another index.
+/// the substring filters still decide. `+` keeps the planner from driving the query by another index.
 macro_rules! user_search_where {
     () => {
         "u.id IN (SELECT user_id FROM users_search WHERE users_search MATCH ?7) \
      AND (?1 IS NULL OR +u.organization_id = ?1) AND +u.is_active = ?2 \
      AND (?3 IS NULL OR +u.role_id = ?3) \
-     AND (?4 IS NULL OR u.username LIKE ?4 ESCAPE '\\' OR u.email LIKE ?4 ESCAPE '\\' \
-          OR u.full_name LIKE ?4 ESCAPE '\\')"
+     AND (?4 IS NULL OR instr(lower(u.username), ?4) > 0 OR instr(lower(u.email), ?4) > 0 \
+          OR instr(lower(u.full_name), ?4) > 0)"
     };
 }
 
@@ -153,12 +153,14 @@ const USERS_SEARCH_PAGE_SQL: &str = concat!(
 /// An FTS5 query for `term` as a substring of username, email or full name; `None` when the
 /// trigram index cannot answer it (fewer than three characters).
 fn trigram_query(term: &str) -> Option<String> {
-    (term.chars().count() >= 3).then(|| format!("{{username email full_name}} : \"{}\"", term.replace('"', "\"\"")))
+    // FTS5 reads its query as a C string: a NUL would cut it short
+    (term.chars().count() >= 3 && !term.contains('\0'))
+        .then(|| format!("{{username email full_name}} : \"{}\"", term.replace('"', "\"\"")))
 }
 
 /// One page of the users of the scope that match `filter`, newest first, and the total count.
 pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: Page) -> ApiResult<(Vec<User>, i64)> {
-    let pattern = filter.search.as_deref().map(like_pattern);
+    let pattern = filter.search.as_deref().map(search_needle);
     let fts = filter.search.as_deref().and_then(trigram_query);
     let (count_sql, page_sql) = match fts {
         Some(_) => (USERS_SEARCH_COUNT_SQL, USERS_SEARCH_PAGE_SQL),
@@ -275,9 +277,9 @@ pub fn move_to_org(conn: &Connection, id: &str, organization_id: &str, role_id: 
 mod tests {
     use super::*;
 
-    /// The trigram path must answer exactly what the LIKE scan answers, for every kind of term.
+    /// The trigram path must answer exactly what the substring scan answers, for every kind of term.
     #[test]
-    fn trigram_search_matches_like_scan() {
+    fn trigram_search_matches_the_substring_scan() {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::Db::open(&dir.path().join("t.db"), 1, std::time::Duration::from_secs(5)).unwrap();
         let names = [
@@ -286,6 +288,7 @@ mod tests {
             ("a%b_c", "pct@example.com", Some("100% \"quoted\" o'brien")),
             ("axbyc", "plain@example.com", Some("Ünïcode Żółw")),
             ("other", "someone@user5.org", Some("ünïcode żółw")),
+            ("nul", "nul@example.com", Some("ab\0cd")),
         ];
         let scope = db
             .write_blocking(|tx| {
@@ -344,10 +347,14 @@ mod tests {
             "nothing here",
             "us",
             "5",
+            "ab\0c",
+            "b\0",
+            "\0",
+            "a\0x",
         ];
         db.write_blocking(|c| {
             for term in terms {
-                let pattern = like_pattern(term);
+                let pattern = search_needle(term);
                 let by_scan: Vec<String> = c
                     .prepare(USERS_PAGE_SQL)?
                     .query_map(params![scope.org(), true, None::<String>, pattern, 100, 0], |r| r.get(0))?

@@ -147,3 +147,32 @@ async fn a_wrong_current_password_counts_as_a_failed_login() {
     let r = app.post("/auth/login", None, json!({"username": "forgetful", "password": PASSWORD})).await;
     assert_eq!(r.status, 429, "the login of the same account is locked too");
 }
+
+#[tokio::test]
+async fn a_nul_in_a_search_is_a_character_like_any_other() {
+    let app = spawn_app().await;
+    let su = app.admin_token().await;
+    for name in ["plain a", "ends with a", "a\u{0}b inside", "100% sure_thing"] {
+        assert_eq!(app.post("/projects", Some(&su), json!({"name": name})).await.status, 201);
+    }
+    let names = |r: &Resp| {
+        let mut v: Vec<String> =
+            r.body["data"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+        v.sort();
+        v
+    };
+    let search = |term: &str| {
+        let req = app.client.get(app.url("/api/v1/projects")).query(&[("search", term)]).bearer_auth(&su);
+        app.send(req)
+    };
+    assert_eq!(names(&search("a\u{0}b").await), ["a\u{0}b inside"]);
+    assert_eq!(names(&search("\u{0}").await), ["a\u{0}b inside"]);
+    assert_eq!(names(&search("a\u{0}").await), ["a\u{0}b inside"]);
+    assert_eq!(names(&search("%").await), ["100% sure_thing"], "% is no wildcard");
+    assert_eq!(names(&search("_").await), ["100% sure_thing"], "_ is no wildcard");
+    let r = app.send(app.client.get(app.url("/api/v1/users?search=ab%00")).bearer_auth(&su)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["total"], 0);
+    let r = app.send(app.client.get(app.url("/api/v1/users?search=adm%00")).bearer_auth(&su)).await;
+    assert_eq!((r.status, r.body["total"].as_i64()), (200, Some(0)));
+}
