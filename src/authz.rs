@@ -184,11 +184,15 @@ impl Scope {
     }
 
     /// Narrows a superuser's scope to one organization when asked (`organization_id` filter).
-    /// Others keep their own organization whatever they ask for.
-    pub fn narrowed(self, organization_id: Option<&str>) -> Scope {
+    /// Anyone else may name only their own organization: another one is a 403, never their
+    /// own rows under another organization's name.
+    pub fn narrowed(self, organization_id: Option<&str>) -> Result<Scope, ApiError> {
         match (self, organization_id) {
-            (Scope::All, Some(org)) => Scope::Org(org.to_string()),
-            (scope, _) => scope,
+            (Scope::All, Some(org)) => Ok(Scope::Org(org.to_string())),
+            (Scope::Org(own), Some(org)) if own != org => {
+                Err(ApiError::forbidden("organization_id may only name your own organization"))
+            }
+            (scope, _) => Ok(scope),
         }
     }
 }
@@ -362,8 +366,9 @@ mod tests {
     fn superuser_sees_all_and_may_narrow() {
         let s = user(&[], "member", true, true);
         assert_eq!(require(&s, RolesWrite).unwrap(), Scope::All);
-        assert_eq!(Scope::All.narrowed(Some("o2")), Scope::Org("o2".into()));
-        assert_eq!(Scope::Org("o1".into()).narrowed(Some("o2")), Scope::Org("o1".into()));
+        assert_eq!(Scope::All.narrowed(Some("o2")).unwrap(), Scope::Org("o2".into()));
+        assert_eq!(Scope::Org("o1".into()).narrowed(Some("o2")).unwrap_err().status, 403);
+        assert_eq!(Scope::Org("o1".into()).narrowed(Some("o1")).unwrap(), Scope::Org("o1".into()));
         assert_eq!(s.effective_permissions().len(), 13);
     }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod llm;
+pub mod middleware;
 pub mod pagination;
 pub mod store;
 pub mod validate;
@@ -22,7 +23,7 @@ use poem::{
     Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route,
     http::{HeaderValue, StatusCode, header},
     listener::{Acceptor, Listener, TcpListener},
-    middleware::{Cors, NormalizePath, SetHeader, TrailingSlash},
+    middleware::{CatchPanic, Cors, NormalizePath, SetHeader, TrailingSlash},
 };
 use poem_openapi::OpenApiService;
 use rand::distr::{Alphanumeric, SampleString};
@@ -32,6 +33,7 @@ use crate::{
     config::Config,
     db::Db,
     error::{catch_all, error_response},
+    middleware::{AllowHeader, AllowTable, ForeignOrigins},
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -182,18 +184,24 @@ pub fn openapi_json(api: &OpenApiService<Apis, ()>) -> String {
 pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let api = openapi(&state);
     let spec = openapi_json(&api);
+    let mut allow = AllowTable::from_openapi(&serde_json::from_str(&spec).expect("valid JSON"), "/api/v1");
+    for path in ["/api/v1/openapi.json", "/docs", "/docs/oauth-receiver.html", "/favicon.ico", "/"] {
+        allow.add(path, &["GET"]);
+    }
     let spec = poem::endpoint::make_sync(move |_| {
         Response::builder().content_type("application/json; charset=utf-8").body(spec.clone())
     });
-    let docs = api.swagger_ui();
+    let docs_csp = web::docs_csp(&api.swagger_ui_html());
+    let docs = api.swagger_ui().with(SetHeader::new().overriding(header::CONTENT_SECURITY_POLICY, docs_csp));
     let cfg = state.config.clone();
 
     let routes = Route::new()
-        .at("/api/v1/openapi.json", spec)
+        .at("/api/v1/openapi.json", poem::get(spec))
         .nest("/api/v1", api)
-        .nest("/docs", docs)
+        .nest("/docs", poem::get(docs))
         .nest("/admin", web::Console)
-        .at("/", poem::endpoint::make_sync(|_| web::redirect("/admin/")))
+        .at("/favicon.ico", poem::get(poem::endpoint::make_sync(|_| web::favicon())))
+        .at("/", poem::get(poem::endpoint::make_sync(|_| web::redirect("/admin/"))))
         .catch_all_error(catch_all);
 
     let cors = (!cfg.server.cors_origins.is_empty()).then(|| {
@@ -206,9 +214,12 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
             .max_age(600)
     });
 
+    let allowed_origins = Arc::new(cfg.server.cors_origins.clone());
     routes
         .with_if(cors.is_some(), cors.unwrap_or_default())
+        .with(ForeignOrigins(allowed_origins))
         .catch_all_error(catch_all)
+        .with(AllowHeader(Arc::new(allow)))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(BodyLimit(cfg.server.body_limit_bytes))
         .with(
@@ -217,6 +228,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
                 .overriding("X-Frame-Options", "DENY")
                 .overriding("Referrer-Policy", "no-referrer"),
         )
+        .with(CatchPanic::new().with_handler(middleware::panic_response))
         .around(log_request)
         .data(state)
         .map_to_response()

@@ -148,7 +148,7 @@ impl AgentConfigsApi {
         organization_id: Query<Option<String>>,
     ) -> ApiResult<Json<ListResponse<AgentConfig>>> {
         let scope = authz::require(&auth.0, Permission::AgentsRead)?
-            .narrowed(validate::filter_id(organization_id.0).as_deref());
+            .narrowed(validate::filter_id(organization_id.0).as_deref())?;
         let page = Page::new(skip.0, limit.0)?;
         let filter = AgentConfigFilter {
             search: search_term(search.0),

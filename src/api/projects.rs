@@ -82,7 +82,7 @@ impl ProjectsApi {
         organization_id: Query<Option<String>>,
     ) -> ApiResult<Json<ListResponse<Project>>> {
         let scope = authz::require(&auth.0, Permission::ProjectsRead)?
-            .narrowed(validate::filter_id(organization_id.0).as_deref());
+            .narrowed(validate::filter_id(organization_id.0).as_deref())?;
         let page = Page::new(skip.0, limit.0)?;
         let filter = ProjectFilter { search: search_term(search.0), is_active: is_active.0.unwrap_or(true) };
         let (rows, total) =
@@ -148,6 +148,10 @@ impl ProjectsApi {
             is_active: body.is_active,
         };
         let me = auth.0;
+        if changes.is_active == Some(false) {
+            // a soft delete through PUT needs what DELETE needs
+            authz::require(&me, Permission::ProjectsDelete)?;
+        }
         let project = self
             .state
             .db

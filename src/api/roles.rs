@@ -136,8 +136,8 @@ impl RolesApi {
         search: Query<Option<String>>,
         organization_id: Query<Option<String>>,
     ) -> ApiResult<Json<ListResponse<Role>>> {
-        let scope =
-            authz::require(&auth.0, Permission::RolesRead)?.narrowed(validate::filter_id(organization_id.0).as_deref());
+        let scope = authz::require(&auth.0, Permission::RolesRead)?
+            .narrowed(validate::filter_id(organization_id.0).as_deref())?;
         let page = Page::new(skip.0, limit.0)?;
         let search = search_term(search.0);
         let (rows, total) =

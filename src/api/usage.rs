@@ -71,9 +71,12 @@ impl UsageApi {
         organization_id: Query<Option<String>>,
     ) -> ApiResult<Json<UsageReport>> {
         let user = auth.0;
-        let organization_id = match organization_id.0 {
+        let organization_id = match validate::filter_id(organization_id.0) {
             Some(org) if user.is_superuser => validate::path_id(&org, "Organization")
                 .map_err(|_| ApiError::bad_request("organization_id must be an organization id"))?,
+            Some(org) if org != user.organization_id => {
+                return Err(ApiError::forbidden("organization_id may only name your own organization"));
+            }
             _ => user.organization_id.clone(),
         };
         let user_id = (!user.is_org_admin()).then(|| user.id.clone());
@@ -83,7 +86,7 @@ impl UsageApi {
         };
         let from = match from.0 {
             Some(raw) => day("from", &raw)?,
-            None => to - time::Duration::days(29),
+            None => to.checked_sub(time::Duration::days(29)).unwrap_or(Date::MIN),
         };
         if from > to {
             return Err(ApiError::bad_request("from must not be after to"));
@@ -118,7 +121,16 @@ impl UsageApi {
     }
 }
 
+/// A day `YYYY-MM-DD` of the years 0001..=9999.
 fn day(field: &str, raw: &str) -> ApiResult<Date> {
-    Date::parse(raw.trim(), format_description!("[year]-[month]-[day]"))
-        .map_err(|_| ApiError::bad_request(format!("{field} must be a day like 2026-01-31")))
+    let raw = raw.trim();
+    let bad = || ApiError::bad_request(format!("{field} must be a day like 2026-01-31 (years 0001 to 9999)"));
+    if raw.len() != 10 || !raw.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let d = Date::parse(raw, format_description!("[year]-[month]-[day]")).map_err(|_| bad())?;
+    if d.year() < 1 {
+        return Err(bad());
+    }
+    Ok(d)
 }

@@ -131,8 +131,8 @@ impl UsersApi {
         role_id: Query<Option<String>>,
         organization_id: Query<Option<String>>,
     ) -> ApiResult<Json<ListResponse<User>>> {
-        let scope =
-            authz::require(&auth.0, Permission::UsersRead)?.narrowed(validate::filter_id(organization_id.0).as_deref());
+        let scope = authz::require(&auth.0, Permission::UsersRead)?
+            .narrowed(validate::filter_id(organization_id.0).as_deref())?;
         let page = Page::new(skip.0, limit.0)?;
         let filter = user_filter(search.0, is_active.0, role_id.0);
         let (rows, total) = self.state.db.read(move |c| store::users::list_users(c, &scope, &filter, page)).await?;

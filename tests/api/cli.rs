@@ -113,14 +113,15 @@ async fn sigterm_lets_in_flight_requests_finish() {
     // an expensive hash makes the login request slow enough to be in flight
     let (child, base, _) = start(
         dir.path(),
-        &[("COPILOT_BOOTSTRAP__ADMIN_PASSWORD", "admin-password-1"), ("COPILOT_AUTH__PBKDF2_ITERATIONS", "3000000")],
+        &[("COPILOT_BOOTSTRAP__ADMIN_PASSWORD", "admin-password-1"), ("COPILOT_AUTH__PBKDF2_ITERATIONS", "8000000")],
     );
     let client = reqwest::Client::new();
     let login = tokio::spawn({
         let url = format!("{base}/api/v1/auth/login");
         async move { client.post(url).json(&json!({"username": "admin", "password": "admin-password-1"})).send().await }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // long enough for the request to arrive on a busy machine, well before its hash is done
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let resp = login.await.unwrap().expect("the in-flight request is answered");

@@ -176,3 +176,34 @@ async fn a_nul_in_a_search_is_a_character_like_any_other() {
     let r = app.send(app.client.get(app.url("/api/v1/users?search=adm%00")).bearer_auth(&su)).await;
     assert_eq!((r.status, r.body["total"].as_i64()), (200, Some(0)));
 }
+
+#[tokio::test]
+async fn deactivating_a_project_through_put_needs_what_delete_needs() {
+    let app = spawn_app().await;
+    let org = app.create_org("Org").await;
+    app.create_role(&org, "writer", &["projects:read", "projects:write"]).await;
+    let (_, writer) = app.create_user_in(&org, "pw", "writer").await;
+    let r = app.post("/projects", Some(&writer), json!({"name": "mine"})).await;
+    assert_eq!(r.status, 201);
+    let id = r.id();
+    let r = app.put(&format!("/projects/{id}"), Some(&writer), json!({"is_active": false})).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert!(r.detail().contains("projects:delete"));
+    assert_eq!(app.get(&format!("/projects/{id}"), Some(&writer)).await.body["is_active"], true);
+    let r = app.put(&format!("/projects/{id}"), Some(&writer), json!({"name": "renamed", "is_active": true})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_filter_naming_another_organization_never_answers_own_rows() {
+    let app = spawn_app().await;
+    let org_a = app.create_org("A").await;
+    let org_b = app.create_org("B").await;
+    let (_, admin_a) = app.create_user_in(&org_a, "admin_a", "admin").await;
+    for path in ["/users", "/projects", "/roles", "/agent-configs", "/usage"] {
+        let r = app.get(&format!("{path}?organization_id={org_b}"), Some(&admin_a)).await;
+        assert_eq!(r.status, 403, "{path}: {:?}", r.body);
+        let r = app.get(&format!("{path}?organization_id={org_a}"), Some(&admin_a)).await;
+        assert_eq!(r.status, 200, "{path} with the caller's own organization: {:?}", r.body);
+    }
+}

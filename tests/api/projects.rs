@@ -142,9 +142,9 @@ async fn projects_of_another_organization_are_not_found() {
     assert_eq!(app.get("/projects/not-a-uuid", Some(&alice)).await.status, 404);
     assert_eq!(app.get(&format!("/projects/{}", uuid_like()), Some(&alice)).await.status, 404);
 
-    // lists: own organization only, whatever organization_id says
-    let r = app.get(&format!("/projects?organization_id={acme}"), Some(&alice)).await;
-    assert_eq!(names(&r.body), ["Mine"]);
+    // lists: own organization only; naming another one is a 403, never the caller's own rows
+    assert_eq!(names(&app.get("/projects", Some(&alice)).await.body), ["Mine"]);
+    assert_eq!(app.get(&format!("/projects?organization_id={acme}"), Some(&alice)).await.status, 403);
     assert_eq!(names(&app.get("/projects", Some(&acme_admin)).await.body), ["Theirs"]);
 
     // a superuser sees all, and may narrow to one organization

@@ -134,10 +134,20 @@ async fn cors_allows_only_configured_origins() {
         .await;
     assert!(preflight.status < 300, "{}", preflight.status);
     assert_eq!(preflight.header("access-control-allow-origin"), Some("https://console.example"));
-    let denied = app.send(app.client.get(app.url("/api/v1/status")).header("origin", "https://evil.example")).await;
-    assert_eq!(denied.header("access-control-allow-origin"), None);
-    assert!(denied.status >= 400);
-    assert!(!denied.detail().is_empty());
+    // another origin is served as if it sent no Origin: only the CORS headers are withheld
+    let other = app.send(app.client.get(app.url("/api/v1/status")).header("origin", "https://evil.example")).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    let login = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/auth/login"))
+                .header("origin", &app.base)
+                .json(&json!({"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})),
+        )
+        .await;
+    assert_eq!(login.status, 200, "the console's own same-origin POST: {:?}", login.body);
+    assert_eq!(login.header("access-control-allow-origin"), None);
 
     let closed = spawn_app().await;
     let r =
@@ -226,4 +236,76 @@ async fn numbers_and_booleans_are_not_text() {
     }
     let r = app.get("/projects", Some(&token)).await;
     assert_eq!(r.body["total"], 0, "nothing was created");
+}
+
+#[tokio::test]
+async fn every_405_says_what_is_allowed() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    for (method, path, allow) in [
+        ("POST", "/api/v1/openapi.json", "GET, HEAD"),
+        ("DELETE", "/docs", "GET, HEAD"),
+        ("PUT", "/docs/", "GET, HEAD"),
+        ("POST", "/admin/", "GET, HEAD"),
+        ("PUT", "/api/v1/auth/me", "GET, HEAD"),
+        ("PATCH", "/api/v1/users/0190a000-0000-7000-8000-000000000000", "DELETE, GET, HEAD, PUT"),
+        ("DELETE", "/api/v1/roles/permissions", "GET, HEAD"),
+        ("PUT", "/api/v1/users", "GET, HEAD, POST"),
+        ("POST", "/favicon.ico", "GET, HEAD"),
+    ] {
+        let req = app.client.request(method.parse().unwrap(), app.url(path)).bearer_auth(&token);
+        let r = app.send(req).await;
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
+        assert!(!r.detail().is_empty(), "{method} {path}");
+    }
+    for path in ["/api/v1/openapi.json", "/docs", "/favicon.ico"] {
+        let r = app.send(app.client.head(app.url(path))).await;
+        assert_eq!(r.status, 200, "HEAD {path}");
+    }
+}
+
+#[tokio::test]
+async fn docs_have_a_csp_and_the_favicon_is_served() {
+    let app = spawn_app().await;
+    let docs = app.send(app.client.get(app.url("/docs"))).await;
+    assert_eq!(docs.status, 200);
+    let csp = docs.header("content-security-policy").expect("CSP on /docs");
+    assert!(csp.contains("default-src 'none'") && csp.contains("'sha256-"), "{csp}");
+    let icon = app.client.get(app.url("/favicon.ico")).send().await.unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    assert!(icon.bytes().await.unwrap().starts_with(b"<svg"));
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_logged_500_with_detail() {
+    use poem::{
+        EndpointExt,
+        listener::{Acceptor, Listener},
+        middleware::CatchPanic,
+    };
+    let boom = poem::endpoint::make_sync(|_| -> &'static str { panic!("boom") });
+    let app =
+        poem::Route::new().at("/boom", boom).with(CatchPanic::new().with_handler(copilot::middleware::panic_response));
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    let r = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
+    assert_eq!(r.status(), 500);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["detail"], "Internal server error");
+}
+
+#[tokio::test]
+async fn usage_days_out_of_range_are_400_not_a_dropped_connection() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    for q in ["to=-9999-01-29", "from=-0001-01-01", "to=0000-01-01", "to=99999-01-01", "from=2026-02-30"] {
+        let r = app.get(&format!("/usage?{q}"), Some(&token)).await;
+        assert_eq!(r.status, 400, "{q}: {:?}", r.body);
+        assert!(r.detail().contains("day"), "{q}");
+    }
+    let r = app.get("/usage?to=0001-01-03", Some(&token)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
 }
