@@ -6,9 +6,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -19,7 +19,7 @@ pub struct Config {
     pub llm: LlmConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address and port to listen on.
@@ -43,7 +43,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// SQLite file; a relative path is relative to the config file's folder.
@@ -60,7 +60,7 @@ impl Default for DatabaseConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// HS256 secret; empty: generated on first start and kept in the database.
@@ -92,7 +92,7 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BootstrapConfig {
     pub admin_username: String,
@@ -107,7 +107,7 @@ impl Default for BootstrapConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// tracing filter, e.g. "info" or "copilot=debug,poem=info"; `RUST_LOG` wins when set.
@@ -124,7 +124,7 @@ impl Default for LogConfig {
 
 /// `[llm]`: the OpenAI-compatible chat-completions servers that agents talk to. No provider, no
 /// outgoing call: a completion for a model that no provider serves answers 503.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlmConfig {
     pub providers: Vec<LlmProviderConfig>,
@@ -139,7 +139,7 @@ impl Default for LlmConfig {
 }
 
 /// One `[[llm.providers]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlmProviderConfig {
     /// Unique; recorded with every reply.
@@ -269,10 +269,12 @@ impl Config {
         let file_name = file.display().to_string();
         // first from the file alone, so that its errors point at a line and a key
         let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigError::new(&file_name, e.to_string().trim().to_string()))?;
+            toml::from_str(&text).map_err(|e| ConfigError::new(&file_name, describe(&e, &text)))?;
+        check_secrets_are_text(&table).map_err(|m| ConfigError::new(&file_name, m))?;
         Config::deserialize(toml::Value::Table(table.clone()))
-            .map_err(|e| ConfigError::new(&file_name, e.to_string().trim().to_string()))?;
+            .map_err(|e| ConfigError::new(&file_name, describe(&e, &text)))?;
 
+        let defaults = toml::Table::try_from(Config::default()).expect("the defaults serialize");
         let mut env_names = vec![];
         for (name, raw) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
@@ -284,7 +286,10 @@ impl Config {
             };
             let section = section.to_ascii_lowercase();
             let key = key.to_ascii_lowercase();
-            let value = parse_env_value(raw);
+            // a key whose default is text takes the variable as it is: a password of digits
+            // stays a string
+            let is_text = defaults.get(&section).and_then(|t| t.get(&key)).is_some_and(toml::Value::is_str);
+            let value = if is_text { toml::Value::String(raw.clone()) } else { parse_env_value(raw) };
             let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(Default::default()));
             let Some(section_table) = entry.as_table_mut() else {
                 return Err(ConfigError::new(
@@ -295,6 +300,7 @@ impl Config {
             section_table.insert(key, value);
             env_names.push(name.clone());
         }
+        check_secrets_are_text(&table).map_err(|m| ConfigError::new(&file_name, m))?;
         let mut config = if env_names.is_empty() {
             Config::deserialize(toml::Value::Table(table))
                 .map_err(|e| ConfigError::new(&file_name, e.to_string().trim().to_string()))?
@@ -364,6 +370,34 @@ impl Config {
     }
 }
 
+/// The keys whose values are secrets: no error message ever shows them.
+const SECRET_KEYS: [(&str, &str); 2] = [("auth", "jwt_secret"), ("bootstrap", "admin_password")];
+
+/// A secret of the wrong type would be quoted by the type error: say so without the value.
+fn check_secrets_are_text(table: &toml::Table) -> Result<(), String> {
+    for (section, key) in SECRET_KEYS {
+        if table.get(section).and_then(|t| t.get(key)).is_some_and(|v| !v.is_str()) {
+            return Err(format!("{section}.{key} must be a string in quotes (its value is not shown)"));
+        }
+    }
+    Ok(())
+}
+
+/// A TOML error with its line, but without quoting a line that holds a secret.
+fn describe(e: &toml::de::Error, text: &str) -> String {
+    let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count());
+    let secret_line = line.and_then(|n| text.lines().nth(n)).is_some_and(|l| {
+        let key = l.split('=').next().unwrap_or_default().trim();
+        SECRET_KEYS.iter().any(|(_, k)| key == *k || key.ends_with(&format!(".{k}")))
+    });
+    if secret_line {
+        let n = line.unwrap_or_default() + 1;
+        format!("line {n}: invalid value for a secret (the value is not shown); write it as a string in quotes")
+    } else {
+        e.to_string().trim().to_string()
+    }
+}
+
 /// An environment value is read as a TOML value when it is one (`8`, `true`, `["a"]`), else as
 /// a plain string.
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -400,6 +434,34 @@ mod tests {
         assert_eq!(c.bootstrap.admin_password, "plain text");
         assert_eq!(c.auth.access_token_ttl_minutes, 30);
         assert_eq!(c.database.path, path.parent().unwrap().join("copilot.db"));
+    }
+
+    #[test]
+    fn env_values_of_text_keys_stay_text_and_secrets_are_never_printed() {
+        let (_d, path) = write("");
+        let env = vec![
+            ("COPILOT_BOOTSTRAP__ADMIN_PASSWORD".to_string(), "87654321".to_string()),
+            ("COPILOT_SERVER__BIND".to_string(), "127.0.0.1:9999".to_string()),
+            ("COPILOT_AUTH__ALLOW_REGISTRATION".to_string(), "false".to_string()),
+        ];
+        let c = Config::load_with_env(Some(&path), &env).unwrap();
+        assert_eq!(c.bootstrap.admin_password, "87654321");
+        assert!(!c.auth.allow_registration);
+        let env = vec![("COPILOT_AUTH__JWT_SECRET".to_string(), "1234567890123456789012345678901234".to_string())];
+        assert_eq!(Config::load_with_env(Some(&path), &env).unwrap().auth.jwt_secret.len(), 34);
+        for text in [
+            "[bootstrap]\nadmin_password = 98765432\n",
+            "[bootstrap]\nadmin_password = s3cr3t-unquoted\n",
+            "[auth]\njwt_secret = [\"x9y8z7w6v5\"]\n",
+            "bootstrap.admin_password = 98765432\n",
+        ] {
+            let (_d, path) = write(text);
+            let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+            for secret in ["98765432", "s3cr3t", "x9y8z7w6v5"] {
+                assert!(!e.contains(secret), "{text:?} printed the secret: {e}");
+            }
+            assert!(e.contains("not shown"), "{e}");
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ impl Db {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
+        owner_only(path)?;
         let manager = || {
             SqliteConnectionManager::file(path).with_init(move |c| {
                 c.busy_timeout(busy_timeout)?;
@@ -119,6 +120,30 @@ impl Db {
     }
 }
 
+/// Creates the database file readable by its owner only (0600), or narrows an existing one to
+/// that: it holds the JWT secret, password hashes and session ids. SQLite gives its `-wal` and
+/// `-shm` files the database file's mode.
+fn owner_only(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: std::io::Error| format!("cannot create {}: {e}", path.display());
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(err)?;
+    for file in [path.to_path_buf(), sidecar(path, "-wal"), sidecar(path, "-shm")] {
+        match std::fs::metadata(&file) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(err)?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
 /// Runs `f` in a deferred read transaction, so that a count and its page come from one snapshot.
 /// BEGIN and COMMIT are cached statements: rusqlite's `Transaction` parses them on every call.
 fn snapshot<T>(conn: &Connection, f: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
@@ -192,6 +217,25 @@ pub fn json_col<T: serde::de::DeserializeOwned>(row: &rusqlite::Row<'_>, idx: us
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_database_and_its_wal_are_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.db");
+        // an existing world-readable file is narrowed too
+        let old = dir.path().join("old.db");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for p in [&path, &old] {
+            let db = super::Db::open(p, 1, std::time::Duration::from_secs(1)).unwrap();
+            db.write_blocking(|tx| Ok(tx.execute("CREATE TABLE t (x)", [])?)).unwrap();
+            for file in [p.to_path_buf(), super::sidecar(p, "-wal"), super::sidecar(p, "-shm")] {
+                let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", file.display());
+            }
+        }
+    }
+
     #[test]
     fn timestamps_are_fixed_width_rfc3339() {
         let t = time::macros::datetime!(2026-01-02 03:04:05.000007 UTC);
