@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod llm;
 pub mod middleware;
+pub mod openapi;
 pub mod pagination;
 pub mod store;
 pub mod validate;
@@ -166,18 +167,10 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
         .server("/api/v1")
 }
 
-/// The OpenAPI document as JSON. OpenAPI requires `scopes` on every OAuth2 flow, even when there
-/// are none; poem-openapi leaves an empty one out, so it is added here.
+/// The OpenAPI document as JSON, finished for generated clients (see [`openapi::finish`]).
 pub fn openapi_json(api: &OpenApiService<Apis, ()>) -> String {
-    let mut doc: serde_json::Value = serde_json::from_str(&api.spec()).expect("poem-openapi writes valid JSON");
-    if let Some(schemes) = doc.pointer_mut("/components/securitySchemes").and_then(|s| s.as_object_mut()) {
-        for flow in schemes.values_mut().filter_map(|s| s.get_mut("flows")).filter_map(|f| f.as_object_mut()) {
-            for f in flow.values_mut().filter_map(|f| f.as_object_mut()) {
-                f.entry("scopes").or_insert_with(|| serde_json::json!({}));
-            }
-        }
-    }
-    serde_json::to_string_pretty(&doc).expect("serializable")
+    let doc: serde_json::Value = serde_json::from_str(&api.spec()).expect("poem-openapi writes valid JSON");
+    serde_json::to_string_pretty(&openapi::finish(doc)).expect("serializable")
 }
 
 /// The whole HTTP application: API, docs, console, and the middleware of SPEC §5.
@@ -188,11 +181,16 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     for path in ["/api/v1/openapi.json", "/docs", "/docs/oauth-receiver.html", "/favicon.ico", "/"] {
         allow.add(path, &["GET"]);
     }
+    // Swagger UI shows the finished document, not poem-openapi's own
+    let docs_html = api.swagger_ui_html().replace(&api.spec(), &spec);
     let spec = poem::endpoint::make_sync(move |_| {
         Response::builder().content_type("application/json; charset=utf-8").body(spec.clone())
     });
-    let docs_csp = web::docs_csp(&api.swagger_ui_html());
-    let docs = api.swagger_ui().with(SetHeader::new().overriding(header::CONTENT_SECURITY_POLICY, docs_csp));
+    let docs_csp = web::docs_csp(&docs_html);
+    let docs = Route::new()
+        .at("/", poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone())))
+        .at("/oauth-receiver.html", api.swagger_ui())
+        .with(SetHeader::new().overriding(header::CONTENT_SECURITY_POLICY, docs_csp));
     let cfg = state.config.clone();
 
     let routes = Route::new()

@@ -309,3 +309,55 @@ async fn usage_days_out_of_range_are_400_not_a_dropped_connection() {
     let r = app.get("/usage?to=0001-01-03", Some(&token)).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 }
+
+/// What generated clients rely on (see src/openapi.rs): a new endpoint without its row in
+/// `OPERATIONS` fails here.
+#[tokio::test]
+async fn the_openapi_document_is_one_that_generated_clients_can_trust() {
+    let app = spawn_app().await;
+    let doc = app.send(app.client.get(app.url("/api/v1/openapi.json"))).await.body;
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_string()), "{id} twice");
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.contains_key("500"), "{id}");
+            let public = ["auth_register", "auth_login", "auth_refresh", "status_get"].contains(&id);
+            assert_eq!(op.get("security") == Some(&json!([])), public, "{id}: security");
+            assert!(public || responses.contains_key("401"), "{id}: 401");
+            let locks = ["auth_login", "auth_change_password"].contains(&id);
+            assert_eq!(responses.contains_key("429"), locks, "{id}: 429 only where a lockout applies");
+            for (status, r) in responses {
+                if status.starts_with('4') {
+                    assert_eq!(r["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
+                }
+            }
+        }
+    }
+    assert_eq!(ids.len(), copilot::openapi::OPERATIONS.len(), "every row of OPERATIONS names a served operation");
+    let schemas = &doc["components"]["schemas"];
+    // null where the server sends null, and every response property present
+    assert_eq!(schemas["User"]["properties"]["full_name"]["nullable"], true);
+    assert!(schemas["User"]["required"].as_array().unwrap().contains(&json!("full_name")));
+    assert_eq!(schemas["User"]["properties"]["id"]["format"], "uuid");
+    assert_eq!(schemas["User"]["properties"]["created_at"]["format"], "date-time");
+    assert_eq!(schemas["Organization"]["properties"]["settings"]["type"], "object");
+    assert_eq!(schemas["UpdateUserRequest"]["properties"]["full_name"]["nullable"], true);
+    assert_eq!(schemas["CreateAgentConfigRequest"]["properties"]["temperature"]["maximum"], 2.0);
+    assert_eq!(schemas["CreateUserRequest"]["properties"]["password"]["minLength"], 8);
+    // streams are streams, with their events
+    let follow = &doc["paths"]["/conversations/{id}/completions/{job_id}"]["get"]["responses"]["200"]["content"];
+    assert_eq!(follow["text/event-stream"]["schema"]["type"], "string");
+    assert!(follow["text/event-stream"]["x-events"].as_array().unwrap().iter().any(|e| e["event"] == "delta"));
+    assert!(schemas.get("StreamEvent").is_none());
+    // the login form has a schema of its own
+    let login = &doc["paths"]["/auth/login"]["post"]["requestBody"]["content"];
+    assert_eq!(login["application/x-www-form-urlencoded"]["schema"]["$ref"], "#/components/schemas/LoginForm");
+    assert_eq!(login["application/json"]["schema"]["$ref"], "#/components/schemas/LoginBody");
+    // the server really sends null for an absent full name
+    let token = app.admin_token().await;
+    let user = app.register("nameless").await;
+    let r = app.get(&format!("/users/{}", user["id"].as_str().unwrap()), Some(&token)).await;
+    assert!(r.body.as_object().unwrap().get("full_name").is_some_and(|v| v.is_null()), "{:?}", r.body);
+}
