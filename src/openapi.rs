@@ -257,8 +257,13 @@ fn event_streams(doc: &mut Value) {
 }
 
 /// The OAuth2 password-flow form gets a schema of its own: generators cannot share one schema
-/// between a JSON and a form body.
+/// between a JSON and a form body. The body is declared optional (a missing one is a documented
+/// 400): openapi-python-client 0.29 types a body of two media types as `X | Y | Unset` and
+/// imports `Unset` only for an optional one.
 fn login_form(doc: &mut Value) {
+    if let Some(body) = doc.pointer_mut("/paths/~1auth~1login/post/requestBody") {
+        body["required"] = json!(false);
+    }
     if let Some(form) =
         doc.pointer_mut("/paths/~1auth~1login/post/requestBody/content/application~1x-www-form-urlencoded")
     {

@@ -5,6 +5,7 @@ use poem_openapi::{
     Object, OpenApi,
     param::{Path, Query},
     payload::Json,
+    types::MaybeUndefined,
 };
 
 use crate::{
@@ -53,7 +54,8 @@ pub struct CreateProjectRequest {
 #[derive(Object, Debug)]
 pub struct UpdateProjectRequest {
     pub name: Option<Text>,
-    pub description: Option<Text>,
+    /// `null` clears it
+    pub description: MaybeUndefined<Text>,
     /// A JSON object; replaces the stored settings
     pub settings: Option<serde_json::Value>,
     /// `false` soft-deletes, `true` restores
@@ -140,7 +142,9 @@ impl ProjectsApi {
         let body = body.0;
         let changes = ProjectChanges {
             name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
-            description: validate::optional_text("description", body.description, validate::DESCRIPTION_MAX)?,
+            description: validate::clearable(body.description, |d| {
+                validate::text("description", &d, validate::DESCRIPTION_MAX)
+            })?,
             settings: match body.settings {
                 None | Some(serde_json::Value::Null) => None,
                 settings => Some(validate::json_object("settings", settings)?),

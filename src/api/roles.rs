@@ -5,6 +5,7 @@ use poem_openapi::{
     Object, OpenApi,
     param::{Path, Query},
     payload::Json,
+    types::MaybeUndefined,
 };
 
 use crate::{
@@ -64,7 +65,8 @@ pub struct CreateRoleRequest {
 #[derive(Object, Debug)]
 pub struct UpdateRoleRequest {
     pub name: Option<Text>,
-    pub description: Option<Text>,
+    /// `null` clears it
+    pub description: MaybeUndefined<Text>,
     /// Permission names; replaces the role's whole set
     pub permissions: Option<Vec<Text>>,
 }
@@ -195,7 +197,9 @@ impl RolesApi {
         let body = body.0;
         let changes = RoleChanges {
             name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
-            description: validate::optional_text("description", body.description, validate::DESCRIPTION_MAX)?,
+            description: validate::clearable(body.description, |d| {
+                validate::text("description", &d, validate::DESCRIPTION_MAX)
+            })?,
             permissions: body.permissions.as_deref().map(parse_permissions).transpose()?,
         };
         let me = auth.0;

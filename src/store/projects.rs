@@ -100,7 +100,8 @@ pub fn insert_project(conn: &Connection, p: &NewProject) -> ApiResult<Project> {
 #[derive(Default)]
 pub struct ProjectChanges {
     pub name: Option<String>,
-    pub description: Option<String>,
+    /// `Some(None)` clears it.
+    pub description: Option<Option<String>>,
     /// JSON object text
     pub settings: Option<String>,
     pub is_active: Option<bool>,
@@ -109,10 +110,18 @@ pub struct ProjectChanges {
 /// Applies `c` to the project `id` and stamps `updated_at`.
 pub fn update_project(conn: &Connection, id: &str, c: &ProjectChanges, now: &str) -> ApiResult<()> {
     conn.prepare_cached(
-        "UPDATE projects SET name = COALESCE(?2, name), description = COALESCE(?3, description), \
+        "UPDATE projects SET name = COALESCE(?2, name), description = CASE WHEN ?7 THEN ?3 ELSE description END, \
          settings = COALESCE(?4, settings), is_active = COALESCE(?5, is_active), updated_at = ?6 WHERE id = ?1",
     )?
-    .execute(params![id, c.name, c.description, c.settings, c.is_active, now])?;
+    .execute(params![
+        id,
+        c.name,
+        c.description.clone().flatten(),
+        c.settings,
+        c.is_active,
+        now,
+        c.description.is_some()
+    ])?;
     Ok(())
 }
 

@@ -111,7 +111,8 @@ pub fn insert_role(conn: &Connection, r: &NewRole) -> ApiResult<Role> {
 /// The fields a PUT may change; `None` leaves a field as it is.
 pub struct RoleChanges {
     pub name: Option<String>,
-    pub description: Option<String>,
+    /// `Some(None)` clears it.
+    pub description: Option<Option<String>>,
     /// Replaces the whole set when given
     pub permissions: Option<PermissionSet>,
 }
@@ -119,10 +120,10 @@ pub struct RoleChanges {
 /// Applies `c` to the role `id` and stamps `updated_at`.
 pub fn update_role(conn: &Connection, id: &str, c: &RoleChanges, now: &str) -> ApiResult<()> {
     conn.prepare_cached(
-        "UPDATE roles SET name = COALESCE(?2, name), description = COALESCE(?3, description), updated_at = ?4 \
-         WHERE id = ?1",
+        "UPDATE roles SET name = COALESCE(?2, name), description = CASE WHEN ?5 THEN ?3 ELSE description END, \
+         updated_at = ?4 WHERE id = ?1",
     )?
-    .execute(params![id, c.name, c.description, now])
+    .execute(params![id, c.name, c.description.clone().flatten(), now, c.description.is_some()])
     .map_err(conflict_on_unique(ROLE_NAME_TAKEN))?;
     if let Some(set) = c.permissions {
         replace_permissions(conn, id, set)?;

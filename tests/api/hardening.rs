@@ -207,3 +207,19 @@ async fn a_filter_naming_another_organization_never_answers_own_rows() {
         assert_eq!(r.status, 200, "{path} with the caller's own organization: {:?}", r.body);
     }
 }
+
+#[tokio::test]
+async fn null_clears_a_project_or_role_description_and_absence_keeps_it() {
+    let app = spawn_app().await;
+    let su = app.admin_token().await;
+    for (path, body) in
+        [("/projects", json!({"name": "p", "description": "d"})), ("/roles", json!({"name": "r", "description": "d"}))]
+    {
+        let id = app.post(path, Some(&su), body).await.id();
+        let r = app.put(&format!("{path}/{id}"), Some(&su), json!({"name": "renamed"})).await;
+        assert_eq!(r.body["description"], "d", "{path}: absent keeps it");
+        let r = app.put(&format!("{path}/{id}"), Some(&su), json!({"description": null})).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+        assert!(r.body["description"].is_null(), "{path}: null clears it: {:?}", r.body);
+    }
+}
