@@ -155,10 +155,15 @@ pub fn finish(mut doc: Value) -> Value {
     }
     event_streams(&mut doc);
     login_form(&mut doc);
+    doc["info"]["license"] = json!({"name": "MIT", "url": "https://opensource.org/licenses/MIT"});
     let schemas = doc["components"]["schemas"].as_object_mut().expect("schemas").clone();
+    let types: std::collections::BTreeMap<String, Value> = schemas
+        .iter()
+        .filter_map(|(n, s)| Some((format!("#/components/schemas/{n}"), s.get("type")?.clone())))
+        .collect();
     let responses_only = response_only_schemas(&doc);
     for (name, mut schema) in schemas {
-        nullable_and_required(&mut schema, responses_only.contains(&name));
+        nullable_and_required(&mut schema, responses_only.contains(&name), &types);
         constrain_properties(&name, &mut schema);
         doc["components"]["schemas"][&name] = schema;
     }
@@ -231,7 +236,7 @@ fn event_streams(doc: &mut Value) {
             "job_id": {"type": "string", "format": "uuid"},
             "status": {"type": "string", "enum": ["completed", "cancelled", "failed"]},
             "detail": {"type": "string", "nullable": true, "description": "Why it ended, for `cancelled` and `error`"},
-            "message": {"allOf": [{"$ref": "#/components/schemas/Message"}], "nullable": true,
+            "message": {"type": "object", "allOf": [{"$ref": "#/components/schemas/Message"}], "nullable": true,
                         "description": "The stored assistant message"}}}),
     );
     schemas.remove("StreamEvent");
@@ -335,7 +340,7 @@ fn refs(v: &Value, found: &mut impl FnMut(String)) {
 
 /// Optional properties may be `null` (a request may send it to mean "none" or "clear"; a
 /// response sends it where there is no value); a response sends every property.
-fn nullable_and_required(schema: &mut Value, response_only: bool) {
+fn nullable_and_required(schema: &mut Value, response_only: bool, types: &std::collections::BTreeMap<String, Value>) {
     if !schema.get("properties").is_some_and(Value::is_object) {
         return;
     }
@@ -347,7 +352,9 @@ fn nullable_and_required(schema: &mut Value, response_only: bool) {
             continue;
         }
         if let Some(r) = prop.get("$ref").cloned() {
-            let mut wrapped = json!({"allOf": [{"$ref": r}], "nullable": true});
+            // `nullable` needs a `type` beside it: the referenced schema's
+            let ty = r.as_str().and_then(|r| types.get(r)).cloned().unwrap_or(json!("object"));
+            let mut wrapped = json!({"type": ty, "allOf": [{"$ref": r}], "nullable": true});
             if let Some(d) = prop.get("description") {
                 wrapped["description"] = d.clone();
             }
@@ -447,7 +454,7 @@ mod tests {
     fn optional_properties_become_nullable_and_responses_require_all() {
         let mut s = json!({"properties": {"a": {"type": "string"}, "b": {"type": "string"},
                                           "r": {"$ref": "#/components/schemas/X"}}, "required": ["a"]});
-        nullable_and_required(&mut s, true);
+        nullable_and_required(&mut s, true, &Default::default());
         assert_eq!(s["properties"]["b"]["nullable"], true);
         assert!(s["properties"]["a"].get("nullable").is_none());
         assert_eq!(s["properties"]["r"]["allOf"][0]["$ref"], "#/components/schemas/X");
