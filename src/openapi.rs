@@ -192,7 +192,8 @@ fn plain_json_media_type(response: &mut Value) {
     }
 }
 
-/// Paging, ids and days in query and path parameters.
+/// Paging, ids and days in query and path parameters. (An id filter in the query stays a plain
+/// string: a malformed one matches nothing rather than being refused.)
 fn constrain_parameters(operation: &mut Value) {
     for p in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
         let name = p["name"].as_str().unwrap_or_default().to_string();
@@ -203,7 +204,6 @@ fn constrain_parameters(operation: &mut Value) {
             (_, "limit") => merge(schema, json!({"minimum": 1, "maximum": 100, "default": 20})),
             (_, "from" | "to") => merge(schema, json!({"format": "date"})),
             (Some("path"), _) => merge(schema, json!({"format": "uuid"})),
-            (Some("query"), n) if n.ends_with("_id") => merge(schema, json!({"format": "uuid"})),
             _ => {}
         }
     }
@@ -399,9 +399,8 @@ fn constrain_properties(schema_name: &str, schema: &mut Value) {
             }
             "email" => json!({"format": "email", "maxLength": 255}),
             "username" if schema_name == "LoginBody" => json!({"minLength": 1, "maxLength": 255}),
-            "username" if request => {
-                json!({"minLength": 3, "maxLength": 50, "pattern": "^\\s*[A-Za-z0-9_.-]{3,50}\\s*$"})
-            }
+            // surrounding whitespace is trimmed, so the pattern bounds the name, not the string
+            "username" if request => json!({"pattern": "^\\s*[A-Za-z0-9_.-]{3,50}\\s*$"}),
             "password" | "new_password" if request && schema_name != "LoginBody" => {
                 json!({"minLength": 8, "maxLength": 128, "format": "password"})
             }
