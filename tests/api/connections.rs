@@ -84,7 +84,7 @@ async fn an_idle_keep_alive_connection_gets_the_idle_timeout_then_is_closed() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
     let idle_from = Instant::now();
     assert_eq!(read_until_closed(&mut s, Duration::from_secs(15)).await.as_deref(), Some(&b""[..]));
-    assert!(idle_from.elapsed() >= Duration::from_millis(2500), "{:?}", idle_from.elapsed());
+    assert!(idle_from.elapsed() >= Duration::from_secs(2), "{:?}", idle_from.elapsed());
 }
 
 #[tokio::test]
@@ -129,7 +129,9 @@ async fn more_half_open_connections_than_the_cap_do_not_lock_out_real_clients() 
         flood.push(s);
     }
     let started = Instant::now();
-    let r = app.send(app.client.get(app.url("/api/v1/status")).timeout(Duration::from_secs(10))).await;
+    // a new client: the pooled connection of `app.client` was among those closed
+    let client = reqwest::Client::new();
+    let r = app.send(client.get(app.url("/api/v1/status")).timeout(Duration::from_secs(10))).await;
     assert_eq!(r.status, 200);
     assert!(started.elapsed() < Duration::from_secs(5), "status took {:?}", started.elapsed());
     // never more than the cap open: the oldest half-open ones were closed to make room
