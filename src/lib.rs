@@ -323,10 +323,9 @@ impl<E: Endpoint> Endpoint for BodyDeadlineEndpoint<E> {
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
             || req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
-        let expired = Arc::new(AtomicBool::new(false));
-        if has_body {
+        let expired = has_body.then(|| Arc::new(AtomicBool::new(false)));
+        if let Some(flag) = expired.clone() {
             let deadline = tokio::time::Instant::now() + self.limit;
-            let flag = expired.clone();
             let body = req.take_body().into_bytes_stream();
             let timed = futures_util::stream::unfold(Some(Box::pin(body)), move |body| {
                 let flag = flag.clone();
@@ -349,7 +348,7 @@ impl<E: Endpoint> Endpoint for BodyDeadlineEndpoint<E> {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
         };
-        if expired.load(Ordering::Acquire) {
+        if expired.is_some_and(|e| e.load(Ordering::Acquire)) {
             let detail = format!("The request body did not arrive within {} seconds", self.limit.as_secs());
             let mut resp = error_response(StatusCode::REQUEST_TIMEOUT, &detail, None);
             resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
