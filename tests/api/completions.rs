@@ -636,6 +636,24 @@ async fn only_the_owner_reaches_a_conversation_and_its_jobs() {
 }
 
 #[tokio::test]
+async fn replies_that_take_longer_than_the_connection_timeouts_are_not_cut() {
+    let (app, mock) = spawn_with(10, 8192, |c| {
+        c.server.header_read_timeout_seconds = 1;
+        c.server.idle_timeout_seconds = 1;
+    })
+    .await;
+    let (token, conv) = chat_setup(&app, "mia").await;
+    // a stream of 2.4 s, and a silent wait of 2.5 s for a stored reply: requests in flight
+    mock.then(slow(vec!["a", "b", "c", "d", "e", "f", "g", "h"], 300));
+    let events = Sse::open(start_stream(&app, &token, &conv, "Slowly")).await.rest().await;
+    assert_eq!(events.last().unwrap().event, "done");
+    assert_eq!(text_of(&events), "abcdefgh");
+    mock.then(Reply::Hang(Duration::from_millis(2500)));
+    let r = complete(&app, &token, &conv, "Take your time").await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[tokio::test]
 async fn a_moved_user_keeps_nothing_of_the_old_organization() {
     let (app, mock) = spawn_with_llm(10, 8192).await;
     let admin = app.admin_token().await;
