@@ -30,6 +30,16 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     pub shutdown_timeout_seconds: u64,
+    /// A new connection's first request head, and every later head from its first byte, must
+    /// arrive within this time.
+    pub header_read_timeout_seconds: u64,
+    /// How long a connection may stay idle between requests (keep-alive), and a response wait
+    /// for a client that does not read it.
+    pub idle_timeout_seconds: u64,
+    /// A request body must arrive whole within this time after its head.
+    pub body_read_timeout_seconds: u64,
+    /// Open connections at most; one more closes the longest-idle one.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +49,12 @@ impl Default for ServerConfig {
             cors_origins: vec![],
             body_limit_bytes: 4 * 1024 * 1024,
             shutdown_timeout_seconds: 30,
+            header_read_timeout_seconds: 30,
+            // longer than the 60 s that reverse proxies and load balancers keep an idle upstream
+            // connection, so that they, not we, close it
+            idle_timeout_seconds: 75,
+            body_read_timeout_seconds: 60,
+            max_connections: 4096,
         }
     }
 }
@@ -338,6 +354,20 @@ impl Config {
         if self.server.body_limit_bytes < 1024 {
             return Err(("server.body_limit_bytes", "must be at least 1024".into()));
         }
+        let s = &self.server;
+        for (key, value, max) in [
+            ("server.header_read_timeout_seconds", s.header_read_timeout_seconds, 3600),
+            ("server.idle_timeout_seconds", s.idle_timeout_seconds, 86_400),
+            ("server.body_read_timeout_seconds", s.body_read_timeout_seconds, 86_400),
+            ("server.shutdown_timeout_seconds", s.shutdown_timeout_seconds, 86_400),
+        ] {
+            if value == 0 || value > max {
+                return Err((key, format!("must be between 1 and {max}")));
+            }
+        }
+        if s.max_connections == 0 || s.max_connections > 1_000_000 {
+            return Err(("server.max_connections", "must be between 1 and 1000000".into()));
+        }
         if self.database.path.as_os_str().is_empty() {
             return Err(("database.path", "must not be empty".into()));
         }
@@ -482,6 +512,20 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_are_validated() {
+        for (text, key) in [
+            ("[server]\nheader_read_timeout_seconds = 0\n", "server.header_read_timeout_seconds"),
+            ("[server]\nidle_timeout_seconds = 0\n", "server.idle_timeout_seconds"),
+            ("[server]\nbody_read_timeout_seconds = 100000\n", "server.body_read_timeout_seconds"),
+            ("[server]\nmax_connections = 0\n", "server.max_connections"),
+        ] {
+            let (_d, path) = write(text);
+            let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
+    }
+
+    #[test]
     fn bad_env_override_names_variable() {
         let (_d, path) = write("");
         let env = vec![("COPILOT_AUTH__NOPE".to_string(), "1".to_string())];
@@ -526,6 +570,22 @@ mod tests {
         let c = Config::load_with_env(Some(path), &[]).expect("copilot.toml is valid");
         let d = Config::default();
         assert_eq!(c.server.bind, d.server.bind);
+        assert_eq!(
+            (
+                c.server.header_read_timeout_seconds,
+                c.server.idle_timeout_seconds,
+                c.server.body_read_timeout_seconds,
+                c.server.max_connections
+            ),
+            (
+                d.server.header_read_timeout_seconds,
+                d.server.idle_timeout_seconds,
+                d.server.body_read_timeout_seconds,
+                d.server.max_connections
+            )
+        );
+        assert_eq!((d.server.header_read_timeout_seconds, d.server.max_connections), (30, 4096));
+        assert_eq!(c.server.shutdown_timeout_seconds, d.server.shutdown_timeout_seconds);
         assert_eq!(c.auth.pbkdf2_iterations, 600_000);
         assert_eq!(c.auth.access_token_ttl_minutes, d.auth.access_token_ttl_minutes);
         assert_eq!(c.bootstrap.admin_username, "admin");

@@ -11,19 +11,23 @@ pub mod llm;
 pub mod middleware;
 pub mod openapi;
 pub mod pagination;
+pub mod server;
 pub mod store;
 pub mod validate;
 pub mod web;
 
 use std::{
-    sync::Arc,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route,
+    Body, Endpoint, EndpointExt, IntoResponse, Middleware, Request, Response, Route,
     http::{HeaderValue, StatusCode, header},
-    listener::{Acceptor, Listener, TcpListener},
     middleware::{CatchPanic, Cors, NormalizePath, SetHeader, TrailingSlash},
 };
 use poem_openapi::OpenApiService;
@@ -220,6 +224,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .with(AllowHeader(Arc::new(allow)))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(BodyLimit(cfg.server.body_limit_bytes))
+        .with(BodyDeadline(Duration::from_secs(cfg.server.body_read_timeout_seconds)))
         .with(
             SetHeader::new()
                 .overriding("X-Content-Type-Options", "nosniff")
@@ -308,33 +313,109 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     }
 }
 
+/// Gives a request body its time to arrive whole; a slower one is answered 408 (and the
+/// connection closed), whatever the handler made of the cut-off body.
+struct BodyDeadline(Duration);
+
+impl<E: Endpoint> Middleware<E> for BodyDeadline {
+    type Output = BodyDeadlineEndpoint<E>;
+    fn transform(&self, inner: E) -> Self::Output {
+        BodyDeadlineEndpoint { inner, limit: self.0 }
+    }
+}
+
+struct BodyDeadlineEndpoint<E> {
+    inner: E,
+    limit: Duration,
+}
+
+impl<E: Endpoint> Endpoint for BodyDeadlineEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+            || req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
+        let expired = has_body.then(|| Arc::new(AtomicBool::new(false)));
+        if let Some(flag) = expired.clone() {
+            let deadline = tokio::time::Instant::now() + self.limit;
+            let body = req.take_body().into_bytes_stream();
+            let timed = futures_util::stream::unfold(Some(Box::pin(body)), move |body| {
+                let flag = flag.clone();
+                async move {
+                    let mut body = body?;
+                    match tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut body)).await {
+                        Ok(Some(item)) => Some((item, Some(body))),
+                        Ok(None) => None,
+                        Err(_) => {
+                            flag.store(true, Ordering::Release);
+                            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, "request body timed out");
+                            Some((Err(e), None))
+                        }
+                    }
+                }
+            });
+            req.set_body(Body::from_bytes_stream(timed));
+        }
+        let resp = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        };
+        if expired.is_some_and(|e| e.load(Ordering::Acquire)) {
+            let detail = format!("The request body did not arrive within {} seconds", self.limit.as_secs());
+            let mut resp = error_response(StatusCode::REQUEST_TIMEOUT, &detail, None);
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(resp);
+        }
+        Ok(resp)
+    }
+}
+
+/// Serves the whole application on `listener` with the connection limits of `[server]` until
+/// `shutdown` resolves; in-flight requests then get `shutdown_timeout_seconds` to finish. This is
+/// how the server runs, in production and in the tests.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let cfg = state.config.clone();
+    let mut limits = server::Limits::from_config(&cfg.server);
+    // the cap must bind before the open-file limit does: accept() failing with EMFILE would
+    // lock everyone out
+    if let Some(files) = server::raise_open_file_limit() {
+        let reserve = 256 + u64::from(cfg.database.pool_size) * 4;
+        let room = usize::try_from(files.saturating_sub(reserve).max(16)).unwrap_or(usize::MAX);
+        if limits.max_connections > room {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                open_files = files,
+                "the open-file limit allows {room} connections only; raise it (ulimit -n) or lower \
+                 server.max_connections"
+            );
+            limits.max_connections = room;
+        }
+    }
+    let grace = Duration::from_secs(cfg.server.shutdown_timeout_seconds);
+    server::run(listener, build_app(state), limits, shutdown, grace).await
+}
+
 /// Binds, prints where it listens, and serves until SIGINT or SIGTERM; in-flight requests finish.
 pub async fn serve(state: AppState, startup: Startup) -> Result<(), String> {
     let cfg = state.config.clone();
-    let acceptor = TcpListener::bind(cfg.server.bind.clone())
-        .into_acceptor()
+    let listener = tokio::net::TcpListener::bind(&cfg.server.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.bind))?;
-    let addr = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| cfg.server.bind.clone());
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| cfg.server.bind.clone());
     print_banner(&state, &startup, &addr);
     tokio::spawn(prune_periodically(state.clone()));
     let jobs = state.jobs.clone();
-    let app = build_app(state);
     // running completion jobs are stopped first, so their streams end and their partial replies
     // are stored before the database goes away
     let signal = async move {
         shutdown_signal().await;
         jobs.shutdown(Duration::from_secs(10)).await;
     };
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, signal, Some(Duration::from_secs(cfg.server.shutdown_timeout_seconds)))
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    serve_on(listener, state, signal).await.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -25,10 +25,14 @@ use crate::{
     error::{ApiError, ApiResult},
     llm::{
         client::ChatRequest,
-        context::build_prompt,
+        context::PromptBuilder,
         jobs::{self, JobHandle, JobSpec, Outcome, StopReason, StreamEvent},
     },
-    store::{self, completions::NewJob, conversations::NewMessage},
+    store::{
+        self,
+        completions::NewJob,
+        conversations::{MessageKey, NewMessage},
+    },
     validate::{self, Text},
 };
 
@@ -114,7 +118,13 @@ impl CompletionsApi {
         let content = validate::text("content", &b.content, CONTENT_MAX)?;
         // storing the user message and starting the job must not stop halfway when the client
         // goes away: the job row would block the conversation until the next restart
-        let started = tokio::spawn(start_job(self.state.clone(), auth.0.id.clone(), conversation_id, content));
+        let started = tokio::spawn(start_job(
+            self.state.clone(),
+            auth.0.id.clone(),
+            auth.0.organization_id.clone(),
+            conversation_id,
+            content,
+        ));
         let handle = started.await.map_err(ApiError::internal)??;
         let job_id = handle.id.clone();
 
@@ -248,9 +258,12 @@ impl CompletionsApi {
 }
 
 /// Stores the user message and the job, then starts the job; the caller has checked the caller.
+/// `org_id` is the caller's current organization: the agent config must be of it, and the job's
+/// usage is billed to it.
 async fn start_job(
     state: AppState,
     owner: String,
+    org_id: String,
     conversation_id: String,
     content: String,
 ) -> ApiResult<std::sync::Arc<JobHandle>> {
@@ -270,12 +283,20 @@ async fn start_job(
             let agent_id = conversation.agent_config_id.clone().ok_or_else(|| {
                 ApiError::bad_request("The conversation has no agent config; set agent_config_id on it first")
             })?;
-            let agent =
-                store::agents::get_agent_config(tx, &Scope::Org(conversation.organization_id.clone()), &agent_id)?
-                    .filter(|a| a.is_active)
-                    .ok_or_else(|| {
-                        ApiError::bad_request("The conversation's agent config is inactive; activate it first")
-                    })?;
+            // of the caller's current organization: a user moved elsewhere keeps nothing of the old one
+            let agent = match store::agents::get_agent_config(tx, &Scope::Org(org_id.clone()), &agent_id)? {
+                Some(a) if a.is_active => a,
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "agent_config_id of the conversation names an inactive agent config; activate it first",
+                    ));
+                }
+                None => {
+                    return Err(ApiError::bad_request(
+                        "agent_config_id of the conversation names no agent config of your organization",
+                    ));
+                }
+            };
             let provider = providers.for_model(&agent.llm_model).ok_or_else(|| {
                 ApiError::unavailable(format!(
                     "No LLM provider serves the model {:?} of this agent config; list it in `models` of a \
@@ -291,21 +312,53 @@ async fn start_job(
                 id: jid,
                 conversation_id: conversation_id.clone(),
                 user_id: owner,
-                organization_id: conversation.organization_id.clone(),
+                organization_id: org_id,
                 agent_config_id: Some(agent.id.clone()),
                 provider: provider.name.clone(),
                 model: agent.llm_model.clone(),
                 user_message_id: user_message.id.clone(),
             };
             store::completions::insert_job(tx, &job, &now)?;
-            let history = store::conversations::all_messages(tx, &conversation_id)?;
-            Ok((conversation, agent, provider, user_message, history))
+            Ok((conversation, agent, provider, user_message))
         })
         .await?;
-    let (conversation, agent, provider, user_message, history) = prepared;
+    let (conversation, agent, provider, user_message) = prepared;
 
-    let prompt =
-        build_prompt(agent.system_prompt.as_deref(), &conversation.context, &history, provider.max_context_tokens);
+    // the history is read after the write, on a read connection, newest first and only as far
+    // as the budget goes: a long conversation costs neither memory nor the writer's time
+    let mut prompt =
+        PromptBuilder::new(agent.system_prompt.as_deref(), &conversation.context, provider.max_context_tokens);
+    let (conversation_id, until) = (conversation.id.clone(), MessageKey::of(&user_message));
+    let prompt = state
+        .db
+        .read(move |c| {
+            store::conversations::newest_messages(c, &conversation_id, &until, |m| prompt.offer(m))?;
+            Ok(prompt.finish())
+        })
+        .await;
+    let prompt = match prompt {
+        Ok(p) => p,
+        Err(e) => {
+            // the job row exists: fail it, or it would block the conversation until a restart
+            let (jid, now) = (job_id.clone(), now());
+            let _ = state
+                .db
+                .write(move |tx| {
+                    let end = store::completions::JobEnd {
+                        status: "failed",
+                        assistant_message_id: None,
+                        error: Some("reading the conversation failed"),
+                        finish_reason: None,
+                        prompt_tokens: 0,
+                        completion_tokens: 0,
+                        last_event_id: 2,
+                    };
+                    store::completions::finish_job(tx, &jid, &end, &now)
+                })
+                .await;
+            return Err(e);
+        }
+    };
     let handle = JobHandle::new(job_id.clone(), conversation.id.clone(), owner.clone());
     handle.push("user_message", json!({"job_id": job_id, "message": jobs::message_json(&user_message)}));
     let spec = JobSpec {

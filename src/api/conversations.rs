@@ -3,24 +3,25 @@
 //! not found, for admins and superusers too.
 
 use crate::validate::Text;
+use futures_util::{StreamExt, TryStreamExt};
 use poem_openapi::{
     Enum, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
-    types::MaybeUndefined,
+    types::{MaybeUndefined, ToJSON},
 };
 
 use crate::{
     AppState,
-    api::{ApiTags, Created, Deleted},
+    api::{ApiTags, Created, Deleted, JsonStream},
     auth::BearerAuth,
     authz::{self, Permission},
-    db::now,
+    db::{Db, now},
     error::{ApiError, ApiResult},
     pagination::{ListResponse, Page, search_term},
     store::{
         self,
-        conversations::{ConversationChanges, ConversationFilter, NewConversation, NewMessage},
+        conversations::{ConversationChanges, ConversationFilter, MessageKey, NewConversation, NewMessage},
     },
     validate,
 };
@@ -156,7 +157,7 @@ impl ConversationsApi {
     /// Needs `conversations:write`. Comes with all its messages, oldest first. Another user's
     /// conversation, or a deleted one, is not found.
     #[oai(path = "/conversations/:id", method = "get")]
-    async fn get(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<ConversationWithMessages>> {
+    async fn get(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<JsonStream<ConversationWithMessages>> {
         authz::require(&auth.0, Permission::ConversationsWrite)?;
         let id = validate::path_id(&id, "Conversation")?;
         let owner = auth.0.id;
@@ -167,11 +168,12 @@ impl ConversationsApi {
                 let Some(conversation) = store::conversations::get_conversation(c, &owner, &id)? else {
                     return Ok(None);
                 };
-                let messages = store::conversations::all_messages(c, &id)?;
-                Ok(Some(ConversationWithMessages { conversation, messages }))
+                let last = store::conversations::last_message_key(c, &id)?;
+                Ok(Some((conversation, last)))
             })
             .await?;
-        Ok(Json(found.ok_or_else(conversation_not_found)?))
+        let (conversation, last) = found.ok_or_else(conversation_not_found)?;
+        Ok(JsonStream::new(conversation_body(self.state.db.clone(), conversation, last)))
     }
 
     /// Start a conversation
@@ -346,4 +348,61 @@ fn message_not_found() -> ApiError {
 /// A title: trimmed, at most 255 characters; empty means none.
 fn title(raw: Option<Text>) -> ApiResult<Option<String>> {
     Ok(validate::optional_text("title", raw, validate::NAME_MAX)?.filter(|t| !t.is_empty()))
+}
+
+/// Messages read and written per step of a streamed conversation: at most 8 × 100,000
+/// characters are held at once, however long the conversation.
+const MESSAGES_PER_STEP: i64 = 8;
+
+/// The JSON of [`ConversationWithMessages`], written as the client reads it: the messages up to
+/// `last` (the newest when the conversation was read) come from the database a few at a time,
+/// each step on a read connection of its own, so a slow client holds neither a connection nor a
+/// snapshot.
+fn conversation_body(db: Db, conversation: Conversation, last: Option<MessageKey>) -> poem::Body {
+    // the document with an empty `messages` is split where the messages go, so that the fields
+    // keep exactly the order and form of `Json<ConversationWithMessages>`
+    const SLOT: &str = "\u{0}messages\u{0}";
+    let conversation_id = conversation.id.clone();
+    let mut doc = ConversationWithMessages { conversation, messages: vec![] }.to_json().unwrap_or_default();
+    doc["messages"] = serde_json::Value::String(SLOT.into());
+    let text = doc.to_string();
+    let slot = serde_json::Value::String(SLOT.into()).to_string();
+    let (before, after) = text.split_once(&slot).expect("the slot is in the document");
+    let head = format!("{before}[").into_bytes();
+    let tail = format!("]{after}").into_bytes();
+
+    struct Walk {
+        db: Db,
+        conversation_id: String,
+        after: MessageKey,
+        /// `None` once every message is written
+        until: Option<MessageKey>,
+        first: bool,
+    }
+    let walk = Walk { db, conversation_id, after: MessageKey::start(), until: last, first: true };
+    let messages = futures_util::stream::try_unfold(walk, |mut w| async move {
+        let Some(until) = w.until.clone() else { return Ok(None) };
+        let (cid, after, u) = (w.conversation_id.clone(), w.after.clone(), until.clone());
+        let page =
+            w.db.read(move |c| store::conversations::messages_between(c, &cid, &after, &u, MESSAGES_PER_STEP))
+                .await
+                .map_err(|e| std::io::Error::other(e.detail))?;
+        let Some(newest) = page.last() else { return Ok(None) };
+        w.after = MessageKey::of(newest);
+        if w.after == until {
+            w.until = None;
+        }
+        let mut chunk = Vec::with_capacity(page.iter().map(|m| m.content.len() + 256).sum());
+        for m in page {
+            if !std::mem::take(&mut w.first) {
+                chunk.push(b',');
+            }
+            serde_json::to_writer(&mut chunk, &m.to_json()).map_err(std::io::Error::other)?;
+        }
+        Ok(Some((chunk, w)))
+    });
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) })
+        .chain(messages.inspect_err(|e| tracing::error!(error = %e, "streaming a conversation failed")))
+        .chain(futures_util::stream::once(async move { Ok(tail) }));
+    poem::Body::from_bytes_stream(stream)
 }

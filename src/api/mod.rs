@@ -3,8 +3,9 @@
 
 use poem_openapi::{
     ApiResponse, Object, Tags,
-    payload::Json,
-    types::{ParseFromJSON, ToJSON},
+    payload::{Json, Payload},
+    registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry},
+    types::{ParseFromJSON, ToJSON, Type},
 };
 
 pub mod agents;
@@ -67,5 +68,54 @@ pub struct MessageResponse {
 impl MessageResponse {
     pub fn new(message: impl Into<String>) -> Json<MessageResponse> {
         Json(MessageResponse { message: message.into() })
+    }
+}
+
+/// A JSON answer written piece by piece as the client reads it, so that memory stays bounded
+/// however long the document grows; `T` is the document's schema in the OpenAPI description.
+pub struct JsonStream<T> {
+    body: poem::Body,
+    _schema: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> JsonStream<T> {
+    pub fn new(body: poem::Body) -> JsonStream<T> {
+        JsonStream { body, _schema: std::marker::PhantomData }
+    }
+}
+
+impl<T: Type> Payload for JsonStream<T> {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: Type> poem::IntoResponse for JsonStream<T> {
+    fn into_response(self) -> poem::Response {
+        poem::Response::builder().content_type(Self::CONTENT_TYPE).body(self.body)
+    }
+}
+
+impl<T: Type> ApiResponse for JsonStream<T> {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "",
+                status: Some(200),
+                status_range: None,
+                content: vec![MetaMediaType { content_type: Self::CONTENT_TYPE, schema: Self::schema_ref() }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
     }
 }

@@ -28,42 +28,72 @@ fn cost(m: &ChatMessage) -> u64 {
 pub struct Prompt {
     pub messages: Vec<ChatMessage>,
     pub estimated_tokens: u64,
-    /// How many conversation messages were left out to fit the budget.
-    pub omitted: usize,
+    /// Whether older conversation messages were left out to fit the budget.
+    pub truncated: bool,
 }
 
-/// Builds the prompt from `history` (oldest first, ending with the new user message). The system
-/// prompt, the context note and the newest message are always sent; older messages follow from
-/// newest to oldest while they fit `budget`.
+/// Builds a prompt from the conversation's messages offered newest first, so that a caller
+/// reading them from storage stops as soon as the budget is full. The system prompt, the context
+/// note and the newest message are always sent; older messages follow while they fit `budget`.
+pub struct PromptBuilder {
+    head: Vec<ChatMessage>,
+    /// newest first
+    tail: Vec<ChatMessage>,
+    used: u64,
+    budget: u64,
+    truncated: bool,
+}
+
+impl PromptBuilder {
+    pub fn new(system_prompt: Option<&str>, context: &serde_json::Value, budget: u64) -> PromptBuilder {
+        let mut head = vec![];
+        if let Some(sp) = system_prompt.map(str::trim).filter(|s| !s.is_empty()) {
+            head.push(ChatMessage { role: "system", content: sp.to_string() });
+        }
+        if context.as_object().is_some_and(|o| !o.is_empty()) {
+            head.push(ChatMessage {
+                role: "system",
+                content: format!("Context of this conversation (JSON): {context}"),
+            });
+        }
+        let used = head.iter().map(cost).sum();
+        PromptBuilder { head, tail: vec![], used, budget, truncated: false }
+    }
+
+    /// Offers the next older message; `false` when it did not fit, and nothing older will.
+    pub fn offer(&mut self, m: Message) -> bool {
+        let msg = ChatMessage { role: m.role.as_str(), content: m.content };
+        let c = cost(&msg);
+        if !self.tail.is_empty() && self.used + c > self.budget {
+            self.truncated = true;
+            return false;
+        }
+        self.used += c;
+        self.tail.push(msg);
+        true
+    }
+
+    pub fn finish(self) -> Prompt {
+        let mut messages = self.head;
+        messages.extend(self.tail.into_iter().rev());
+        Prompt { messages, estimated_tokens: self.used, truncated: self.truncated }
+    }
+}
+
+/// [`PromptBuilder`] over `history` (oldest first, ending with the new user message).
 pub fn build_prompt(
     system_prompt: Option<&str>,
     context: &serde_json::Value,
     history: &[Message],
     budget: u64,
 ) -> Prompt {
-    let mut head = vec![];
-    if let Some(sp) = system_prompt.map(str::trim).filter(|s| !s.is_empty()) {
-        head.push(ChatMessage { role: "system", content: sp.to_string() });
-    }
-    if context.as_object().is_some_and(|o| !o.is_empty()) {
-        head.push(ChatMessage { role: "system", content: format!("Context of this conversation (JSON): {context}") });
-    }
-    let mut used: u64 = head.iter().map(cost).sum();
-    let mut tail: Vec<ChatMessage> = vec![];
-    for (i, m) in history.iter().enumerate().rev() {
-        let msg = ChatMessage { role: m.role.as_str(), content: m.content.clone() };
-        let c = cost(&msg);
-        let newest = i + 1 == history.len();
-        if !newest && used + c > budget {
+    let mut b = PromptBuilder::new(system_prompt, context, budget);
+    for m in history.iter().rev() {
+        if !b.offer(m.clone()) {
             break;
         }
-        used += c;
-        tail.push(msg);
     }
-    let omitted = history.len() - tail.len();
-    tail.reverse();
-    head.extend(tail);
-    Prompt { messages: head, estimated_tokens: used, omitted }
+    b.finish()
 }
 
 #[cfg(test)]
@@ -93,11 +123,11 @@ mod tests {
         assert_eq!(all.messages.len(), 5);
         assert_eq!(all.messages[0], ChatMessage { role: "system", content: "Be brief.".into() });
         assert!(all.messages[1].content.contains(r#""lang":"en""#));
-        assert_eq!(all.omitted, 0);
+        assert!(!all.truncated);
         // 100 + 4 tokens for the oldest do not fit a budget of 60
         let some = build_prompt(None, &serde_json::json!({}), &history, 60);
         assert_eq!(some.messages.iter().map(|m| m.role).collect::<Vec<_>>(), ["assistant", "user"]);
-        assert_eq!(some.omitted, 1);
+        assert!(some.truncated);
         assert_eq!(some.estimated_tokens, 28);
         // the newest message goes out even when it alone is over budget
         let one = build_prompt(None, &serde_json::json!({}), &history, 1);

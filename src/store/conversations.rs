@@ -90,15 +90,79 @@ pub fn get_conversation(conn: &Connection, owner: &str, id: &str) -> ApiResult<O
         .optional()?)
 }
 
-/// Every live message of a conversation, oldest first (the caller has checked ownership).
-pub fn all_messages(conn: &Connection, conversation_id: &str) -> ApiResult<Vec<Message>> {
+/// Where a message sits in its conversation's order: `(created_at, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageKey {
+    pub created_at: String,
+    pub id: String,
+}
+
+impl MessageKey {
+    /// Before every message.
+    pub fn start() -> MessageKey {
+        MessageKey { created_at: String::new(), id: String::new() }
+    }
+
+    pub fn of(m: &Message) -> MessageKey {
+        MessageKey { created_at: m.created_at.clone(), id: m.id.clone() }
+    }
+}
+
+/// The key of the newest live message of a conversation (the caller has checked ownership).
+pub fn last_message_key(conn: &Connection, conversation_id: &str) -> ApiResult<Option<MessageKey>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT m.created_at, m.id FROM messages m INDEXED BY messages_conversation_created \
+             WHERE m.conversation_id = ?1 AND m.is_active = 1 ORDER BY m.created_at DESC, m.id DESC LIMIT 1",
+        )?
+        .query_row(params![conversation_id], |r| Ok(MessageKey { created_at: r.get(0)?, id: r.get(1)? }))
+        .optional()?)
+}
+
+/// Up to `limit` live messages of a conversation after `after` up to and including `until`,
+/// oldest first: one page of a walk through a conversation of any length (the caller has checked
+/// ownership).
+pub fn messages_between(
+    conn: &Connection,
+    conversation_id: &str,
+    after: &MessageKey,
+    until: &MessageKey,
+    limit: i64,
+) -> ApiResult<Vec<Message>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {MESSAGE_COLS} FROM messages m INDEXED BY messages_conversation_created \
-             WHERE m.conversation_id = ?1 AND m.is_active = 1 ORDER BY m.created_at, m.id"
+             WHERE m.conversation_id = ?1 AND m.is_active = 1 \
+             AND (m.created_at, m.id) > (?2, ?3) AND (m.created_at, m.id) <= (?4, ?5) \
+             ORDER BY m.created_at, m.id LIMIT ?6"
         ))?
-        .query_map(params![conversation_id], message_from_row)?
+        .query_map(
+            params![conversation_id, after.created_at, after.id, until.created_at, until.id, limit],
+            message_from_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Hands the live messages of a conversation up to and including `until` to `take`, newest
+/// first, until it answers `false`; no row after that is read (the caller has checked ownership).
+pub fn newest_messages(
+    conn: &Connection,
+    conversation_id: &str,
+    until: &MessageKey,
+    mut take: impl FnMut(Message) -> bool,
+) -> ApiResult<()> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages m INDEXED BY messages_conversation_created \
+         WHERE m.conversation_id = ?1 AND m.is_active = 1 AND (m.created_at, m.id) <= (?2, ?3) \
+         ORDER BY m.created_at DESC, m.id DESC"
+    ))?;
+    let rows = stmt.query_map(params![conversation_id, until.created_at, until.id], message_from_row)?;
+    for m in rows {
+        if !take(m?) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// One page of the live messages of `owner`'s conversation `id`, oldest first, with the

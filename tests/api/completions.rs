@@ -636,6 +636,49 @@ async fn only_the_owner_reaches_a_conversation_and_its_jobs() {
 }
 
 #[tokio::test]
+async fn replies_that_take_longer_than_the_connection_timeouts_are_not_cut() {
+    let (app, mock) = spawn_with(10, 8192, |c| {
+        c.server.header_read_timeout_seconds = 1;
+        c.server.idle_timeout_seconds = 1;
+    })
+    .await;
+    let (token, conv) = chat_setup(&app, "mia").await;
+    // a stream of 2.4 s, and a silent wait of 2.5 s for a stored reply: requests in flight
+    mock.then(slow(vec!["a", "b", "c", "d", "e", "f", "g", "h"], 300));
+    let events = Sse::open(start_stream(&app, &token, &conv, "Slowly")).await.rest().await;
+    assert_eq!(events.last().unwrap().event, "done");
+    assert_eq!(text_of(&events), "abcdefgh");
+    mock.then(Reply::Hang(Duration::from_millis(2500)));
+    let r = complete(&app, &token, &conv, "Take your time").await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn a_moved_user_keeps_nothing_of_the_old_organization() {
+    let (app, mock) = spawn_with_llm(10, 8192).await;
+    let admin = app.admin_token().await;
+    let agent_id = agent(&app, &admin, json!({"system_prompt": "Secret prompt of Default."})).await;
+    let (user, token) = app.member("mover").await;
+    let conv = conversation(&app, &token, &agent_id).await;
+    mock.then(Reply::Stream { pieces: vec!["ok"], delay: Duration::ZERO, usage: Some((3, 1)) });
+    assert_eq!(complete(&app, &token, &conv, "Before the move").await.status, 201);
+    assert_eq!(mock.seen().len(), 1);
+
+    let other = app.create_org("Elsewhere").await;
+    let r =
+        app.post_empty(&format!("/organizations/{other}/members/{}", user["id"].as_str().unwrap()), Some(&admin)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = complete(&app, &token, &conv, "After the move").await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(r.detail().contains("agent_config_id"), "{}", r.detail());
+    assert_eq!(mock.seen().len(), 1, "the old organization's provider was sent nothing");
+    assert_eq!(messages(&app, &token, &conv).await.len(), 2, "nothing was stored");
+    let old_org = app.default_org_id().await;
+    let r = app.get(&format!("/usage?organization_id={old_org}"), Some(&admin)).await;
+    assert_eq!(r.body["totals"]["requests"], 1, "nothing more is billed to the old organization");
+}
+
+#[tokio::test]
 async fn usage_sums_tokens_per_group_within_the_organization() {
     let (app, mock) = spawn_with_llm(10, 8192).await;
     let admin = app.admin_token().await;

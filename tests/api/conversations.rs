@@ -3,6 +3,8 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
+use copilot::{api::conversations::MessageRole, store::conversations::NewMessage};
+
 use crate::{agents::insert_project, helpers::*};
 
 async fn create_conversation(app: &TestApp, token: &str, body: Value) -> Value {
@@ -415,4 +417,54 @@ async fn concurrent_messages_are_all_kept_and_counted() {
     assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "oldest first");
     let conv = app.get(&format!("/conversations/{id}"), Some(&token)).await;
     assert_eq!(conv.body["message_count"], N as i64);
+}
+
+#[tokio::test]
+async fn a_long_conversation_is_served_whole_and_as_the_pages_list_it() {
+    let app = spawn_app().await;
+    let (user, token) = app.member("mia").await;
+    let c = create_conversation(&app, &token, json!({"title": "long", "context": {"k": [1, 2]}})).await;
+    let id = c["id"].as_str().unwrap().to_string();
+    // 45 messages of 100,000 characters (with characters JSON escapes), in groups sharing one
+    // timestamp so that ties fall on the boundaries of the server's reading steps; one deleted
+    let (owner, cid) = (user["id"].as_str().unwrap().to_string(), id.clone());
+    app.state
+        .db
+        .write(move |tx| {
+            for i in 0..45 {
+                let now = format!("2026-01-01T00:00:{:02}.000000Z", i / 3);
+                let content = format!("{i}\"\\\n\u{1}é{}", "x".repeat(100_000 - 5 - i.to_string().len()));
+                let role = if i % 2 == 0 { MessageRole::User } else { MessageRole::Assistant };
+                let new = NewMessage { role, content, metadata: json!({"i": i}).to_string() };
+                let m = copilot::store::conversations::insert_message(tx, &owner, &cid, &new, &now)?.unwrap();
+                if i == 20 {
+                    copilot::store::conversations::delete_message(tx, &owner, &cid, &m.id, &now)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let got = app.get(&format!("/conversations/{id}"), Some(&token)).await;
+    assert_eq!(got.status, 200);
+    assert!(got.header("content-type").unwrap().starts_with("application/json"));
+    let page = app.get(&format!("/conversations/{id}/messages?limit=100"), Some(&token)).await;
+    assert_eq!(page.body["total"], 44);
+    assert_eq!(got.body["messages"], page.body["data"], "every message, oldest first, as listed");
+    assert_eq!(got.body["messages"].as_array().unwrap().len(), 44);
+    assert_eq!(got.body["messages"][43]["content"].as_str().unwrap().chars().count(), 100_000);
+    let mut fields = got.body.clone();
+    fields.as_object_mut().unwrap().remove("messages");
+    let listed = app.get("/conversations", Some(&token)).await;
+    assert_eq!(fields, listed.body["data"][0], "the conversation's own fields");
+    assert_eq!(fields["message_count"], 44);
+
+    // without messages, and another user's: as before
+    let empty = create_conversation(&app, &token, json!({})).await;
+    let got = app.get(&format!("/conversations/{}", empty["id"].as_str().unwrap()), Some(&token)).await;
+    assert_eq!(got.body["messages"], json!([]));
+    let (_, other) = app.member("leo").await;
+    let r = app.get(&format!("/conversations/{id}"), Some(&other)).await;
+    assert_eq!(r.status, 404);
+    assert!(!r.detail().is_empty());
 }

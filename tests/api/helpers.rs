@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 
-use copilot::{AppState, build_app, config::Config};
-use poem::listener::{Acceptor, Listener, TcpListener};
+use copilot::{AppState, config::Config};
 use serde_json::{Value, json};
 
 pub const ADMIN_USERNAME: &str = "admin";
@@ -63,12 +62,10 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts a server on `config` (whose database lives in `dir`).
 pub async fn spawn_on(dir: tempfile::TempDir, config: Config) -> TestApp {
     let (state, _) = AppState::open(config).expect("app state");
-    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.expect("bind");
-    let addr = acceptor.local_addr()[0].as_socket_addr().copied().expect("socket address");
-    let app = build_app(state.clone());
-    tokio::spawn(async move {
-        let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
-    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("socket address");
+    // the production server loop, with the configured connection limits
+    tokio::spawn(copilot::serve_on(listener, state.clone(), std::future::pending()));
     TestApp { base: format!("http://{addr}"), client: reqwest::Client::new(), state, _dir: dir }
 }
 
