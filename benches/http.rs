@@ -12,6 +12,7 @@
 //! cargo bench --bench http -- --no-ceiling         # copilot alone (or BENCH_NO_CEILING=1)
 //! cargo bench --bench http -- --connections 64     # (or BENCH_CONNECTIONS=64)
 //! cargo bench --bench http -- --only auth_me,storm # some scenarios (or BENCH_ONLY=...)
+//! cargo bench --bench http -- --repeat 5           # interleaved runs: medians and spreads of the ratios
 //! ```
 
 use std::{
@@ -45,6 +46,8 @@ struct Opts {
     ceiling: bool,
     /// Only these scenarios (`storm` for the login storm); all when empty.
     only: Vec<String>,
+    /// Interleaved runs per scenario (copilot, ceiling, copilot, ceiling, ...).
+    repeat: usize,
 }
 
 impl Opts {
@@ -65,6 +68,7 @@ impl Opts {
             growth: args.iter().any(|a| a == "--growth") || std::env::var_os("BENCH_GROWTH").is_some(),
             only: value("--only", "BENCH_ONLY").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default(),
             ceiling: !(args.iter().any(|a| a == "--no-ceiling") || std::env::var_os("BENCH_NO_CEILING").is_some()),
+            repeat: value("--repeat", "BENCH_REPEAT").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1),
         }
     }
 }
@@ -114,6 +118,15 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
+    /// CPU time the process has used so far (user + system), from /proc/<pid>/stat.
+    fn cpu(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // the fields after the command name, which is in parentheses and may hold spaces
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()))
+    }
+
     /// SIGTERM (graceful: the WAL is checkpointed), SIGKILL if it does not stop.
     fn stop(mut self) {
         let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
@@ -127,6 +140,20 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// USER_HZ: 100 on every Linux this runs on; `getconf CLK_TCK` says for sure.
+fn clock_ticks_per_second() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 impl Drop for Server {
@@ -567,6 +594,8 @@ struct LoadResult {
     errors: u64,
     secs: f64,
     hist: Histogram<u64>,
+    /// Server CPU time per request, in microseconds (warm-up included in neither).
+    cpu_us: Option<f64>,
 }
 
 impl LoadResult {
@@ -636,6 +665,7 @@ async fn load(
         errors: 0,
         secs: duration.as_secs_f64(),
         hist: Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap(),
+        cpu_us: None,
     };
     for t in tasks {
         let (h, r, e) = t.await.unwrap();
@@ -827,25 +857,45 @@ fn main() {
         ceiling.as_ref().map(|c| format!(", ceiling pid {}", c.server.pid())).unwrap_or_default()
     );
 
-    // ---- scenarios, copilot then ceiling for each, so both see the same background noise
+    // ---- scenarios: copilot then ceiling, `repeat` times interleaved, so both see the same noise
     println!();
     println!(
-        "{:<20} {:>10} {:>9} {:>9} {:>7} | {:>10} {:>9} {:>9} {:>7} | {:>6}",
-        "scenario", "copilot/s", "p50 ms", "p99 ms", "errors", "ceiling/s", "p50 ms", "p99 ms", "errors", "ratio"
+        "{:<20} {:>10} {:>9} {:>9} {:>7} {:>8} | {:>10} {:>9} {:>9} {:>7} {:>8} | {:>6} {:>6}",
+        "scenario",
+        "copilot/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "cpu µs",
+        "ceiling/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "cpu µs",
+        "req/s",
+        "cpu"
     );
+    let mut summary = Vec::new();
     for i in 0..copilot.scenarios.len() {
         if !opts.wants(copilot.scenarios[i].name) {
             continue;
         }
-        let mut pair = Vec::new();
-        for t in std::iter::once(&copilot).chain(ceiling.as_ref()) {
-            let s = &t.scenarios[i];
-            rt.block_on(t.check(s));
-            let r = rt.block_on(load(t.server.addr, t.req(s), s.expect, opts.connections, opts.warmup, opts.duration));
-            pair.push(r);
-        }
         let name = if i == 0 && ceiling.is_some() { "status (ceil: hello)" } else { copilot.scenarios[i].name };
-        print_row(name, &pair);
+        let mut runs = Vec::new();
+        for _ in 0..opts.repeat {
+            let mut pair = Vec::new();
+            for t in std::iter::once(&copilot).chain(ceiling.as_ref()) {
+                let s = &t.scenarios[i];
+                rt.block_on(t.check(s));
+                pair.push(rt.block_on(measure(t, s, &opts)));
+            }
+            print_row(name, &pair);
+            runs.push(pair);
+        }
+        summary.push((name, runs));
+    }
+    if opts.repeat > 1 && ceiling.is_some() {
+        print_summary(&summary);
     }
 
     // ---- /auth/me during a login storm
@@ -936,20 +986,99 @@ fn finish(
     }
 }
 
+/// One timed load of a scenario, with the server's CPU time per request over the measured part.
+async fn measure(t: &Target, s: &Scenario, opts: &Opts) -> LoadResult {
+    let (addr, req) = (t.server.addr, t.req(s));
+    // the warm-up runs on its own, so that the CPU counted is the measured requests' only
+    load(addr, req.clone(), s.expect, opts.connections, Duration::ZERO, opts.warmup).await;
+    let before = t.server.cpu();
+    let mut r = load(addr, req, s.expect, opts.connections, Duration::ZERO, opts.duration).await;
+    let after = t.server.cpu();
+    if let (Some(b), Some(a)) = (before, after)
+        && r.requests > 0
+    {
+        r.cpu_us = Some((a - b).as_secs_f64() * 1e6 / r.requests as f64);
+    }
+    r
+}
+
 fn print_row(name: &str, pair: &[LoadResult]) {
+    let cpu = |r: &LoadResult| r.cpu_us.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into());
     let c = &pair[0];
-    let mut line = format!("{name:<20} {:>10.0} {:>9.2} {:>9.2} {:>7}", c.rps(), c.ms(0.5), c.ms(0.99), c.errors);
+    let mut line =
+        format!("{name:<20} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>8}", c.rps(), c.ms(0.5), c.ms(0.99), c.errors, cpu(c));
     if let Some(k) = pair.get(1) {
+        let cpu_ratio = match (c.cpu_us, k.cpu_us) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.2}x", b / a),
+            _ => "-".into(),
+        };
         line.push_str(&format!(
-            " | {:>10.0} {:>9.2} {:>9.2} {:>7} | {:>5.2}x",
+            " | {:>10.0} {:>9.2} {:>9.2} {:>7} {:>8} | {:>5.2}x {:>6}",
             k.rps(),
             k.ms(0.5),
             k.ms(0.99),
             k.errors,
-            c.rps() / k.rps()
+            cpu(k),
+            c.rps() / k.rps(),
+            cpu_ratio
         ));
     }
     println!("{line}");
+}
+
+/// Per scenario, the median of the interleaved runs' ratios and their spread (min..max). The
+/// CPU ratio is the ceiling's CPU time per request over copilot's: 1.0 is as efficient, above
+/// is better. A spread wider than 20 % of the median says the runs cannot tell such a difference.
+fn print_summary(summary: &[(&str, Vec<Vec<LoadResult>>)]) {
+    fn stats(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let median = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+        Some((median, v[0], v[v.len() - 1]))
+    }
+    println!();
+    println!(
+        "medians of {} interleaved runs (copilot ÷ ceiling; cpu: ceiling cpu/request ÷ copilot's)",
+        summary[0].1.len()
+    );
+    println!(
+        "{:<20} {:>8} {:>15} {:>8} {:>15} {:>10} {:>10}  verdict",
+        "scenario", "cpu", "cpu spread", "req/s", "req/s spread", "p50 ms", "p99 ms"
+    );
+    for (name, runs) in summary {
+        let cpu = stats(
+            runs.iter()
+                .filter_map(|p| match (p[0].cpu_us, p[1].cpu_us) {
+                    (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+                    _ => None,
+                })
+                .collect(),
+        );
+        let rps = stats(runs.iter().map(|p| p[0].rps() / p[1].rps()).collect()).expect("runs");
+        let p50 = stats(runs.iter().map(|p| p[0].ms(0.5)).collect()).expect("runs").0;
+        let p99 = stats(runs.iter().map(|p| p[0].ms(0.99)).collect()).expect("runs").0;
+        let (cpu_text, spread_text, verdict) = match cpu {
+            Some((m, lo, hi)) => {
+                let wide = (hi - lo) / m > 0.2;
+                let verdict = if wide {
+                    "spread too wide to conclude"
+                } else if m >= 0.9 {
+                    ">= 0.9: ok"
+                } else {
+                    "< 0.9"
+                };
+                (format!("{m:.2}x"), format!("{lo:.2}..{hi:.2}"), verdict)
+            }
+            None => ("-".into(), "-".into(), "no CPU figures"),
+        };
+        println!(
+            "{name:<20} {cpu_text:>8} {spread_text:>15} {:>7.2}x {:>15} {p50:>10.2} {p99:>10.2}  {verdict}",
+            rps.0,
+            format!("{:.2}..{:.2}", rps.1, rps.2)
+        );
+    }
 }
 
 /// Deep page (skip=9000) of a conversation of N messages and `search=user5` (11 matches) among
