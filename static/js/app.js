@@ -87,7 +87,7 @@ function buildShell() {
   });
   const who = h('span', { class: 'who' });
   const menu = h('details', { class: 'account' },
-    h('summary', { class: 'btn btn-sm account-summary', 'aria-label': 'Account menu' }, who),
+    h('summary', { class: 'btn btn-sm account-summary', title: 'Account menu' }, who),
     h('div', { class: 'account-menu' },
       button('Profile', () => { menu.open = false; editProfile(); }, { small: true }),
       button('Change password', () => { menu.open = false; changePassword(); }, { small: true }),

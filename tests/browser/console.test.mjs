@@ -5,6 +5,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+
+// axe-core's browser build, evaluated in the page (evaluate is not subject to the page's CSP)
+const AXE_SOURCE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const BASE = process.env.BASE_URL;
 const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD;
@@ -321,7 +325,7 @@ test('destructive actions ask first; API refusals show their detail', async () =
 test('sign out ends the session on the server too', async () => {
   const { access } = await sessionOf(admin);
   await admin.getByRole('button', { name: 'Sign out' }).isHidden();
-  await admin.getByLabel('Account menu').click();
+  await admin.getByTitle('Account menu').click();
   await admin.getByRole('button', { name: 'Sign out' }).click();
   await admin.waitForURL(/\/admin\/login/);
   await admin.locator('input[name=username]').waitFor();
@@ -644,6 +648,49 @@ test('dark colour scheme renders', async () => {
   const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
   assert.notEqual(bg, 'rgb(245, 246, 248)');
   await shot(page, 'dark-agents');
+});
+
+/** axe-core's WCAG 2.1 A/AA violations of impact serious or critical on the page as it is now. */
+async function axeViolations(page) {
+  await page.evaluate(AXE_SOURCE);
+  const result = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+  }));
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+test('every page passes axe-core (WCAG 2.1 A and AA: nothing serious or critical), light and dark', async () => {
+  const token = await adminToken();
+  const conversations = await api('GET', '/conversations?limit=1', token);
+  const pages = ['/admin/', '/admin/users', '/admin/organizations', '/admin/roles', '/admin/projects',
+    '/admin/agents', '/admin/conversations'];
+  if (conversations.body.data.length) pages.push(`/admin/conversations/${conversations.body.data[0].id}`);
+  const found = [];
+  for (const colorScheme of ['light', 'dark']) {
+    const page = await newPage({ colorScheme });
+    await page.goto('/admin/login');
+    await page.locator('input[name=username]').waitFor();
+    for (const v of await axeViolations(page)) found.push(`${colorScheme} /admin/login: ${v}`);
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    for (const p of pages) {
+      await page.goto(p);
+      await page.locator('header.topbar').waitFor();
+      await page.waitForLoadState('networkidle');
+      await page.waitForTimeout(200); // let the page's own rendering settle
+      for (const v of await axeViolations(page)) found.push(`${colorScheme} ${p}: ${v}`);
+    }
+  }
+  assert.deepEqual(found, []);
+});
+
+test('the API docs render under their CSP', async () => {
+  const page = await newPage();
+  await page.goto('/docs');
+  await page.locator('.opblock').first().waitFor();
+  assert.ok(await page.locator('.opblock').count() > 50, 'every operation is listed');
+  await shot(page, 'api-docs');
 });
 
 test('no script errors or CSP violations on any page', () => {
