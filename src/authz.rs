@@ -124,6 +124,10 @@ impl PermissionSet {
     pub fn names(self) -> Vec<String> {
         self.iter().map(|p| p.name().to_string()).collect()
     }
+    /// From comma-separated names, as `group_concat` gives them; unknown names are left out.
+    pub fn from_csv(names: Option<&str>) -> PermissionSet {
+        names.unwrap_or("").split(',').filter_map(Permission::from_name).collect()
+    }
     /// Every permission of `self` is one of `other`.
     pub fn is_subset(self, other: PermissionSet) -> bool {
         self.0 & !other.0 == 0

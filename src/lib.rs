@@ -379,6 +379,16 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let cfg = state.config.clone();
+    serve_app(listener, build_app(state), &cfg, shutdown).await
+}
+
+/// [`serve_on`] with the app already built.
+async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: impl Endpoint<Output = Response> + 'static,
+    cfg: &Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let mut limits = server::Limits::from_config(&cfg.server);
     // the cap must bind before the open-file limit does: accept() failing with EMFILE would
     // lock everyone out
@@ -396,7 +406,7 @@ pub async fn serve_on(
         }
     }
     let grace = Duration::from_secs(cfg.server.shutdown_timeout_seconds);
-    server::run(listener, build_app(state), limits, shutdown, grace).await
+    server::run(listener, app, limits, shutdown, grace).await
 }
 
 /// Binds, prints where it listens, and serves until SIGINT or SIGTERM; in-flight requests finish.
@@ -406,16 +416,19 @@ pub async fn serve(state: AppState, startup: Startup) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.bind))?;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| cfg.server.bind.clone());
+    // the signal handlers and the app are ready before the banner says we listen
+    let stop = shutdown_signal();
+    let app = build_app(state.clone());
     print_banner(&state, &startup, &addr);
     tokio::spawn(prune_periodically(state.clone()));
     let jobs = state.jobs.clone();
     // running completion jobs are stopped first, so their streams end and their partial replies
     // are stored before the database goes away
     let signal = async move {
-        shutdown_signal().await;
+        stop.await;
         jobs.shutdown(Duration::from_secs(10)).await;
     };
-    serve_on(listener, state, signal).await.map_err(|e| format!("server error: {e}"))?;
+    serve_app(listener, app, &cfg, signal).await.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -465,18 +478,24 @@ fn print_banner(state: &AppState, startup: &Startup, addr: &str) {
     println!("Ready. Stop with Ctrl-C.");
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Registers the SIGINT and SIGTERM handlers now (before the banner says we listen, a signal
+/// would otherwise kill the process mid-request) and resolves when one arrives.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (int, term) = (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok());
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(int) => {},
+            _ = wait(term) => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    authz::{CurrentUser, Permission, PermissionSet},
+    authz::{CurrentUser, PermissionSet},
     error::ApiResult,
 };
 
@@ -226,12 +226,7 @@ pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Op
                 role_name: r.get(4)?,
                 role_is_system: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
                 is_superuser: r.get(6)?,
-                permissions: perms
-                    .as_deref()
-                    .unwrap_or("")
-                    .split(',')
-                    .filter_map(Permission::from_name)
-                    .collect::<PermissionSet>(),
+                permissions: PermissionSet::from_csv(perms.as_deref()),
                 session_id: sid.to_string(),
                 created_at: r.get(10)?,
                 updated_at: r.get(11)?,

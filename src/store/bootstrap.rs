@@ -41,12 +41,7 @@ pub fn insert_system_roles(conn: &Connection, organization_id: &str, now: &str) 
              VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
         )?
         .execute(params![role_id, organization_id, name, description, now])?;
-        let mut grant = conn.prepare_cached(
-            "INSERT INTO role_permissions (role_id, permission_id) SELECT ?1, id FROM permissions WHERE name = ?2",
-        )?;
-        for p in perms {
-            grant.execute(params![role_id, p.name()])?;
-        }
+        crate::store::roles::replace_permissions(conn, &role_id, perms.iter().copied().collect())?;
     }
     Ok(())
 }
@@ -65,11 +60,17 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> ApiResult<bool> {
     let now = now();
     ensure_permissions(conn)?;
     let org_id = new_id();
-    conn.prepare_cached(
-        "INSERT INTO organizations (id, name, description, settings, is_active, created_at, updated_at) \
-         VALUES (?1, ?2, 'The organization that new registrations join', '{}', 1, ?3, ?3)",
-    )?
-    .execute(params![org_id, DEFAULT_ORG, now])?;
+    crate::store::organizations::insert_org(
+        conn,
+        &crate::store::organizations::NewOrg {
+            id: org_id.clone(),
+            name: DEFAULT_ORG.into(),
+            domain: None,
+            description: Some("The organization that new registrations join".into()),
+            settings: "{}".into(),
+            now: now.clone(),
+        },
+    )?;
     insert_system_roles(conn, &org_id, &now)?;
     let org_id_copy = org_id.clone();
     let admin_role = crate::store::users::role_id_by_name(conn, &org_id, "admin")?;

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
     api::roles::{PermissionInfo, Role},
-    authz::{Permission, PermissionSet, RoleKind, Scope},
+    authz::{PermissionSet, RoleKind, Scope},
     db::search_needle,
     error::{ApiError, ApiResult, conflict_on_unique, is_foreign_key_violation},
     pagination::Page,
@@ -21,7 +21,7 @@ const ROLE_NAME_TAKEN: &str = "A role with this name already exists in the organ
 fn role_from_row(r: &Row<'_>) -> rusqlite::Result<Role> {
     let names: Option<String> = r.get(5)?;
     // canonical order of Permission::ALL, whatever order group_concat used
-    let set: PermissionSet = names.as_deref().unwrap_or("").split(',').filter_map(Permission::from_name).collect();
+    let set = PermissionSet::from_csv(names.as_deref());
     Ok(Role {
         id: r.get(0)?,
         organization_id: r.get(1)?,
@@ -72,8 +72,7 @@ pub fn role_kind(conn: &Connection, organization_id: &str, role_id: &str) -> Api
         )?
         .query_row(params![role_id, organization_id], |r| {
             let names: Option<String> = r.get(2)?;
-            let perms = names.as_deref().unwrap_or("").split(',').filter_map(Permission::from_name).collect();
-            Ok(RoleKind::of(r.get(0)?, &r.get::<_, String>(1)?, perms))
+            Ok(RoleKind::of(r.get(0)?, &r.get::<_, String>(1)?, PermissionSet::from_csv(names.as_deref())))
         })
         .optional()?)
 }
@@ -131,7 +130,8 @@ pub fn update_role(conn: &Connection, id: &str, c: &RoleChanges, now: &str) -> A
     Ok(())
 }
 
-fn replace_permissions(conn: &Connection, role_id: &str, set: PermissionSet) -> ApiResult<()> {
+/// Makes `set` the whole permission set of the role (a new one, or one being replaced).
+pub fn replace_permissions(conn: &Connection, role_id: &str, set: PermissionSet) -> ApiResult<()> {
     conn.prepare_cached("DELETE FROM role_permissions WHERE role_id = ?1")?.execute([role_id])?;
     let mut grant = conn.prepare_cached(
         "INSERT INTO role_permissions (role_id, permission_id) SELECT ?1, id FROM permissions WHERE name = ?2",

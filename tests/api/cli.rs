@@ -110,10 +110,15 @@ async fn first_start_prints_the_url_and_a_generated_password_once() {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
-    // an expensive hash makes the login request slow enough to be in flight
+    // an expensive hash makes the login request slow enough to be in flight; the hash threads
+    // run at nice 19, so on a busy machine it may take long: the grace period covers that
     let (child, base, _) = start(
         dir.path(),
-        &[("COPILOT_BOOTSTRAP__ADMIN_PASSWORD", "admin-password-1"), ("COPILOT_AUTH__PBKDF2_ITERATIONS", "8000000")],
+        &[
+            ("COPILOT_BOOTSTRAP__ADMIN_PASSWORD", "admin-password-1"),
+            ("COPILOT_AUTH__PBKDF2_ITERATIONS", "3000000"),
+            ("COPILOT_SERVER__SHUTDOWN_TIMEOUT_SECONDS", "300"),
+        ],
     );
     let client = reqwest::Client::new();
     let login = tokio::spawn({
@@ -121,7 +126,7 @@ async fn sigterm_lets_in_flight_requests_finish() {
         async move { client.post(url).json(&json!({"username": "admin", "password": "admin-password-1"})).send().await }
     });
     // long enough for the request to arrive on a busy machine, well before its hash is done
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let resp = login.await.unwrap().expect("the in-flight request is answered");

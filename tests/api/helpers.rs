@@ -174,15 +174,17 @@ impl TestApp {
         self.state
             .db
             .write(move |tx| {
-                let id = copilot::db::new_id();
-                let now = copilot::db::now();
-                tx.execute(
-                    "INSERT INTO organizations (id, name, settings, is_active, created_at, updated_at) \
-                     VALUES (?1, ?2, '{}', 1, ?3, ?3)",
-                    rusqlite::params![id, name, now],
-                )?;
-                copilot::store::bootstrap::insert_system_roles(tx, &id, &now)?;
-                Ok(id)
+                let org = copilot::store::organizations::NewOrg {
+                    id: copilot::db::new_id(),
+                    name,
+                    domain: None,
+                    description: None,
+                    settings: "{}".into(),
+                    now: copilot::db::now(),
+                };
+                copilot::store::organizations::insert_org(tx, &org)?;
+                copilot::store::bootstrap::insert_system_roles(tx, &org.id, &org.now)?;
+                Ok(org.id)
             })
             .await
             .unwrap()
@@ -190,28 +192,15 @@ impl TestApp {
 
     /// A custom role of `org_id` holding `permissions`; returns its id.
     pub async fn create_role(&self, org_id: &str, name: &str, permissions: &[&str]) -> String {
-        let (org_id, name) = (org_id.to_string(), name.to_string());
-        let permissions: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
-        self.state
-            .db
-            .write(move |tx| {
-                let id = copilot::db::new_id();
-                let now = copilot::db::now();
-                tx.execute(
-                    "INSERT INTO roles (id, organization_id, name, is_system, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, 0, ?4, ?4)",
-                    rusqlite::params![id, org_id, name, now],
-                )?;
-                for p in &permissions {
-                    tx.execute(
-                        "INSERT INTO role_permissions (role_id, permission_id) SELECT ?1, id FROM permissions WHERE name = ?2",
-                        rusqlite::params![id, p],
-                    )?;
-                }
-                Ok(id)
-            })
-            .await
-            .unwrap()
+        let role = copilot::store::roles::NewRole {
+            id: copilot::db::new_id(),
+            organization_id: org_id.to_string(),
+            name: name.to_string(),
+            description: None,
+            permissions: permissions.iter().map(|p| copilot::authz::Permission::from_name(p).expect(p)).collect(),
+            now: copilot::db::now(),
+        };
+        self.state.db.write(move |tx| Ok(copilot::store::roles::insert_role(tx, &role)?.id)).await.unwrap()
     }
 
     /// A user of `org_id` holding the role named `role` (`admin`, `member` or a custom one),
