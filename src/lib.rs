@@ -7,6 +7,7 @@ pub mod authz;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod knowledge;
 pub mod llm;
 pub mod pagination;
 pub mod store;
@@ -46,6 +47,8 @@ pub struct AppState {
     /// The LLM providers of `[llm]` and the reply-generating jobs of this process.
     pub llm: Arc<llm::Providers>,
     pub jobs: Arc<llm::jobs::Jobs>,
+    /// The background worker that ingests uploaded documents.
+    pub ingest: Arc<knowledge::ingest::Ingestor>,
 }
 
 /// What start-up did that the operator must hear about once.
@@ -111,7 +114,21 @@ impl AppState {
         if interrupted > 0 {
             tracing::warn!(jobs = interrupted, "marked completion jobs of a previous run as failed");
         }
+        // one process serves the SQLite file: what a previous one was ingesting is redone
+        let requeued = db
+            .write_blocking(|tx| store::documents::requeue_interrupted(tx, &db::now()))
+            .map_err(|e| format!("recovering document ingestion: {}", e.detail))?;
+        if requeued > 0 {
+            tracing::warn!(documents = requeued, "resuming the ingestion of documents interrupted by a stop");
+        }
+        if !config.knowledge.embedding_model.is_empty() {
+            tracing::warn!(
+                model = %config.knowledge.embedding_model,
+                "[knowledge] embedding_model is set, but embeddings are not implemented yet: full-text retrieval only"
+            );
+        }
         let state = AppState {
+            ingest: knowledge::ingest::Ingestor::new(db.clone(), config.knowledge.embedding_model.clone()),
             llm: Arc::new(llm),
             jobs: Arc::default(),
             tokens: Arc::new(Tokens::new(
@@ -124,6 +141,13 @@ impl AppState {
             config: Arc::new(config),
         };
         Ok((state, startup))
+    }
+
+    /// Starts the background work of this process (document ingestion) on the current
+    /// runtime; `serve` calls it, and so do servers embedded in tests. Calling it again does
+    /// nothing.
+    pub fn start_background(&self) {
+        self.ingest.start();
     }
 }
 
@@ -138,6 +162,8 @@ type Apis = (
     api::conversations::ConversationsApi,
     api::completions::CompletionsApi,
     api::usage::UsageApi,
+    api::documents::DocumentsApi,
+    api::knowledge::KnowledgeApi,
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -152,6 +178,8 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
         api::conversations::ConversationsApi { state: state.clone() },
         api::completions::CompletionsApi { state: state.clone() },
         api::usage::UsageApi { state: state.clone() },
+        api::documents::DocumentsApi { state: state.clone() },
+        api::knowledge::KnowledgeApi { state: state.clone() },
     );
     OpenApiService::new(apis, "copilot", VERSION)
         .description(
@@ -208,7 +236,11 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .catch_all_error(catch_all)
         .with(NormalizePath::new(TrailingSlash::Trim))
-        .with(BodyLimit(cfg.server.body_limit_bytes))
+        .with(BodyLimit {
+            limit: cfg.server.body_limit_bytes,
+            // a document upload carries the file plus a little multipart framing
+            upload_limit: cfg.server.body_limit_bytes.max(cfg.knowledge.max_document_bytes() + 64 * 1024),
+        })
         .with(
             SetHeader::new()
                 .overriding("X-Content-Type-Options", "nosniff")
@@ -242,19 +274,23 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
 }
 
 /// Answers 413 for bodies over the limit (declared or streamed) and reads a body without a
-/// `Content-Type` as JSON.
-struct BodyLimit(usize);
+/// `Content-Type` as JSON. Document uploads (`POST /api/v1/documents`) get `upload_limit`.
+struct BodyLimit {
+    limit: usize,
+    upload_limit: usize,
+}
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
     type Output = BodyLimitEndpoint<E>;
     fn transform(&self, inner: E) -> Self::Output {
-        BodyLimitEndpoint { inner, limit: self.0 }
+        BodyLimitEndpoint { inner, limit: self.limit, upload_limit: self.upload_limit }
     }
 }
 
 struct BodyLimitEndpoint<E> {
     inner: E,
     limit: usize,
+    upload_limit: usize,
 }
 
 impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
@@ -262,16 +298,23 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let too_large = || error_response(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", None);
+        let limit = if req.method() == poem::http::Method::POST
+            && req.uri().path().trim_end_matches('/') == "/api/v1/documents"
+        {
+            self.upload_limit
+        } else {
+            self.limit
+        };
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         match declared {
-            Some(len) if len > self.limit => return Ok(too_large()),
+            Some(len) if len > limit => return Ok(too_large()),
             Some(_) => {}
             None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
-                match req.take_body().into_bytes_limit(self.limit).await {
+                match req.take_body().into_bytes_limit(limit).await {
                     Ok(bytes) => req.set_body(bytes),
                     Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
                     Err(e) => {
@@ -309,14 +352,21 @@ pub async fn serve(state: AppState, startup: Startup) -> Result<(), String> {
         .and_then(|a| a.as_socket_addr().copied())
         .map(|a| a.to_string())
         .unwrap_or_else(|| cfg.server.bind.clone());
-    print_banner(&state, &startup, &addr);
+    // the signal handlers and the app are ready before the banner says we listen: a SIGTERM
+    // right after it is graceful (the default action would kill the process mid-request), and a
+    // request sent at once is accepted before a shutdown closes the listener
+    let stop = shutdown_signal();
+    state.start_background();
     let jobs = state.jobs.clone();
-    let app = build_app(state);
+    let ingest = state.ingest.clone();
+    let app = build_app(state.clone());
+    print_banner(&state, &startup, &addr);
     // running completion jobs are stopped first, so their streams end and their partial replies
     // are stored before the database goes away
     let signal = async move {
-        shutdown_signal().await;
+        stop.await;
         jobs.shutdown(Duration::from_secs(10)).await;
+        ingest.shutdown(Duration::from_secs(10)).await;
     };
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, signal, Some(Duration::from_secs(cfg.server.shutdown_timeout_seconds)))
@@ -348,18 +398,23 @@ fn print_banner(state: &AppState, startup: &Startup, addr: &str) {
     println!("Ready. Stop with Ctrl-C.");
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Installs the SIGINT and SIGTERM handlers now; the future ends at the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (int, term) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = wait(int) => {},
+            _ = wait(term) => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -11,6 +11,8 @@ pub mod agents;
 pub mod auth;
 pub mod completions;
 pub mod conversations;
+pub mod documents;
+pub mod knowledge;
 pub mod organizations;
 pub mod projects;
 pub mod roles;
@@ -40,6 +42,10 @@ pub enum ApiTags {
     Completions,
     /// Tokens spent on generated replies
     Usage,
+    /// The knowledge base's documents
+    Documents,
+    /// Retrieval over the knowledge base
+    Knowledge,
 }
 
 /// 201 with the created resource.

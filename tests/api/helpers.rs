@@ -63,6 +63,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts a server on `config` (whose database lives in `dir`).
 pub async fn spawn_on(dir: tempfile::TempDir, config: Config) -> TestApp {
     let (state, _) = AppState::open(config).expect("app state");
+    state.start_background();
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.expect("bind");
     let addr = acceptor.local_addr()[0].as_socket_addr().copied().expect("socket address");
     let app = build_app(state.clone());

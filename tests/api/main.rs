@@ -8,6 +8,8 @@ mod auth;
 mod cli;
 mod completions;
 mod conversations;
+mod documents;
+mod knowledge;
 mod organizations;
 mod projects;
 mod roles;
