@@ -304,10 +304,31 @@ async fn start_job(
         .await?;
     let (conversation, agent, provider, user_message, history) = prepared;
 
-    let prompt =
-        build_prompt(agent.system_prompt.as_deref(), &conversation.context, &history, provider.max_context_tokens);
+    // knowledge base passages (SPEC §7) take at most half of the budget; history gets the rest
+    let knowledge = crate::knowledge::prompt::for_completion(
+        &state.db,
+        &conversation.organization_id,
+        &agent.knowledge_base,
+        &user_message.content,
+        provider.max_context_tokens / 2,
+    )
+    .await;
+    let knowledge_tokens = knowledge.as_ref().map_or(0, |k| k.tokens);
+    let mut prompt = build_prompt(
+        agent.system_prompt.as_deref(),
+        &conversation.context,
+        &history,
+        provider.max_context_tokens.saturating_sub(knowledge_tokens),
+    );
     let handle = JobHandle::new(job_id.clone(), conversation.id.clone(), owner.clone());
     handle.push("user_message", json!({"job_id": job_id, "message": jobs::message_json(&user_message)}));
+    let citations = knowledge.map(|k| {
+        // the sources go just before the user's message
+        prompt.messages.insert(prompt.messages.len().saturating_sub(1), k.message);
+        prompt.estimated_tokens += k.tokens;
+        handle.push("citations", json!({"job_id": job_id, "citations": k.citations}));
+        k.citations
+    });
     let spec = JobSpec {
         handle: handle.clone(),
         request: ChatRequest {
@@ -318,6 +339,7 @@ async fn start_job(
         },
         provider,
         estimated_prompt_tokens: prompt.estimated_tokens,
+        citations,
     };
     jobs::spawn(state.jobs.clone(), state.db.clone(), state.llm.http.clone(), spec);
     Ok(handle)

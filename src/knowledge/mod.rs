@@ -1,10 +1,11 @@
 //! The knowledge base (SPEC §7, issue 12): what a document is made of, how its text is taken
 //! out (`extract`), cut into passages (`chunk`), indexed in the background (`ingest`), and
-//! found again (`search`).
+//! found again (`search`), also for the completions of an agent (`prompt`).
 
 pub mod chunk;
 pub mod extract;
 pub mod ingest;
+pub mod prompt;
 pub mod search;
 
 use serde_json::Value;

@@ -1,8 +1,11 @@
-//! `/knowledge/search` (SPEC §7): BM25 passages with page and heading, the organization and
-//! scope applied in the query.
-use serde_json::Value;
+//! `/knowledge/search` and cited answers (SPEC §7): BM25 passages with page and heading, the
+//! organization and scope applied in the query, and completions that put exactly the cited
+//! passages in the prompt, against the scripted provider of the completions tests.
+use copilot::config::LlmProviderConfig;
+use serde_json::{Value, json};
 
 use crate::{
+    completions::mock::{MODEL, spawn_mock},
     documents::{HANDBOOK_MD, pdf, upload, upload_text, wait_ingested},
     helpers::*,
 };
@@ -77,4 +80,201 @@ async fn search_parameters_are_validated() {
     }
     assert_eq!(search(&app, &admin, &format!("q={}&limit=50", "a".repeat(1000))).await.status, 200);
     assert_eq!(search(&app, &admin, "q=x").await.body["limit"], 10);
+}
+
+#[tokio::test]
+async fn agent_knowledge_base_ids_must_be_of_the_organization() {
+    let app = spawn_app().await;
+    let org_b = app.create_org("Org B").await;
+    let admin_b = app.create_user_in(&org_b, "admin_b", "admin").await.1;
+    let admin = app.admin_token().await;
+    let mine = upload_text(&app, &admin, "Mine", "My words.", "text/plain").await["id"].as_str().unwrap().to_string();
+    let theirs =
+        upload_text(&app, &admin_b, "Theirs", "Their words.", "text/plain").await["id"].as_str().unwrap().to_string();
+    let their_project = app.post("/projects", Some(&admin_b), json!({"name": "pb"})).await.id();
+    let agent = |kb: Value| json!({"name": "a", "agent_type": "hr", "knowledge_base": kb});
+
+    let r = app
+        .post("/agent-configs", Some(&admin), agent(json!({"enabled": true, "document_ids": [mine], "top_k": 3})))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.id();
+    for (kb, field) in [
+        (json!({"enabled": true, "document_ids": [theirs]}), "knowledge_base.document_ids"),
+        (json!({"enabled": true, "project_ids": [their_project]}), "knowledge_base.project_ids"),
+        (json!({"enabled": true, "document_ids": ["nope"]}), "knowledge_base.document_ids"),
+        (json!({"enabled": true, "top_k": 0}), "knowledge_base.top_k"),
+        (json!({"enabled": true, "top_k": 21}), "knowledge_base.top_k"),
+        (json!({"enabled": "yes"}), "knowledge_base.enabled"),
+    ] {
+        let r = app.post("/agent-configs", Some(&admin), agent(kb.clone())).await;
+        assert_eq!(r.status, 400, "{kb}: {:?}", r.body);
+        assert!(r.detail().contains(field), "{kb}: {}", r.detail());
+        let r = app.put(&format!("/agent-configs/{id}"), Some(&admin), json!({"knowledge_base": kb})).await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+    }
+    // nothing changed
+    let r = app.get(&format!("/agent-configs/{id}"), Some(&admin)).await;
+    assert_eq!(r.body["knowledge_base"], json!({"enabled": true, "document_ids": [mine], "top_k": 3}));
+}
+
+fn provider(url: &str) -> LlmProviderConfig {
+    LlmProviderConfig {
+        name: "mock".into(),
+        base_url: url.into(),
+        api_key_env: String::new(),
+        models: vec![MODEL.into()],
+        timeout_seconds: 10,
+        max_context_tokens: 8192,
+    }
+}
+
+/// The text of every message the provider was sent, joined.
+fn sent_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn completions_cite_the_passages_they_send_and_only_their_organizations() {
+    let (mock, url) = spawn_mock().await;
+    let app = spawn_app_with(|c| c.llm.providers = vec![provider(&url)]).await;
+    let org_a = app.create_org("Org A").await;
+    let org_b = app.create_org("Org B").await;
+    let admin_a = app.create_user_in(&org_a, "admin_a", "admin").await.1;
+    let admin_b = app.create_user_in(&org_b, "admin_b", "admin").await.1;
+    let doc_a = upload(&app, &admin_a, "handbook.md", "text/markdown", HANDBOOK_MD.into(), &[]).await.id();
+    // org B has a document on the same subject: it must never reach org A's prompts
+    let doc_b =
+        upload_text(&app, &admin_b, "B handbook", "Org B staff get ninety vacation days (B-SECRET).", "text/plain")
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    wait_ingested(&app, &admin_a, &doc_a).await;
+    wait_ingested(&app, &admin_b, &doc_b).await;
+
+    let agent = app
+        .post(
+            "/agent-configs",
+            Some(&admin_a),
+            json!({"name": "hr", "agent_type": "hr", "llm_model": MODEL, "system_prompt": "Be helpful.",
+                   "knowledge_base": {"enabled": true, "top_k": 2}}),
+        )
+        .await
+        .id();
+    let conv = app.post("/conversations", Some(&admin_a), json!({"agent_config_id": agent})).await.id();
+
+    // waiting for the stored reply
+    let r = app
+        .post(
+            &format!("/conversations/{conv}/completions"),
+            Some(&admin_a),
+            json!({"content": "How many vacation days?"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let citations = r.body["metadata"]["citations"].as_array().expect("citations in the metadata").clone();
+    assert!(!citations.is_empty() && citations.len() <= 2, "{citations:?}");
+    assert_eq!(citations[0]["document_id"], doc_a.as_str());
+    assert_eq!(citations[0]["document_title"], "handbook.md");
+    assert!(citations[0]["snippet"].as_str().unwrap().contains("twenty-five vacation days"));
+    assert!(citations[0]["chunk_id"].is_string() && citations[0]["score"].is_number());
+    assert!(citations.iter().all(|c| c["document_id"] != doc_b.as_str()));
+    let seen = mock.seen();
+    let body = &seen.last().unwrap().body;
+    let sent = sent_text(body);
+    assert!(sent.contains("twenty-five vacation days") && sent.contains("<source id=\"1\""), "{sent}");
+    assert!(!sent.contains("B-SECRET"), "another organization's passage was sent: {sent}");
+    // the sources come right before the user's message
+    let msgs = body["messages"].as_array().unwrap();
+    assert_eq!(msgs[msgs.len() - 1]["content"], "How many vacation days?");
+    assert_eq!(msgs[msgs.len() - 2]["role"], "system");
+    assert!(msgs[msgs.len() - 2]["content"].as_str().unwrap().contains("<source"));
+    // stored with the message
+    let r = app.get(&format!("/conversations/{conv}/messages"), Some(&admin_a)).await;
+    assert_eq!(r.body["data"][1]["metadata"]["citations"], json!(citations));
+
+    // streamed: `citations` comes before the first `delta`, and again in `done`
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/v1/conversations/{conv}/completions")))
+        .bearer_auth(&admin_a)
+        .json(&json!({"content": "What about vacation days again?", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let events: Vec<(String, Value)> = text
+        .split("\n\n")
+        .filter_map(|block| {
+            let event = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data: String = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            Some((event.to_string(), serde_json::from_str(&data).unwrap()))
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    let at = |name: &str| names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no {name} in {names:?}"));
+    assert!(at("citations") < at("delta"), "{names:?}");
+    let streamed = &events[at("citations")].1["citations"];
+    assert_eq!(streamed[0]["document_id"], doc_a.as_str());
+    let done = &events[at("done")].1;
+    assert_eq!(&done["citations"], streamed);
+    assert_eq!(&done["message"]["metadata"]["citations"], streamed);
+
+    // an agent without the knowledge base sends no sources and stores no citations
+    let plain = app
+        .post("/agent-configs", Some(&admin_a), json!({"name": "plain", "agent_type": "hr", "llm_model": MODEL}))
+        .await
+        .id();
+    let conv = app.post("/conversations", Some(&admin_a), json!({"agent_config_id": plain})).await.id();
+    let r = app
+        .post(
+            &format!("/conversations/{conv}/completions"),
+            Some(&admin_a),
+            json!({"content": "How many vacation days?"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert!(r.body["metadata"].get("citations").is_none());
+    assert!(!sent_text(&mock.seen().last().unwrap().body).contains("<source"));
+}
+
+#[tokio::test]
+async fn an_agent_scoped_to_documents_cites_only_those() {
+    let (mock, url) = spawn_mock().await;
+    let app = spawn_app_with(|c| c.llm.providers = vec![provider(&url)]).await;
+    let admin = app.admin_token().await;
+    let a = upload_text(&app, &admin, "Alpha", "Parking spots are assigned by lottery.", "text/plain").await;
+    let b = upload_text(&app, &admin, "Beta", "Parking is free on weekends.", "text/plain").await;
+    let (a, b) = (a["id"].as_str().unwrap().to_string(), b["id"].as_str().unwrap().to_string());
+    wait_ingested(&app, &admin, &a).await;
+    wait_ingested(&app, &admin, &b).await;
+    let agent = app
+        .post(
+            "/agent-configs",
+            Some(&admin),
+            json!({"name": "p", "agent_type": "hr", "llm_model": MODEL, "knowledge_base": {"enabled": true, "document_ids": [b]}}),
+        )
+        .await
+        .id();
+    let conv = app.post("/conversations", Some(&admin), json!({"agent_config_id": agent})).await.id();
+    let r = app
+        .post(&format!("/conversations/{conv}/completions"), Some(&admin), json!({"content": "parking rules"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let cited: Vec<&str> = r.body["metadata"]["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["document_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(cited, [b.as_str()]);
+    assert!(!sent_text(&mock.seen().last().unwrap().body).contains("lottery"));
 }
