@@ -278,3 +278,51 @@ async fn an_agent_scoped_to_documents_cites_only_those() {
     assert_eq!(cited, [b.as_str()]);
     assert!(!sent_text(&mock.seen().last().unwrap().body).contains("lottery"));
 }
+
+/// The retrieval evaluation shipped in tests/eval: twelve handbook pages and questions, each with
+/// the page that answers it. Prints recall@5 and MRR (`cargo test --test api retrieval_quality --
+/// --nocapture`); full-text retrieval must find the right page in its top 5 for 80% of them.
+#[tokio::test]
+async fn retrieval_quality_on_the_evaluation_set() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/eval");
+    let mut names = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(dir.join("corpus")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let r = upload(&app, &admin, &name, "text/markdown", std::fs::read(&path).unwrap(), &[]).await;
+        assert_eq!(r.status, 201, "{name}: {:?}", r.body);
+        names.insert(r.id(), name);
+    }
+    for id in names.keys() {
+        assert_eq!(wait_ingested(&app, &admin, id).await["status"], "ready");
+    }
+    let queries: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("queries.json")).unwrap()).unwrap();
+    let (mut hits, mut reciprocal, mut misses) = (0usize, 0f64, vec![]);
+    for q in &queries {
+        let (question, expected) = (q["q"].as_str().unwrap(), q["doc"].as_str().unwrap());
+        let req = app.client.get(app.url("/api/v1/knowledge/search")).bearer_auth(&admin);
+        let r = app.send(req.query(&[("q", question), ("limit", "5")])).await;
+        let rank = passages(&r)
+            .iter()
+            .position(|p| names.get(p["document_id"].as_str().unwrap()).map(String::as_str) == Some(expected));
+        match rank {
+            Some(i) => {
+                hits += 1;
+                reciprocal += 1.0 / (i + 1) as f64;
+            }
+            None => misses.push(question),
+        }
+    }
+    let n = queries.len() as f64;
+    let (recall, mrr) = (hits as f64 / n, reciprocal / n);
+    println!(
+        "retrieval evaluation, full text: {} queries over {} documents: recall@5 = {recall:.3}, MRR = {mrr:.3}; \
+         missed: {misses:?}",
+        queries.len(),
+        names.len()
+    );
+    assert!(recall >= 0.8, "full-text recall@5 {recall:.3} < 0.8; missed {misses:?}");
+}
