@@ -70,3 +70,15 @@ CREATE TRIGGER chunks_au AFTER UPDATE ON chunks BEGIN
     INSERT INTO chunks_fts (chunks_fts, rowid, heading, text) VALUES ('delete', old.id, old.heading, old.text);
     INSERT INTO chunks_fts (rowid, heading, text) VALUES (new.id, new.heading, new.text);
 END;
+
+-- One vector space per (embedding model, dimension): its vectors live in the vec0 table named
+-- here, created at run time once the first /embeddings answer gives the dimension (a vec0
+-- table's dimension is fixed). `state`: the model of [knowledge] embedding_model is `active`.
+CREATE TABLE embedding_spaces (
+    id         INTEGER PRIMARY KEY,
+    model      TEXT NOT NULL,
+    dims       INTEGER NOT NULL,
+    table_name TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    UNIQUE (model, dims)
+);

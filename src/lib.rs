@@ -121,14 +121,9 @@ impl AppState {
         if requeued > 0 {
             tracing::warn!(documents = requeued, "resuming the ingestion of documents interrupted by a stop");
         }
-        if !config.knowledge.embedding_model.is_empty() {
-            tracing::warn!(
-                model = %config.knowledge.embedding_model,
-                "[knowledge] embedding_model is set, but embeddings are not implemented yet: full-text retrieval only"
-            );
-        }
+        let embedder = llm::embeddings::Embedder::new(&config.knowledge.embedding_model, &llm)?.map(Arc::new);
         let state = AppState {
-            ingest: knowledge::ingest::Ingestor::new(db.clone(), config.knowledge.embedding_model.clone()),
+            ingest: knowledge::ingest::Ingestor::new(db.clone(), embedder),
             llm: Arc::new(llm),
             jobs: Arc::default(),
             tokens: Arc::new(Tokens::new(

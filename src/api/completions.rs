@@ -307,6 +307,7 @@ async fn start_job(
     // knowledge base passages (SPEC §7) take at most half of the budget; history gets the rest
     let knowledge = crate::knowledge::prompt::for_completion(
         &state.db,
+        state.ingest.embedder.as_deref(),
         &conversation.organization_id,
         &agent.knowledge_base,
         &user_message.content,

@@ -11,7 +11,6 @@ use crate::{
     error::{ApiError, ApiResult},
     knowledge::search,
     pagination::{ListResponse, Page},
-    store::documents::SearchScope,
     validate,
 };
 
@@ -26,7 +25,8 @@ pub struct Passage {
     /// Heading path, "H1 > H2"; empty when none
     pub heading: String,
     pub text: String,
-    /// Higher is better: −BM25 for full-text ranking
+    /// Higher is better: −BM25 for full-text ranking alone, the reciprocal rank fusion of the
+    /// full-text and vector rankings when an embedding model is configured
     pub score: f64,
 }
 
@@ -70,14 +70,8 @@ impl KnowledgeApi {
         }
         let project_ids: Vec<String> = validate::filter_id(project_id.0).into_iter().collect();
         let document_ids: Vec<String> = validate::filter_id(document_id.0).into_iter().collect();
-        let passages = self
-            .state
-            .db
-            .read(move |c| {
-                let s = SearchScope { scope: &scope, project_ids: &project_ids, document_ids: &document_ids };
-                search::search(c, &s, &q, limit as usize)
-            })
-            .await?;
+        let query = search::Query { scope, project_ids, document_ids, text: q, limit: limit as usize };
+        let passages = search::retrieve(&self.state.db, self.state.ingest.embedder.as_deref(), query).await?;
         let total = passages.len() as i64;
         Ok(Json(Page { skip: 0, limit }.wrap(passages, total)))
     }

@@ -21,7 +21,8 @@ use super::{Format, PIPELINE_VERSION, chunk, extract};
 use crate::{
     db::{self, Db, new_id, now},
     error::ApiResult,
-    store,
+    llm::embeddings::Embedder,
+    store::{self, documents::Vectors},
 };
 
 const LEASE: Duration = Duration::from_secs(300);
@@ -32,7 +33,8 @@ const MAX_ATTEMPTS: i64 = 3;
 
 pub struct Ingestor {
     db: Db,
-    embedding_model: String,
+    /// `[knowledge] embedding_model`, when a provider serves it: chunks are embedded too.
+    pub embedder: Option<Arc<Embedder>>,
     wake: Notify,
     stop: watch::Sender<bool>,
     started: AtomicBool,
@@ -44,10 +46,10 @@ fn lease_until() -> String {
 }
 
 impl Ingestor {
-    pub fn new(db: Db, embedding_model: String) -> Arc<Ingestor> {
+    pub fn new(db: Db, embedder: Option<Arc<Embedder>>) -> Arc<Ingestor> {
         Arc::new(Ingestor {
             db,
-            embedding_model,
+            embedder,
             wake: Notify::new(),
             stop: watch::Sender::new(false),
             started: AtomicBool::new(false),
@@ -129,19 +131,37 @@ impl Ingestor {
                 }
             }
         };
-        let indexed_key = format!("{sha256}:{PIPELINE_VERSION}:{}", self.embedding_model);
+        let model = self.embedder.as_ref().map(|e| e.model.clone()).unwrap_or_default();
         let (doc_id, t) = (id.clone(), token.clone());
         let committed = match result {
             Ok(out) => {
                 let chunks = out.chunks.len();
+                // a provider outage leaves the document searchable by full text, and says so
+                let (vectors, error) = match &self.embedder {
+                    None => (None, None),
+                    Some(e) => match e.embed(&embedding_texts(&out.chunks)).await {
+                        Ok(v) => (Some(v), None),
+                        Err(why) => {
+                            tracing::warn!(document_id = %id, error = %why, "embedding the chunks failed");
+                            (None, Some(format!("embedding failed ({why}); full-text search only until reindexed")))
+                        }
+                    },
+                };
+                let indexed_key = match &vectors {
+                    Some(_) => format!("{sha256}:{PIPELINE_VERSION}:{model}"),
+                    None => format!("{sha256}:{PIPELINE_VERSION}:"),
+                };
                 let ok = self
                     .db
                     .write(move |tx| {
+                        let vectors = vectors.as_deref().map(|v| Vectors { model: &model, vectors: v });
                         store::documents::commit_chunks(
                             tx,
                             &doc_id,
                             &t,
                             &out.chunks,
+                            vectors,
+                            error.as_deref(),
                             out.page_count,
                             &indexed_key,
                             &now(),
@@ -161,6 +181,14 @@ impl Ingestor {
         }
         Ok(true)
     }
+}
+
+/// What is embedded for a chunk: its heading path, then its text.
+fn embedding_texts(chunks: &[chunk::ChunkDraft]) -> Vec<String> {
+    chunks
+        .iter()
+        .map(|c| if c.heading.is_empty() { c.text.clone() } else { format!("{}\n\n{}", c.heading, c.text) })
+        .collect()
 }
 
 pub struct Processed {

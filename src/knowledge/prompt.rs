@@ -9,8 +9,10 @@ use crate::{
     api::knowledge::Passage,
     authz::Scope,
     db::Db,
-    llm::context::{ChatMessage, estimate_tokens},
-    store::documents::SearchScope,
+    llm::{
+        context::{ChatMessage, estimate_tokens},
+        embeddings::Embedder,
+    },
 };
 
 /// The passages given to the model for one completion.
@@ -29,6 +31,7 @@ const SNIPPET_CHARS: usize = 200;
 /// and answers with no passages: the reply is still generated.
 pub async fn for_completion(
     db: &Db,
+    embedder: Option<&Embedder>,
     organization_id: &str,
     knowledge_base: &Value,
     question: &str,
@@ -38,15 +41,14 @@ pub async fn for_completion(
     if !kb.enabled {
         return None;
     }
-    let (org, q) = (organization_id.to_string(), question.to_string());
-    let top_k = kb.top_k;
-    let found = db
-        .read(move |c| {
-            let scope = Scope::Org(org);
-            let s = SearchScope { scope: &scope, project_ids: &kb.project_ids, document_ids: &kb.document_ids };
-            search::search(c, &s, &q, top_k)
-        })
-        .await;
+    let query = search::Query {
+        scope: Scope::Org(organization_id.to_string()),
+        limit: kb.top_k,
+        project_ids: kb.project_ids,
+        document_ids: kb.document_ids,
+        text: question.to_string(),
+    };
+    let found = search::retrieve(db, embedder, query).await;
     let passages = found.unwrap_or_else(|e| {
         tracing::error!(error = %e.detail, "knowledge retrieval failed; answering without passages");
         vec![]

@@ -219,6 +219,7 @@ pub fn request_reindex(conn: &Connection, scope: &Scope, id: &str, now: &str) ->
 /// Deletes a document of the scope with its file and chunks (the FTS rows follow by trigger).
 pub fn delete_document(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<()> {
     find_document(conn, scope, id)?;
+    delete_vectors(conn, id)?;
     conn.prepare_cached("DELETE FROM chunks WHERE document_id = ?1")?.execute(params![id])?;
     conn.prepare_cached("DELETE FROM document_files WHERE document_id = ?1")?.execute(params![id])?;
     conn.prepare_cached("DELETE FROM documents WHERE id = ?1")?.execute(params![id])?;
@@ -315,31 +316,36 @@ pub fn renew_lease(conn: &Connection, id: &str, token: &str, lease_until: &str) 
 
 /// Replaces the document's chunks with `chunks` and marks it ready, only while `token` holds
 /// the lease (fenced): `false` means the lease was lost and nothing was written.
+#[allow(clippy::too_many_arguments)]
 pub fn commit_chunks(
     conn: &Connection,
     id: &str,
     token: &str,
     chunks: &[ChunkDraft],
+    vectors: Option<Vectors<'_>>,
+    error: Option<&str>,
     page_count: Option<i64>,
     indexed_key: &str,
     now: &str,
 ) -> ApiResult<bool> {
     let owner: Option<(String, Option<String>)> = conn
         .prepare_cached(
-            "UPDATE documents SET status = 'ready', error = NULL, chunk_count = ?3, page_count = ?4, indexed_key = ?5, \
+            "UPDATE documents SET status = 'ready', error = ?7, chunk_count = ?3, page_count = ?4, indexed_key = ?5, \
              lease_token = NULL, lease_until = NULL, updated_at = ?6 WHERE id = ?1 AND lease_token = ?2 \
              AND status = 'processing' RETURNING organization_id, project_id",
         )?
-        .query_row(params![id, token, chunks.len() as i64, page_count, indexed_key, now], |r| {
+        .query_row(params![id, token, chunks.len() as i64, page_count, indexed_key, now, error], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
     let Some((organization_id, project_id)) = owner else { return Ok(false) };
+    delete_vectors(conn, id)?;
     conn.prepare_cached("DELETE FROM chunks WHERE document_id = ?1")?.execute(params![id])?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO chunks (public_id, document_id, organization_id, project_id, ordinal, page, heading, text, \
          token_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
+    let mut rowids = Vec::with_capacity(chunks.len());
     for (i, c) in chunks.iter().enumerate() {
         insert.execute(params![
             new_id(),
@@ -352,8 +358,86 @@ pub fn commit_chunks(
             c.text,
             c.token_count
         ])?;
+        rowids.push(conn.last_insert_rowid());
+    }
+    if let Some(v) = vectors.filter(|v| v.vectors.len() == rowids.len() && !v.vectors.is_empty()) {
+        let table = ensure_space(conn, v.model, v.vectors[0].len(), now)?;
+        let mut insert = conn.prepare_cached(&format!(
+            "INSERT INTO {table} (chunk_id, organization_id, document_id, project_id, embedding) \
+             VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))?;
+        for (rowid, vector) in rowids.iter().zip(v.vectors) {
+            insert.execute(params![
+                rowid,
+                organization_id,
+                id,
+                project_id.as_deref().unwrap_or(""),
+                vector_blob(vector)
+            ])?;
+        }
     }
     Ok(true)
+}
+
+/// The embeddings of a document's chunks, in chunk order, from `model`.
+#[derive(Clone, Copy)]
+pub struct Vectors<'a> {
+    pub model: &'a str,
+    pub vectors: &'a [Vec<f32>],
+}
+
+fn vector_blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+/// The vec0 table of the vector space (model, dims), if it exists.
+pub fn space_table(conn: &Connection, model: &str, dims: usize) -> ApiResult<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT table_name FROM embedding_spaces WHERE model = ?1 AND dims = ?2")?
+        .query_row(params![model, dims as i64], |r| r.get(0))
+        .optional()?)
+}
+
+/// The vec0 table of (model, dims), created on first use: a vec0 table's dimension is fixed, so
+/// each model (and dimension) gets its own, and changing the model never mixes vectors.
+fn ensure_space(conn: &Connection, model: &str, dims: usize, now: &str) -> ApiResult<String> {
+    if let Some(table) = space_table(conn, model, dims)? {
+        return Ok(table);
+    }
+    conn.prepare_cached("INSERT INTO embedding_spaces (model, dims, table_name, created_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![model, dims as i64, format!("pending-{}", new_id()), now])?;
+    let table = format!("chunk_vec_{}", conn.last_insert_rowid());
+    conn.prepare_cached("UPDATE embedding_spaces SET table_name = ?1 WHERE id = ?2")?
+        .execute(params![table, conn.last_insert_rowid()])?;
+    // partitioned by organization only: each partition value preallocates a block of vectors
+    conn.execute_batch(&format!(
+        "CREATE VIRTUAL TABLE {table} USING vec0(chunk_id INTEGER PRIMARY KEY, organization_id TEXT PARTITION KEY, \
+         document_id TEXT, project_id TEXT, embedding float[{dims}] distance_metric=cosine)"
+    ))?;
+    Ok(table)
+}
+
+/// Removes the vectors of a document's current chunks from every vector space (vec0 rows have
+/// no foreign key; deleting by primary key avoids a scan of the metadata column).
+fn delete_vectors(conn: &Connection, document_id: &str) -> ApiResult<()> {
+    let tables: Vec<String> = conn
+        .prepare_cached("SELECT table_name FROM embedding_spaces")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = conn
+        .prepare_cached("SELECT id FROM chunks WHERE document_id = ?1")?
+        .query_map(params![document_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for table in &tables {
+        let mut delete = conn.prepare_cached(&format!("DELETE FROM {table} WHERE chunk_id = ?1"))?;
+        for id in &ids {
+            delete.execute(params![id])?;
+        }
+    }
+    Ok(())
 }
 
 /// Marks the document failed with `error` (fenced like [`commit_chunks`]); its chunks go.
@@ -365,6 +449,7 @@ pub fn commit_failure(conn: &Connection, id: &str, token: &str, error: &str, now
         )?
         .execute(params![id, token, error, now])?;
     if n == 1 {
+        delete_vectors(conn, id)?;
         conn.prepare_cached("DELETE FROM chunks WHERE document_id = ?1")?.execute(params![id])?;
     }
     Ok(n == 1)
@@ -383,18 +468,57 @@ pub struct SearchScope<'a> {
 
 /// The best `limit` passages for the FTS5 query `fts` (see `knowledge::search::fts5_query`),
 /// BM25 with the heading weighted 2, best first; `score` is −bm25 (higher is better).
-pub fn search_chunks(conn: &Connection, s: &SearchScope<'_>, fts: &str, limit: usize) -> ApiResult<Vec<Passage>> {
+pub fn search_chunks(
+    conn: &Connection,
+    s: &SearchScope<'_>,
+    fts: &str,
+    limit: usize,
+) -> ApiResult<Vec<(i64, Passage)>> {
     let mut sql = String::from(
-        "SELECT c.public_id, c.document_id, d.title, c.page, c.heading, c.text, bm25(chunks_fts, 2.0, 1.0) AS s \
+        "SELECT c.public_id, c.document_id, d.title, c.page, c.heading, c.text, bm25(chunks_fts, 2.0, 1.0) AS s, c.id \
          FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id \
          WHERE chunks_fts MATCH ?1 AND d.organization_id = c.organization_id",
     );
     let mut args: Vec<SqlValue> = vec![SqlValue::Text(fts.to_string())];
+    scope_filters(&mut sql, &mut args, s, "c.organization_id", "c.project_id", "c.document_id");
+    args.push(SqlValue::Integer(limit as i64));
+    sql.push_str(&format!(" ORDER BY s, c.id LIMIT ?{}", args.len()));
+    let rows = conn
+        .prepare(&sql)?
+        .query_map(params_from_iter(args), |r| {
+            let bm25: f64 = r.get(6)?;
+            Ok((r.get(7)?, Passage { score: -bm25, ..passage_from_row(r)? }))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn passage_from_row(r: &Row<'_>) -> rusqlite::Result<Passage> {
+    Ok(Passage {
+        chunk_id: r.get(0)?,
+        document_id: r.get(1)?,
+        document_title: r.get(2)?,
+        page: r.get(3)?,
+        heading: r.get(4)?,
+        text: r.get(5)?,
+        score: 0.0,
+    })
+}
+
+/// Appends the organization and the project/document scope to a WHERE clause.
+fn scope_filters(
+    sql: &mut String,
+    args: &mut Vec<SqlValue>,
+    s: &SearchScope<'_>,
+    org_col: &str,
+    project_col: &str,
+    document_col: &str,
+) {
     if let Some(org) = s.scope.org() {
         args.push(SqlValue::Text(org.to_string()));
-        sql.push_str(&format!(" AND c.organization_id = ?{}", args.len()));
+        sql.push_str(&format!(" AND {org_col} = ?{}", args.len()));
     }
-    for (column, ids) in [("c.project_id", s.project_ids), ("c.document_id", s.document_ids)] {
+    for (column, ids) in [(project_col, s.project_ids), (document_col, s.document_ids)] {
         if ids.is_empty() {
             continue;
         }
@@ -405,22 +529,37 @@ pub fn search_chunks(conn: &Connection, s: &SearchScope<'_>, fts: &str, limit: u
         }
         sql.push_str(&format!(" AND {column} IN ({})", marks.join(", ")));
     }
-    args.push(SqlValue::Integer(limit as i64));
-    sql.push_str(&format!(" ORDER BY s, c.id LIMIT ?{}", args.len()));
-    let rows = conn
-        .prepare(&sql)?
-        .query_map(params_from_iter(args), |r| {
-            let bm25: f64 = r.get(6)?;
-            Ok(Passage {
-                chunk_id: r.get(0)?,
-                document_id: r.get(1)?,
-                document_title: r.get(2)?,
-                page: r.get(3)?,
-                heading: r.get(4)?,
-                text: r.get(5)?,
-                score: -bm25,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+}
+
+/// The `k` nearest chunks (rowids, nearest first) to `query` in the vec0 `table`; the
+/// organization and scope are constraints of the KNN itself, so they apply before `k`.
+pub fn nearest_chunks(
+    conn: &Connection,
+    s: &SearchScope<'_>,
+    table: &str,
+    query: &[f32],
+    k: usize,
+) -> ApiResult<Vec<i64>> {
+    let mut sql = format!("SELECT chunk_id FROM {table} WHERE embedding MATCH ?1 AND k = ?2");
+    let mut args: Vec<SqlValue> = vec![SqlValue::Blob(vector_blob(query)), SqlValue::Integer(k.min(4096) as i64)];
+    scope_filters(&mut sql, &mut args, s, "organization_id", "project_id", "document_id");
+    sql.push_str(" ORDER BY distance");
+    let ids = conn.prepare(&sql)?.query_map(params_from_iter(args), |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+/// Passages by chunk rowid, checked against the scope's organization a second time.
+pub fn passages_by_rowid(conn: &Connection, s: &SearchScope<'_>, ids: &[i64]) -> ApiResult<Vec<(i64, Passage)>> {
+    let mut out = vec![];
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.public_id, c.document_id, d.title, c.page, c.heading, c.text, c.id FROM chunks c \
+         JOIN documents d ON d.id = c.document_id WHERE c.id = ?1 AND (?2 IS NULL OR c.organization_id = ?2) \
+         AND d.organization_id = c.organization_id",
+    )?;
+    for id in ids {
+        if let Some(p) = stmt.query_row(params![id, s.scope.org()], passage_from_row).optional()? {
+            out.push((*id, p));
+        }
+    }
+    Ok(out)
 }

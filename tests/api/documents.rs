@@ -491,6 +491,8 @@ async fn a_worker_that_lost_its_lease_writes_nothing() {
                 "stale-token",
                 &[draft],
                 None,
+                None,
+                None,
                 "k",
                 &copilot::db::now(),
             )?;

@@ -326,3 +326,160 @@ async fn retrieval_quality_on_the_evaluation_set() {
     );
     assert!(recall >= 0.8, "full-text recall@5 {recall:.3} < 0.8; missed {misses:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings against a scripted OpenAI-compatible /embeddings server
+
+const EMBED_MODEL: &str = "mock-embed";
+
+/// Words of one concept share a dimension, so "holiday" lands near "vacation" without sharing
+/// a word with it; text of no concept points along the last dimension.
+const CONCEPTS: [&[&str]; 3] = [
+    &["vacation", "holiday", "holidays", "leave", "days"],
+    &["parking", "car", "garage", "lottery"],
+    &["canteen", "soup", "lunch", "food"],
+];
+
+fn concept_vector(text: &str) -> Vec<f32> {
+    let mut v = vec![0.0f32; CONCEPTS.len() + 1];
+    for word in text.to_lowercase().split(|c: char| !c.is_alphanumeric()) {
+        for (i, words) in CONCEPTS.iter().enumerate() {
+            if words.contains(&word) {
+                v[i] += 1.0;
+            }
+        }
+    }
+    if v.iter().all(|x| *x == 0.0) {
+        v[CONCEPTS.len()] = 1.0;
+    }
+    v
+}
+
+#[derive(Clone, Default)]
+struct EmbedMock {
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    inputs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn spawn_embedder() -> (EmbedMock, String) {
+    use poem::listener::{Acceptor, Listener};
+    let mock = EmbedMock::default();
+    let m = mock.clone();
+    let app = poem::Route::new().at(
+        "/v1/embeddings",
+        poem::endpoint::make(move |req: poem::Request| {
+            let m = m.clone();
+            async move {
+                let body: Value = req.into_body().into_json().await.unwrap_or(Value::Null);
+                let texts: Vec<String> =
+                    body["input"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+                m.inputs.lock().unwrap().extend(texts.clone());
+                if m.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                    return poem::Response::builder()
+                        .status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
+                        .content_type("application/json")
+                        .body(json!({"error": {"message": "overloaded"}}).to_string());
+                }
+                assert_eq!(body["model"], EMBED_MODEL);
+                let data: Vec<Value> = texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": concept_vector(t)}))
+                    .collect();
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(json!({"object": "list", "data": data, "model": EMBED_MODEL}).to_string())
+            }
+        }),
+    );
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    tokio::spawn(async move {
+        let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+    });
+    (mock, format!("http://{addr}/v1"))
+}
+
+async fn spawn_with_embeddings(url: &str) -> TestApp {
+    let mut p = provider(url);
+    p.name = "embedder".into();
+    p.models = vec![EMBED_MODEL.into()];
+    spawn_app_with(|c| {
+        c.llm.providers = vec![p];
+        c.knowledge.embedding_model = EMBED_MODEL.into();
+    })
+    .await
+}
+
+async fn count_rows(app: &TestApp, sql: &'static str) -> i64 {
+    app.state.db.read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+}
+
+#[tokio::test]
+async fn embeddings_find_passages_that_share_no_word_with_the_question() {
+    let (mock, url) = spawn_embedder().await;
+    let app = spawn_with_embeddings(&url).await;
+    let org_a = app.create_org("Org A").await;
+    let org_b = app.create_org("Org B").await;
+    let admin_a = app.create_user_in(&org_a, "admin_a", "admin").await.1;
+    let admin_b = app.create_user_in(&org_b, "admin_b", "admin").await.1;
+    let leave = upload_text(&app, &admin_a, "Leave", "Staff get twenty-five vacation days.", "text/plain").await;
+    let menu = upload_text(&app, &admin_a, "Menu", "The canteen serves soup.", "text/plain").await;
+    let theirs = upload_text(&app, &admin_b, "B leave", "Org B staff get ninety vacation days.", "text/plain").await;
+    for (doc, token) in [(&leave, &admin_a), (&menu, &admin_a), (&theirs, &admin_b)] {
+        let d = wait_ingested(&app, token, doc["id"].as_str().unwrap()).await;
+        assert_eq!((d["status"].as_str(), &d["error"]), (Some("ready"), &Value::Null), "{d:?}");
+    }
+    assert!(mock.inputs.lock().unwrap().iter().any(|t| t.contains("twenty-five vacation days")));
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM chunk_vec_1").await, 3);
+
+    // no word in common: full text alone finds nothing, the vectors find the leave policy
+    let r = search(&app, &admin_a, "q=holiday").await;
+    let found = passages(&r);
+    assert_eq!(found[0]["document_id"], leave["id"], "{found:?}");
+    assert!(found[0]["score"].as_f64().unwrap() <= 2.0 / 61.0);
+    // another organization's vectors are never neighbours
+    assert!(found.iter().all(|p| p["document_id"] != theirs["id"]), "{found:?}");
+    let r = search(&app, &admin_b, "q=holiday").await;
+    assert!(passages(&r).iter().all(|p| p["document_id"] == theirs["id"]));
+    // scope inside the KNN
+    let r = search(&app, &admin_a, &format!("q=holiday&document_id={}", menu["id"].as_str().unwrap())).await;
+    assert!(passages(&r).iter().all(|p| p["document_id"] == menu["id"]));
+
+    // deleting a document takes its vectors
+    assert_eq!(app.delete(&format!("/documents/{}", leave["id"].as_str().unwrap()), Some(&admin_a)).await.status, 204);
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM chunk_vec_1").await, 2);
+    let r = search(&app, &admin_a, "q=holiday").await;
+    assert!(passages(&r).iter().all(|p| p["document_id"] != leave["id"]));
+}
+
+#[tokio::test]
+async fn an_embedding_outage_leaves_full_text_working_and_marks_the_document() {
+    let (mock, url) = spawn_embedder().await;
+    let app = spawn_with_embeddings(&url).await;
+    let admin = app.admin_token().await;
+    mock.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let doc = upload_text(&app, &admin, "Leave", "Staff get twenty-five vacation days.", "text/plain").await;
+    let id = doc["id"].as_str().unwrap();
+    let d = wait_ingested(&app, &admin, id).await;
+    assert_eq!(d["status"], "ready");
+    assert!(d["error"].as_str().unwrap().contains("embedding failed"), "{d:?}");
+    assert_eq!(passages(&search(&app, &admin, "q=vacation").await)[0]["document_id"], id);
+    assert_eq!(passages(&search(&app, &admin, "q=holiday").await).len(), 0);
+
+    // the provider is back: a reindex embeds the document
+    mock.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(app.post_empty(&format!("/documents/{id}/reindex"), Some(&admin)).await.status, 202);
+    let d = wait_ingested(&app, &admin, id).await;
+    assert_eq!((d["status"].as_str(), &d["error"]), (Some("ready"), &Value::Null), "{d:?}");
+    assert_eq!(passages(&search(&app, &admin, "q=holiday").await)[0]["document_id"], id);
+}
+
+#[tokio::test]
+async fn an_embedding_model_no_provider_serves_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.knowledge.embedding_model = "nobody-serves-this".into();
+    let e = copilot::AppState::open(config).err().expect("refused");
+    assert!(e.contains("knowledge.embedding_model") && e.contains("nobody-serves-this"), "{e}");
+}
