@@ -331,6 +331,8 @@ async fn retrieval_quality_on_the_evaluation_set() {
 // Embeddings against a scripted OpenAI-compatible /embeddings server
 
 const EMBED_MODEL: &str = "mock-embed";
+/// A second model, with vectors of another dimension.
+const WIDE_MODEL: &str = "mock-embed-wide";
 
 /// Words of one concept share a dimension, so "holiday" lands near "vacation" without sharing
 /// a word with it; text of no concept points along the last dimension.
@@ -380,11 +382,18 @@ async fn spawn_embedder() -> (EmbedMock, String) {
                         .content_type("application/json")
                         .body(json!({"error": {"message": "overloaded"}}).to_string());
                 }
-                assert_eq!(body["model"], EMBED_MODEL);
+                let wide = body["model"] == WIDE_MODEL;
+                assert!(wide || body["model"] == EMBED_MODEL, "{body}");
                 let data: Vec<Value> = texts
                     .iter()
                     .enumerate()
-                    .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": concept_vector(t)}))
+                    .map(|(i, t)| {
+                        let mut v = concept_vector(t);
+                        if wide {
+                            v.extend([0.0; 4]);
+                        }
+                        json!({"object": "embedding", "index": i, "embedding": v})
+                    })
                     .collect();
                 poem::Response::builder()
                     .content_type("application/json")
@@ -403,7 +412,7 @@ async fn spawn_embedder() -> (EmbedMock, String) {
 async fn spawn_with_embeddings(url: &str) -> TestApp {
     let mut p = provider(url);
     p.name = "embedder".into();
-    p.models = vec![EMBED_MODEL.into()];
+    p.models = vec![EMBED_MODEL.into(), WIDE_MODEL.into()];
     spawn_app_with(|c| {
         c.llm.providers = vec![p];
         c.knowledge.embedding_model = EMBED_MODEL.into();
@@ -482,4 +491,43 @@ async fn an_embedding_model_no_provider_serves_stops_the_start() {
     config.knowledge.embedding_model = "nobody-serves-this".into();
     let e = copilot::AppState::open(config).err().expect("refused");
     assert!(e.contains("knowledge.embedding_model") && e.contains("nobody-serves-this"), "{e}");
+}
+
+#[tokio::test]
+async fn changing_the_embedding_model_starts_a_new_space_that_a_reindex_fills() {
+    let (_mock, url) = spawn_embedder().await;
+    let first = spawn_with_embeddings(&url).await;
+    let admin = first.admin_token().await;
+    let doc = upload_text(&first, &admin, "Leave", "Staff get twenty-five vacation days.", "text/plain").await;
+    let id = doc["id"].as_str().unwrap().to_string();
+    wait_ingested(&first, &admin, &id).await;
+    assert_eq!(passages(&search(&first, &admin, "q=holiday").await)[0]["document_id"], id.as_str());
+    first.state.ingest.shutdown(std::time::Duration::from_secs(5)).await;
+
+    // the same database, restarted with a model of another dimension
+    let mut config = (*first.state.config).clone();
+    config.knowledge.embedding_model = WIDE_MODEL.into();
+    let app = spawn_on(tempfile::tempdir().unwrap(), config).await;
+    let admin = app.admin_token().await;
+    // the new model has no vectors yet: full text answers alone, the old vectors are not mixed in
+    assert_eq!(passages(&search(&app, &admin, "q=holiday").await).len(), 0);
+    assert_eq!(passages(&search(&app, &admin, "q=vacation").await)[0]["document_id"], id.as_str());
+    assert_eq!(app.post_empty(&format!("/documents/{id}/reindex"), Some(&admin)).await.status, 202);
+    let d = wait_ingested(&app, &admin, &id).await;
+    assert_eq!((d["status"].as_str(), &d["error"]), (Some("ready"), &Value::Null), "{d:?}");
+    assert_eq!(passages(&search(&app, &admin, "q=holiday").await)[0]["document_id"], id.as_str());
+    let spaces: Vec<(String, i64)> = app
+        .state
+        .db
+        .read(|c| {
+            Ok(c.prepare("SELECT model, dims FROM embedding_spaces ORDER BY id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(spaces, [(EMBED_MODEL.to_string(), 4), (WIDE_MODEL.to_string(), 8)]);
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM chunk_vec_2").await, 1);
+    // the reindex replaced the chunk, so the first space keeps no vector of it
+    assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM chunk_vec_1").await, 0);
 }
