@@ -17,6 +17,7 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
     pub llm: LlmConfig,
+    pub knowledge: KnowledgeConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -135,6 +136,28 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".into(), format: "text".into() }
+    }
+}
+
+/// `[knowledge]`: documents and retrieval.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeConfig {
+    /// The embedding model an `[[llm.providers]]` entry serves; empty: full-text retrieval only.
+    pub embedding_model: String,
+    /// Largest accepted document, in MB (MiB); larger uploads answer 413.
+    pub max_document_mb: u64,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Self { embedding_model: String::new(), max_document_mb: 25 }
+    }
+}
+
+impl KnowledgeConfig {
+    pub fn max_document_bytes(&self) -> usize {
+        (self.max_document_mb as usize).saturating_mul(1024 * 1024)
     }
 }
 
@@ -396,6 +419,9 @@ impl Config {
             return Err(("log.format", format!("{:?} is not \"text\" or \"json\"", self.log.format)));
         }
         self.llm.validate()?;
+        if !(1..=1024).contains(&self.knowledge.max_document_mb) {
+            return Err(("knowledge.max_document_mb", "must be between 1 and 1024".into()));
+        }
         Ok(())
     }
 }
@@ -591,6 +617,8 @@ mod tests {
         assert_eq!(c.bootstrap.admin_username, "admin");
         assert!(c.bootstrap.admin_password.is_empty() && c.auth.jwt_secret.is_empty());
         assert_eq!(c.database.path, path.parent().unwrap().join("copilot.db"));
+        assert_eq!(c.knowledge.max_document_mb, d.knowledge.max_document_mb);
+        assert_eq!(c.knowledge.embedding_model, d.knowledge.embedding_model);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub struct Db {
 
 impl Db {
     pub fn open(path: &Path, read_pool_size: u32, busy_timeout: Duration) -> Result<Db, String> {
+        register_sqlite_vec()?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -144,6 +145,25 @@ fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
     name.into()
 }
 
+/// Registers the sqlite-vec extension (vec0 tables for the knowledge base's vectors) for every
+/// connection opened from now on, process-wide; a connection opened before would answer
+/// "no such module: vec0" for its whole life, so this runs before any pool is built.
+pub fn register_sqlite_vec() -> Result<(), String> {
+    static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    REGISTERED
+        .get_or_init(|| {
+            // SAFETY: sqlite-vec declares its entry point without arguments; SQLite calls it as
+            // an auto extension `(db, pzErrMsg, api)`, which is its real C signature.
+            unsafe {
+                let init: rusqlite::auto_extension::RawAutoExtension =
+                    std::mem::transmute(sqlite_vec::sqlite3_vec_init as *const ());
+                rusqlite::auto_extension::register_auto_extension(init)
+            }
+            .map_err(|e| format!("cannot register sqlite-vec: {e}"))
+        })
+        .clone()
+}
+
 /// Runs `f` in a deferred read transaction, so that a count and its page come from one snapshot.
 /// BEGIN and COMMIT are cached statements: rusqlite's `Transaction` parses them on every call.
 fn snapshot<T>(conn: &Connection, f: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
@@ -241,6 +261,30 @@ mod tests {
         let t = time::macros::datetime!(2026-01-02 03:04:05.000007 UTC);
         assert_eq!(super::format_ts(t), "2026-01-02T03:04:05.000007Z");
         assert_eq!(super::now().len(), 27);
+    }
+
+    #[test]
+    fn sqlite_vec_is_registered_for_new_connections() {
+        super::register_sqlite_vec().unwrap();
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let v: String = c.query_row("SELECT vec_version()", [], |r| r.get(0)).unwrap();
+        assert!(v.starts_with("v0.1."), "{v}");
+        c.execute_batch(
+            "CREATE VIRTUAL TABLE t USING vec0(chunk_id INTEGER PRIMARY KEY, org TEXT PARTITION KEY, \
+             embedding float[2] distance_metric=cosine); \
+             INSERT INTO t(chunk_id, org, embedding) VALUES (1, 'a', '[1, 0]'), (2, 'a', '[0, 1]'), (3, 'b', '[1, 0]');",
+        )
+        .unwrap();
+        let hits: Vec<i64> = c
+            .prepare(
+                "SELECT chunk_id FROM t WHERE embedding MATCH '[0.9, 0.1]' AND k = 5 AND org = 'a' ORDER BY distance",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(hits, [1, 2]);
     }
 
     #[test]

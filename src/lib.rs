@@ -7,6 +7,7 @@ pub mod authz;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod knowledge;
 pub mod llm;
 pub mod middleware;
 pub mod openapi;
@@ -53,6 +54,8 @@ pub struct AppState {
     /// The LLM providers of `[llm]` and the reply-generating jobs of this process.
     pub llm: Arc<llm::Providers>,
     pub jobs: Arc<llm::jobs::Jobs>,
+    /// The background worker that ingests uploaded documents.
+    pub ingest: Arc<knowledge::ingest::Ingestor>,
 }
 
 /// What start-up did that the operator must hear about once.
@@ -120,7 +123,16 @@ impl AppState {
         if interrupted > 0 {
             tracing::warn!(jobs = interrupted, "marked completion jobs of a previous run as failed");
         }
+        // one process serves the SQLite file: what a previous one was ingesting is redone
+        let requeued = db
+            .write_blocking(|tx| store::documents::requeue_interrupted(tx, &db::now()))
+            .map_err(|e| format!("recovering document ingestion: {}", e.detail))?;
+        if requeued > 0 {
+            tracing::warn!(documents = requeued, "resuming the ingestion of documents interrupted by a stop");
+        }
+        let embedder = llm::embeddings::Embedder::new(&config.knowledge.embedding_model, &llm)?.map(Arc::new);
         let state = AppState {
+            ingest: knowledge::ingest::Ingestor::new(db.clone(), embedder),
             llm: Arc::new(llm),
             jobs: Arc::default(),
             tokens: Arc::new(Tokens::new(
@@ -133,6 +145,13 @@ impl AppState {
             config: Arc::new(config),
         };
         Ok((state, startup))
+    }
+
+    /// Starts the background work of this process (document ingestion) on the current
+    /// runtime; `serve` calls it, and so do servers embedded in tests. Calling it again does
+    /// nothing.
+    pub fn start_background(&self) {
+        self.ingest.start();
     }
 }
 
@@ -147,6 +166,8 @@ type Apis = (
     api::conversations::ConversationsApi,
     api::completions::CompletionsApi,
     api::usage::UsageApi,
+    api::documents::DocumentsApi,
+    api::knowledge::KnowledgeApi,
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -161,6 +182,8 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
         api::conversations::ConversationsApi { state: state.clone() },
         api::completions::CompletionsApi { state: state.clone() },
         api::usage::UsageApi { state: state.clone() },
+        api::documents::DocumentsApi { state: state.clone() },
+        api::knowledge::KnowledgeApi { state: state.clone() },
     );
     OpenApiService::new(apis, "copilot", VERSION)
         .description(
@@ -223,7 +246,11 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .catch_all_error(catch_all)
         .with(AllowHeader(Arc::new(allow)))
         .with(NormalizePath::new(TrailingSlash::Trim))
-        .with(BodyLimit(cfg.server.body_limit_bytes))
+        .with(BodyLimit {
+            limit: cfg.server.body_limit_bytes,
+            // a document upload carries the file plus a little multipart framing
+            upload_limit: cfg.server.body_limit_bytes.max(cfg.knowledge.max_document_bytes() + 64 * 1024),
+        })
         .with(BodyDeadline(Duration::from_secs(cfg.server.body_read_timeout_seconds)))
         .with(
             SetHeader::new()
@@ -259,19 +286,23 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
 }
 
 /// Answers 413 for bodies over the limit (declared or streamed) and reads a body without a
-/// `Content-Type` as JSON.
-struct BodyLimit(usize);
+/// `Content-Type` as JSON. Document uploads (`POST /api/v1/documents`) get `upload_limit`.
+struct BodyLimit {
+    limit: usize,
+    upload_limit: usize,
+}
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
     type Output = BodyLimitEndpoint<E>;
     fn transform(&self, inner: E) -> Self::Output {
-        BodyLimitEndpoint { inner, limit: self.0 }
+        BodyLimitEndpoint { inner, limit: self.limit, upload_limit: self.upload_limit }
     }
 }
 
 struct BodyLimitEndpoint<E> {
     inner: E,
     limit: usize,
+    upload_limit: usize,
 }
 
 impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
@@ -279,16 +310,23 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let too_large = || error_response(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large", None);
+        let limit = if req.method() == poem::http::Method::POST
+            && req.uri().path().trim_end_matches('/') == "/api/v1/documents"
+        {
+            self.upload_limit
+        } else {
+            self.limit
+        };
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         match declared {
-            Some(len) if len > self.limit => return Ok(too_large()),
+            Some(len) if len > limit => return Ok(too_large()),
             Some(_) => {}
             None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
-                match req.take_body().into_bytes_limit(self.limit).await {
+                match req.take_body().into_bytes_limit(limit).await {
                     Ok(bytes) => req.set_body(bytes),
                     Err(poem::error::ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
                     Err(e) => {
@@ -416,17 +454,21 @@ pub async fn serve(state: AppState, startup: Startup) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.server.bind))?;
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| cfg.server.bind.clone());
-    // the signal handlers and the app are ready before the banner says we listen
+    // the signal handlers and the app are ready before the banner says we listen: a SIGTERM
+    // right after it is graceful (the default action would kill the process mid-request)
     let stop = shutdown_signal();
-    let app = build_app(state.clone());
-    print_banner(&state, &startup, &addr);
+    state.start_background();
     tokio::spawn(prune_periodically(state.clone()));
     let jobs = state.jobs.clone();
+    let ingest = state.ingest.clone();
+    let app = build_app(state.clone());
+    print_banner(&state, &startup, &addr);
     // running completion jobs are stopped first, so their streams end and their partial replies
     // are stored before the database goes away
     let signal = async move {
         stop.await;
         jobs.shutdown(Duration::from_secs(10)).await;
+        ingest.shutdown(Duration::from_secs(10)).await;
     };
     serve_app(listener, app, &cfg, signal).await.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");

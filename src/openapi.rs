@@ -96,6 +96,14 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op("delete", "/conversations/{id}/completions/{job_id}", "conversations_completions_delete", &[401, 403, 404, 409]),
     op("get", "/usage", "usage_get", &[400, 401, 403]),
+    op("get", "/documents", "documents_list", &[400, 401, 403]),
+    op("post", "/documents", "documents_create", &[400, 401, 403, 409, 413, 415]),
+    op("get", "/documents/{id}", "documents_get", &[401, 403, 404]),
+    op("delete", "/documents/{id}", "documents_delete", &[401, 403, 404]),
+    op("get", "/documents/{id}/chunks", "documents_chunks_list", &[400, 401, 403, 404]),
+    op("get", "/documents/{id}/file", "documents_file_get", &[401, 403, 404]),
+    op("post", "/documents/{id}/reindex", "documents_reindex", &[401, 403, 404, 409]),
+    op("get", "/knowledge/search", "knowledge_search", &[400, 401, 403]),
 ];
 
 fn error_description(status: u16) -> &'static str {
@@ -107,6 +115,7 @@ fn error_description(status: u16) -> &'static str {
         409 => "Uniqueness conflict or a rule the current state forbids",
         413 => "Request body too large",
         429 => "Too many failed logins for this account; retry after `Retry-After` seconds",
+        415 => "A file of a type the server does not read (the detail names the accepted ones)",
         503 => "No LLM provider serves the agent's model, or the server is shutting down",
         _ => "Internal error",
     }
@@ -155,6 +164,10 @@ pub fn finish(mut doc: Value) -> Value {
     }
     event_streams(&mut doc);
     login_form(&mut doc);
+    // the original file comes back with its own content type
+    if let Some(ok) = doc.pointer_mut("/paths/~1documents~1{id}~1file/get/responses/200") {
+        ok["content"] = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
+    }
     doc["info"]["license"] = json!({"name": "MIT", "url": "https://opensource.org/licenses/MIT"});
     let schemas = doc["components"]["schemas"].as_object_mut().expect("schemas").clone();
     let types: std::collections::BTreeMap<String, Value> = schemas
@@ -214,6 +227,11 @@ fn constrain_parameters(operation: &mut Value) {
 fn event_streams(doc: &mut Value) {
     let events = [
         ("user_message", "CompletionUserMessageEvent", "The stored user message; always the first event"),
+        (
+            "citations",
+            "CompletionCitationsEvent",
+            "The knowledge-base passages given to the model, before the first `delta` (agents with a knowledge base)",
+        ),
         ("delta", "CompletionDeltaEvent", "The next piece of the reply"),
         ("done", "CompletionEndEvent", "The reply is complete and stored"),
         ("cancelled", "CompletionEndEvent", "The job was cancelled; the partial reply is stored"),
@@ -227,6 +245,23 @@ fn event_streams(doc: &mut Value) {
             "message": {"$ref": "#/components/schemas/Message"}}}),
     );
     schemas.insert(
+        "Citation".into(),
+        json!({"type": "object", "required": ["document_id", "document_title", "chunk_id", "page", "snippet", "score"],
+               "properties": {
+                   "document_id": {"type": "string", "format": "uuid"},
+                   "document_title": {"type": "string"},
+                   "chunk_id": {"type": "string", "format": "uuid"},
+                   "page": {"type": "integer", "nullable": true, "minimum": 1},
+                   "snippet": {"type": "string"},
+                   "score": {"type": "number"}}}),
+    );
+    schemas.insert(
+        "CompletionCitationsEvent".into(),
+        json!({"type": "object", "required": ["job_id", "citations"], "properties": {
+            "job_id": {"type": "string", "format": "uuid"},
+            "citations": {"type": "array", "items": {"$ref": "#/components/schemas/Citation"}}}}),
+    );
+    schemas.insert(
         "CompletionDeltaEvent".into(),
         json!({"type": "object", "required": ["content"], "properties": {"content": {"type": "string"}}}),
     );
@@ -237,7 +272,9 @@ fn event_streams(doc: &mut Value) {
             "status": {"type": "string", "enum": ["completed", "cancelled", "failed"]},
             "detail": {"type": "string", "nullable": true, "description": "Why it ended, for `cancelled` and `error`"},
             "message": {"type": "object", "allOf": [{"$ref": "#/components/schemas/Message"}], "nullable": true,
-                        "description": "The stored assistant message"}}}),
+                        "description": "The stored assistant message"},
+            "citations": {"type": "array", "items": {"$ref": "#/components/schemas/Citation"},
+                          "description": "In `done`, again the passages of the `citations` event"}}}),
     );
     schemas.remove("StreamEvent");
     let listing: Vec<String> = events.iter().map(|(e, _, what)| format!("`{e}`: {what}")).collect();

@@ -180,6 +180,7 @@ impl AgentConfigsApi {
     async fn create(&self, auth: BearerAuth, body: Json<CreateAgentConfigRequest>) -> ApiResult<Created<AgentConfig>> {
         authz::require(&auth.0, Permission::AgentsWrite)?;
         let b = body.0;
+        let (kb_scope, knowledge_base) = knowledge_base(b.knowledge_base)?;
         let new = store::agents::NewAgentConfig {
             id: new_id(),
             organization_id: auth.0.home_org().to_string(),
@@ -195,12 +196,19 @@ impl AgentConfigsApi {
             max_tokens: max_tokens(b.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS))?,
             system_prompt: validate::optional_text("system_prompt", b.system_prompt, validate::SYSTEM_PROMPT_MAX)?,
             tools: tools(b.tools.unwrap_or_default())?,
-            knowledge_base: validate::json_object("knowledge_base", b.knowledge_base)?,
+            knowledge_base,
             settings: validate::json_object("settings", b.settings)?,
             created_by: auth.0.id.clone(),
             now: now(),
         };
-        let config = self.state.db.write(move |tx| store::agents::insert_agent_config(tx, &new)).await?;
+        let config = self
+            .state
+            .db
+            .write(move |tx| {
+                store::documents::check_knowledge_scope(tx, &new.organization_id, &kb_scope)?;
+                store::agents::insert_agent_config(tx, &new)
+            })
+            .await?;
         Ok(Created::Created(Json(config)))
     }
 
@@ -218,6 +226,13 @@ impl AgentConfigsApi {
         let scope = authz::require(&auth.0, Permission::AgentsWrite)?;
         let id = validate::path_id(&id, "Agent config")?;
         let b = body.0;
+        let (kb_scope, knowledge_base) = match b.knowledge_base {
+            Some(v) => {
+                let (s, text) = knowledge_base(Some(v))?;
+                (Some(s), Some(text))
+            }
+            None => (None, None),
+        };
         let changes = AgentConfigChanges {
             name: b.name.map(|n| validate::name("name", &n)).transpose()?,
             description: validate::clearable(b.description, |d| {
@@ -232,14 +247,20 @@ impl AgentConfigsApi {
                 validate::text("system_prompt", s.trim(), validate::SYSTEM_PROMPT_MAX)
             })?,
             tools: b.tools.map(tools).transpose()?,
-            knowledge_base: b.knowledge_base.map(|v| validate::json_object("knowledge_base", Some(v))).transpose()?,
+            knowledge_base,
             settings: b.settings.map(|v| validate::json_object("settings", Some(v))).transpose()?,
             is_active: b.is_active,
         };
         let config = self
             .state
             .db
-            .write(move |tx| store::agents::update_agent_config(tx, &scope, &id, &changes, &now()))
+            .write(move |tx| {
+                if let Some(kb) = &kb_scope {
+                    let org = store::agents::get_agent_config(tx, &scope, &id)?.ok_or_else(not_found)?.organization_id;
+                    store::documents::check_knowledge_scope(tx, &org, kb)?;
+                }
+                store::agents::update_agent_config(tx, &scope, &id, &changes, &now())
+            })
             .await?;
         Ok(Json(config.ok_or_else(not_found)?))
     }
@@ -290,6 +311,15 @@ fn max_tokens(n: i64) -> ApiResult<i64> {
     } else {
         Err(ApiError::bad_request(format!("max_tokens must be between 1 and {MAX_TOKENS_LIMIT}")))
     }
+}
+
+/// `knowledge_base`: a JSON object whose SPEC §7 fields are checked (ids against the database
+/// later, in the write); returns the scope and the object to store.
+fn knowledge_base(v: Option<serde_json::Value>) -> ApiResult<(crate::knowledge::KnowledgeScope, String)> {
+    let text = validate::json_object("knowledge_base", v)?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(ApiError::internal)?;
+    let (scope, stored) = crate::knowledge::parse_scope(&value)?;
+    Ok((scope, stored.to_string()))
 }
 
 /// Tool names: each trimmed, 1..=255 characters.

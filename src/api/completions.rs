@@ -324,10 +324,24 @@ async fn start_job(
         .await?;
     let (conversation, agent, provider, user_message) = prepared;
 
+    // knowledge base passages (SPEC §7) take at most half of the budget; history gets the rest
+    let knowledge = crate::knowledge::prompt::for_completion(
+        &state.db,
+        state.ingest.embedder.as_deref(),
+        &agent.organization_id,
+        &agent.knowledge_base,
+        &user_message.content,
+        provider.max_context_tokens / 2,
+    )
+    .await;
+    let knowledge_tokens = knowledge.as_ref().map_or(0, |k| k.tokens);
     // the history is read after the write, on a read connection, newest first and only as far
     // as the budget goes: a long conversation costs neither memory nor the writer's time
-    let mut prompt =
-        PromptBuilder::new(agent.system_prompt.as_deref(), &conversation.context, provider.max_context_tokens);
+    let mut prompt = PromptBuilder::new(
+        agent.system_prompt.as_deref(),
+        &conversation.context,
+        provider.max_context_tokens.saturating_sub(knowledge_tokens),
+    );
     let (conversation_id, until) = (conversation.id.clone(), MessageKey::of(&user_message));
     let prompt = state
         .db
@@ -336,7 +350,7 @@ async fn start_job(
             Ok(prompt.finish())
         })
         .await;
-    let prompt = match prompt {
+    let mut prompt = match prompt {
         Ok(p) => p,
         Err(e) => {
             // the job row exists: fail it, or it would block the conversation until a restart
@@ -361,6 +375,13 @@ async fn start_job(
     };
     let handle = JobHandle::new(job_id.clone(), conversation.id.clone(), owner.clone());
     handle.push("user_message", json!({"job_id": job_id, "message": jobs::message_json(&user_message)}));
+    let citations = knowledge.map(|k| {
+        // the sources go just before the user's message
+        prompt.messages.insert(prompt.messages.len().saturating_sub(1), k.message);
+        prompt.estimated_tokens += k.tokens;
+        handle.push("citations", json!({"job_id": job_id, "citations": k.citations}));
+        k.citations
+    });
     let spec = JobSpec {
         handle: handle.clone(),
         request: ChatRequest {
@@ -371,6 +392,7 @@ async fn start_job(
         },
         provider,
         estimated_prompt_tokens: prompt.estimated_tokens,
+        citations,
     };
     jobs::spawn(state.jobs.clone(), state.db.clone(), state.llm.http.clone(), spec);
     Ok(handle)

@@ -12,6 +12,8 @@ pub mod agents;
 pub mod auth;
 pub mod completions;
 pub mod conversations;
+pub mod documents;
+pub mod knowledge;
 pub mod organizations;
 pub mod projects;
 pub mod roles;
@@ -41,6 +43,10 @@ pub enum ApiTags {
     Completions,
     /// Tokens spent on generated replies
     Usage,
+    /// The knowledge base's documents
+    Documents,
+    /// Retrieval over the knowledge base
+    Knowledge,
 }
 
 /// 201 with the created resource.

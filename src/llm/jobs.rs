@@ -261,6 +261,8 @@ pub struct JobSpec {
     pub provider: Arc<Provider>,
     pub request: ChatRequest,
     pub estimated_prompt_tokens: u64,
+    /// The knowledge base passages given to the model (SPEC §7), stored in the reply's metadata.
+    pub citations: Option<Value>,
 }
 
 /// Registers the job and runs it in its own task.
@@ -275,7 +277,7 @@ pub fn spawn(jobs: Arc<Jobs>, db: Db, http: reqwest::Client, spec: JobSpec) {
 }
 
 async fn run(db: Db, http: reqwest::Client, spec: JobSpec) {
-    let JobSpec { handle: h, provider, request, estimated_prompt_tokens } = spec;
+    let JobSpec { handle: h, provider, request, estimated_prompt_tokens, citations } = spec;
     let started = Instant::now();
     let mut stop_rx = h.stop.subscribe();
     let result: Result<Completion, (String, &'static str)> = tokio::select! {
@@ -310,6 +312,9 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec) {
         "job_id": h.id,
         "status": status,
     });
+    if let Some(c) = citations {
+        metadata["citations"] = c;
+    }
     if let Some(e) = &error {
         metadata["error"] = json!(e);
         metadata["error_kind"] = json!(error_kind);
@@ -383,7 +388,14 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec) {
 pub fn terminal_event(job_id: &str, o: &Outcome) -> (&'static str, Value) {
     let message = o.message.as_ref().map(message_json).unwrap_or(Value::Null);
     match o.status {
-        "completed" => ("done", json!({"job_id": job_id, "status": o.status, "message": message})),
+        "completed" => {
+            let citations = message.pointer("/metadata/citations").cloned();
+            let mut data = json!({"job_id": job_id, "status": o.status, "message": message});
+            if let Some(c) = citations {
+                data["citations"] = c;
+            }
+            ("done", data)
+        }
         status => (
             if status == "cancelled" { "cancelled" } else { "error" },
             json!({"job_id": job_id, "status": status, "detail": o.error, "message": message}),

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod context;
+pub mod embeddings;
 pub mod jobs;
 
 use std::{sync::Arc, time::Duration};

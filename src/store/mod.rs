@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod completions;
 pub mod conversations;
+pub mod documents;
 pub mod organizations;
 pub mod projects;
 pub mod roles;

@@ -1,6 +1,6 @@
 //! /conversations/{id}/completions and /usage, against a scripted OpenAI-compatible server that
 //! each test starts on loopback.
-mod mock;
+pub(crate) mod mock;
 
 use std::time::Duration;
 

@@ -62,6 +62,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts a server on `config` (whose database lives in `dir`).
 pub async fn spawn_on(dir: tempfile::TempDir, config: Config) -> TestApp {
     let (state, _) = AppState::open(config).expect("app state");
+    state.start_background();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("socket address");
     // the production server loop, with the configured connection limits

@@ -32,6 +32,8 @@ struct World {
     agent_victim: String,
     conversation: String,
     message: String,
+    document: String,
+    document_victim: String,
 }
 
 async fn world(app: &TestApp, n: usize, admin_a: &str, org_a: &str, org_b: &str) -> World {
@@ -73,6 +75,13 @@ async fn world(app: &TestApp, n: usize, admin_a: &str, org_a: &str, org_b: &str)
         )
         .await,
     );
+    let document = created(
+        app.post("/documents", Some(admin_a), json!({"title": format!("d{n}"), "content": format!("doc {n}")})).await,
+    );
+    let document_victim = created(
+        app.post("/documents", Some(admin_a), json!({"title": format!("dv{n}"), "content": format!("victim {n}")}))
+            .await,
+    );
     World {
         org_a: org_a.into(),
         org_b: org_b.into(),
@@ -91,6 +100,8 @@ async fn world(app: &TestApp, n: usize, admin_a: &str, org_a: &str, org_b: &str)
         agent_victim,
         conversation,
         message,
+        document,
+        document_victim,
     }
 }
 
@@ -114,6 +125,8 @@ fn cases(w: &World, n: usize) -> Vec<(&'static str, String, Value, [u16; 5])> {
         agent_victim,
         conversation: c,
         message: m,
+        document: d,
+        document_victim: dv,
     } = w;
     let new_user = json!({"username": format!("new{n}"), "email": format!("new{n}@example.com"), "password": PASSWORD});
     vec![
@@ -173,6 +186,20 @@ fn cases(w: &World, n: usize) -> Vec<(&'static str, String, Value, [u16; 5])> {
         ("GET", format!("/conversations/{c}/messages/{m}"), Value::Null, [404, 200, 404, 403, 404]),
         ("DELETE", format!("/conversations/{c}/messages/{m}"), Value::Null, [404, 204, 404, 403, 404]),
         ("DELETE", format!("/conversations/{c}"), Value::Null, [404, 204, 404, 403, 404]),
+        // documents and the knowledge base: agents:read reads, agents:write changes
+        ("GET", "/documents".into(), Value::Null, [200, 200, 200, 200, 200]),
+        ("GET", format!("/documents/{d}"), Value::Null, [200, 200, 200, 200, 404]),
+        ("GET", format!("/documents/{d}/chunks"), Value::Null, [200, 200, 200, 200, 404]),
+        ("GET", format!("/documents/{d}/file"), Value::Null, [200, 200, 200, 200, 404]),
+        (
+            "POST",
+            "/documents".into(),
+            json!({"title": "new", "content": format!("new document {n}")}),
+            [201, 201, 403, 403, 201],
+        ),
+        ("POST", format!("/documents/{d}/reindex"), Value::Null, [202, 202, 403, 403, 404]),
+        ("DELETE", format!("/documents/{dv}"), Value::Null, [204, 204, 403, 403, 404]),
+        ("GET", "/knowledge/search?q=doc".into(), Value::Null, [200, 200, 200, 200, 200]),
         // the caller's own
         ("GET", "/auth/me".into(), Value::Null, [200, 200, 200, 200, 200]),
     ]
@@ -227,7 +254,7 @@ async fn lists_never_show_another_organization() {
     let admin_a = app.create_user_in(&org_a, "admin_a", "admin").await.1;
     let admin_b = app.create_user_in(&org_b, "admin_b", "admin").await.1;
     world(&app, 0, &admin_a, &org_a, &org_b).await;
-    for path in ["/users", "/projects", "/roles", "/agent-configs", "/conversations", "/organizations"] {
+    for path in ["/users", "/projects", "/roles", "/agent-configs", "/conversations", "/organizations", "/documents"] {
         let r = app.get(&format!("{path}?limit=100"), Some(&admin_b)).await;
         assert_eq!(r.status, 200, "{path}");
         for row in r.body["data"].as_array().unwrap() {
