@@ -79,7 +79,7 @@ fn main() {
         .db
         .write_blocking(|tx| {
             Ok((
-                copilot::store::bootstrap::default_org_id(tx)?.unwrap(),
+                copilot::store::bootstrap::registration_org_id(tx)?.unwrap(),
                 tx.query_row("SELECT id FROM users WHERE is_superuser = 1", [], |r| r.get(0))?,
             ))
         })
