@@ -94,13 +94,14 @@ impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let path = req.uri().path().to_string();
+        // a Uri clone shares its bytes: no allocation on the hot path
+        let uri = req.uri().clone();
         let mut resp = match self.inner.call(req).await {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
         };
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED && !resp.headers().contains_key(header::ALLOW) {
-            let allow = self.table.allow(&path).unwrap_or_else(|| "GET, HEAD".into());
+            let allow = self.table.allow(uri.path()).unwrap_or_else(|| "GET, HEAD".into());
             if let Ok(v) = HeaderValue::from_str(&allow) {
                 resp.headers_mut().insert(header::ALLOW, v);
             }

@@ -159,7 +159,10 @@ pub fn finish(mut doc: Value) -> Value {
             for response in responses.values_mut() {
                 plain_json_media_type(response);
             }
-            constrain_parameters(operation);
+            if let Some(body) = operation.get_mut("requestBody") {
+                plain_json_media_type(body);
+            }
+            constrain_parameters(operation, row.id);
         }
     }
     event_streams(&mut doc);
@@ -196,9 +199,9 @@ fn oauth2_scopes(doc: &mut Value) {
 }
 
 /// `application/json; charset=utf-8` is what the server sends, but generators match the media
-/// type exactly: `application/json` is the one they all recognise.
-fn plain_json_media_type(response: &mut Value) {
-    if let Some(content) = response.get_mut("content").and_then(Value::as_object_mut)
+/// type exactly: `application/json` is the one they all recognise (responses and request bodies).
+fn plain_json_media_type(response_or_body: &mut Value) {
+    if let Some(content) = response_or_body.get_mut("content").and_then(Value::as_object_mut)
         && let Some(media) = content.remove("application/json; charset=utf-8")
     {
         content.insert("application/json".into(), media);
@@ -207,12 +210,16 @@ fn plain_json_media_type(response: &mut Value) {
 
 /// Paging, ids and days in query and path parameters. (An id filter in the query stays a plain
 /// string: a malformed one matches nothing rather than being refused.)
-fn constrain_parameters(operation: &mut Value) {
+fn constrain_parameters(operation: &mut Value, operation_id: &str) {
     for p in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
         let name = p["name"].as_str().unwrap_or_default().to_string();
         let location = p["in"].as_str().map(String::from);
         let schema = &mut p["schema"];
         match (location.as_deref(), name.as_str()) {
+            (_, "limit") if operation_id == "knowledge_search" => {
+                merge(schema, json!({"minimum": 1, "maximum": 50, "default": 10}))
+            }
+            (_, "q") => merge(schema, json!({"minLength": 1, "maxLength": 1000})),
             (_, "skip") => merge(schema, json!({"minimum": 0, "default": 0})),
             (_, "limit") => merge(schema, json!({"minimum": 1, "maximum": 100, "default": 20})),
             (_, "from" | "to") => merge(schema, json!({"format": "date"})),
@@ -310,11 +317,6 @@ fn login_form(doc: &mut Value) {
         doc.pointer_mut("/paths/~1auth~1login/post/requestBody/content/application~1x-www-form-urlencoded")
     {
         form["schema"] = json!({"$ref": "#/components/schemas/LoginForm"});
-    }
-    if let Some(json_body) = doc.pointer_mut("/paths/~1auth~1login/post/requestBody/content")
-        && let Some(media) = json_body.as_object_mut().and_then(|c| c.remove("application/json; charset=utf-8"))
-    {
-        json_body["application/json"] = media;
     }
     doc["components"]["schemas"]["LoginForm"] = json!({
         "type": "object",
@@ -452,6 +454,10 @@ fn constrain_properties(schema_name: &str, schema: &mut Value) {
             "temperature" => json!({"minimum": 0.0, "maximum": 2.0, "default": 0.7}),
             "max_tokens" => json!({"minimum": 1, "maximum": 128000, "default": 2048}),
             "llm_model" if request => json!({"default": "gemini-pro", "minLength": 1, "maxLength": 255}),
+            "status" if schema_name == "Document" => json!({"enum": ["pending", "processing", "ready", "failed"]}),
+            "content_type" if schema_name == "CreateDocumentRequest" => {
+                json!({"enum": ["text/plain", "text/markdown", "text/html"], "default": "text/plain"})
+            }
             "skip" => json!({"minimum": 0}),
             "limit" => json!({"minimum": 1, "maximum": 100}),
             "total" => json!({"minimum": 0}),

@@ -351,6 +351,13 @@ async fn the_openapi_document_is_one_that_generated_clients_can_trust() {
     assert_eq!(follow["text/event-stream"]["schema"]["type"], "string");
     assert!(follow["text/event-stream"]["x-events"].as_array().unwrap().iter().any(|e| e["event"] == "delta"));
     assert!(schemas.get("StreamEvent").is_none());
+    // the knowledge search's own limits; a document's status is one of four
+    let search = doc["paths"]["/knowledge/search"]["get"]["parameters"].as_array().unwrap();
+    let limit = search.iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!((limit["schema"]["maximum"].as_i64(), limit["schema"]["default"].as_i64()), (Some(50), Some(10)));
+    assert_eq!(schemas["Document"]["properties"]["status"]["enum"].as_array().unwrap().len(), 4);
+    let upload = &doc["paths"]["/documents"]["post"]["requestBody"]["content"];
+    assert!(upload.get("application/json").is_some() && upload.get("multipart/form-data").is_some());
     // the login form has a schema of its own
     let login = &doc["paths"]["/auth/login"]["post"]["requestBody"]["content"];
     assert_eq!(login["application/x-www-form-urlencoded"]["schema"]["$ref"], "#/components/schemas/LoginForm");
