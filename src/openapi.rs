@@ -167,9 +167,11 @@ pub fn finish(mut doc: Value) -> Value {
     }
     event_streams(&mut doc);
     login_form(&mut doc);
-    // the original file comes back with its own content type
+    // the original file comes back with its own content type, one of those the server reads
     if let Some(ok) = doc.pointer_mut("/paths/~1documents~1{id}~1file/get/responses/200") {
-        ok["content"] = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
+        let binary = json!({"schema": {"type": "string", "format": "binary"}});
+        let types = ["text/plain", "text/markdown", "text/html", "application/pdf", crate::knowledge::DOCX_TYPE];
+        ok["content"] = types.iter().map(|t| (t.to_string(), binary.clone())).collect::<Map<_, _>>().into();
     }
     doc["info"]["license"] = json!({"name": "MIT", "url": "https://opensource.org/licenses/MIT"});
     let schemas = doc["components"]["schemas"].as_object_mut().expect("schemas").clone();
