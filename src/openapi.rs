@@ -416,10 +416,10 @@ fn constrain_properties(schema_name: &str, schema: &mut Value) {
     let request = schema_name.ends_with("Request") || schema_name == "LoginBody";
     let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
     for (name, prop) in props.iter_mut() {
-        let target = match prop.get_mut("allOf") {
-            Some(_) => continue,
-            None => prop,
-        };
+        // a nullable $ref wrapper carries its constraints in the referenced schema
+        if prop.get("allOf").is_some() {
+            continue;
+        }
         let extra = match name.as_str() {
             "id"
             | "organization_id"
@@ -465,7 +465,7 @@ fn constrain_properties(schema_name: &str, schema: &mut Value) {
             "total" => json!({"minimum": 0}),
             _ => continue,
         };
-        merge(target, extra);
+        merge(prop, extra);
     }
 }
 

@@ -93,15 +93,7 @@ fn require_self_or(me: &CurrentUser, id: &str, p: Permission) -> ApiResult<Scope
 
 /// The escalation rule's view of the user `id` of the scope, or 404.
 fn standing(conn: &rusqlite::Connection, scope: &Scope, id: &str) -> ApiResult<Standing> {
-    standing_of(conn, &store::users::get_user(conn, scope, id)?.ok_or_else(user_not_found)?)
-}
-
-fn standing_of(conn: &rusqlite::Connection, user: &User) -> ApiResult<Standing> {
-    let role = match &user.role_id {
-        Some(r) => store::roles::role_kind(conn, &user.organization_id, r)?,
-        None => None,
-    };
-    Ok(Standing { is_superuser: user.is_superuser, role })
+    store::users::standing(conn, &store::users::get_user(conn, scope, id)?.ok_or_else(user_not_found)?)
 }
 
 fn user_not_found() -> ApiError {
@@ -346,7 +338,7 @@ impl UsersApi {
             .db
             .write(move |tx| {
                 let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                authz::require_may_manage(&me, standing_of(tx, &target)?)?;
+                authz::require_may_manage(&me, store::users::standing(tx, &target)?)?;
                 let kind = store::roles::role_kind(tx, &target.organization_id, &role_id)?
                     .ok_or_else(|| ApiError::bad_request("role_id does not name a role of the user's organization"))?;
                 authz::require_may_confer(&me, kind)?;

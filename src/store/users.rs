@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
     api::users::User,
-    authz::Scope,
+    authz::{Scope, Standing},
     db::search_needle,
     error::{ApiError, ApiResult, is_unique_violation},
     pagination::Page,
@@ -189,6 +189,15 @@ pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: P
     }
     .collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total))
+}
+
+/// What the escalation rule needs to know of `user`: superuser or not, and the kind of its role.
+pub fn standing(conn: &Connection, user: &User) -> ApiResult<Standing> {
+    let role = match &user.role_id {
+        Some(r) => crate::store::roles::role_kind(conn, &user.organization_id, r)?,
+        None => None,
+    };
+    Ok(Standing { is_superuser: user.is_superuser, role })
 }
 
 /// What `PUT /users/{id}` changes; `None` leaves a column as it is.
