@@ -18,6 +18,7 @@ pub struct Config {
     pub log: LogConfig,
     pub llm: LlmConfig,
     pub knowledge: KnowledgeConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -69,11 +70,13 @@ pub struct DatabaseConfig {
     pub pool_size: u32,
     /// How long a statement waits for a lock before failing.
     pub busy_timeout_ms: u64,
+    /// WAL pages after which a commit checkpoints; 0: never (Litestream checkpoints instead).
+    pub wal_autocheckpoint: u32,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { path: "copilot.db".into(), pool_size: 8, busy_timeout_ms: 5000 }
+        Self { path: "copilot.db".into(), pool_size: 8, busy_timeout_ms: 5000, wal_autocheckpoint: 1000 }
     }
 }
 
@@ -159,6 +162,16 @@ impl KnowledgeConfig {
     pub fn max_document_bytes(&self) -> usize {
         (self.max_document_mb as usize).saturating_mul(1024 * 1024)
     }
+}
+
+/// `[metrics]`: `GET /metrics` in the Prometheus text format.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Off by default: `/metrics` answers 404.
+    pub enabled: bool,
+    /// A bearer token that scrapers must send; empty: loopback clients only, without a token.
+    pub token: String,
 }
 
 /// `[llm]`: the OpenAI-compatible chat-completions servers that agents talk to. No provider, no
@@ -415,6 +428,9 @@ impl Config {
         if self.auth.lockout_minutes == 0 {
             return Err(("auth.lockout_minutes", "must be at least 1".into()));
         }
+        if !self.metrics.token.is_empty() && self.metrics.token.len() < 16 {
+            return Err(("metrics.token", "must be empty (loopback only) or at least 16 characters".into()));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(("log.format", format!("{:?} is not \"text\" or \"json\"", self.log.format)));
         }
@@ -427,7 +443,7 @@ impl Config {
 }
 
 /// The keys whose values are secrets: no error message ever shows them.
-const SECRET_KEYS: [(&str, &str); 2] = [("auth", "jwt_secret"), ("bootstrap", "admin_password")];
+const SECRET_KEYS: [(&str, &str); 3] = [("auth", "jwt_secret"), ("bootstrap", "admin_password"), ("metrics", "token")];
 
 /// A secret of the wrong type would be quoted by the type error: say so without the value.
 fn check_secrets_are_text(table: &toml::Table) -> Result<(), String> {

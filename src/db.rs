@@ -25,7 +25,14 @@ pub struct Db {
 }
 
 impl Db {
-    pub fn open(path: &Path, read_pool_size: u32, busy_timeout: Duration) -> Result<Db, String> {
+    /// `wal_autocheckpoint`: pages of WAL after which a commit checkpoints (SQLite's default is
+    /// 1000); 0 leaves checkpoints to another process, e.g. Litestream.
+    pub fn open(
+        path: &Path,
+        read_pool_size: u32,
+        busy_timeout: Duration,
+        wal_autocheckpoint: u32,
+    ) -> Result<Db, String> {
         register_sqlite_vec()?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -37,6 +44,7 @@ impl Db {
                 c.pragma_update(None, "journal_mode", "WAL")?;
                 c.pragma_update(None, "synchronous", "NORMAL")?;
                 c.pragma_update(None, "foreign_keys", "ON")?;
+                c.pragma_update(None, "wal_autocheckpoint", wal_autocheckpoint)?;
                 c.set_prepared_statement_cache_capacity(64);
                 // Plans that do not depend on bound values: without this, every `col LIKE ?n`
                 // (and, once ANALYZE has run, every range over a bound value, as in FTS5's own
@@ -109,6 +117,24 @@ impl Db {
     /// `SELECT 1` on a read connection.
     pub async fn ping(&self) -> ApiResult<()> {
         self.lookup(|c| Ok(c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?)).await
+    }
+
+    /// Whether the database answers and has every migration of this build applied (the
+    /// readiness check of `/health/ready`).
+    pub async fn migrations_applied(&self) -> ApiResult<bool> {
+        let latest = embedded::migrations::runner().get_migrations().iter().map(|m| i64::from(m.version())).max();
+        let applied: Option<i64> = self
+            .lookup(|c| {
+                Ok(c.prepare_cached("SELECT MAX(version) FROM refinery_schema_history")?.query_row([], |r| r.get(0))?)
+            })
+            .await?;
+        Ok(applied >= latest)
+    }
+
+    /// The connections of the two pools: (pool, open, idle).
+    pub fn pool_state(&self) -> [(&'static str, u32, u32); 2] {
+        let (r, w) = (self.read.state(), self.write.state());
+        [("read", r.connections, r.idle_connections), ("write", w.connections, w.idle_connections)]
     }
 
     /// Synchronous access to the writer, for start-up work outside the runtime.
@@ -247,7 +273,7 @@ mod tests {
         std::fs::write(&old, b"").unwrap();
         std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
         for p in [&path, &old] {
-            let db = super::Db::open(p, 1, std::time::Duration::from_secs(1)).unwrap();
+            let db = super::Db::open(p, 1, std::time::Duration::from_secs(1), 1000).unwrap();
             db.write_blocking(|tx| Ok(tx.execute("CREATE TABLE t (x)", [])?)).unwrap();
             for file in [p.to_path_buf(), super::sidecar(p, "-wal"), super::sidecar(p, "-shm")] {
                 let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;

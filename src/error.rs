@@ -171,6 +171,16 @@ fn header_meta(name: &str, description: &str) -> MetaHeader {
 /// Turns every error that poem or poem-openapi produce by themselves (bad JSON, bad query,
 /// unknown route, wrong method, missing token, ...) into a `{"detail"}` answer.
 pub async fn catch_all(err: poem::Error) -> Response {
+    // the matched route survives the conversion, for /metrics
+    let route = err.data::<poem::PathPattern>().cloned();
+    let mut resp = answer(err);
+    if let Some(r) = route {
+        resp.set_data(r);
+    }
+    resp
+}
+
+fn answer(err: poem::Error) -> Response {
     if err.is_from_response() || err.status().as_u16() < 400 {
         return err.into_response();
     }

@@ -4,11 +4,13 @@
 pub mod api;
 pub mod auth;
 pub mod authz;
+pub mod backup;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod knowledge;
 pub mod llm;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod pagination;
@@ -56,6 +58,8 @@ pub struct AppState {
     pub jobs: Arc<llm::jobs::Jobs>,
     /// The background worker that ingests uploaded documents.
     pub ingest: Arc<knowledge::ingest::Ingestor>,
+    /// `[metrics] enabled`: what `/metrics` reports; `None` records nothing.
+    pub metrics: Option<Arc<metrics::Metrics>>,
 }
 
 /// What start-up did that the operator must hear about once.
@@ -73,6 +77,7 @@ impl AppState {
             &config.database.path,
             config.database.pool_size,
             Duration::from_millis(config.database.busy_timeout_ms),
+            config.database.wal_autocheckpoint,
         )?;
         let mut startup = Startup::default();
         let needs_bootstrap = !db
@@ -142,6 +147,7 @@ impl AppState {
             )),
             passwords: Arc::new(Passwords::new(config.auth.pbkdf2_iterations, config.auth.max_concurrent_hashes)),
             db,
+            metrics: config.metrics.enabled.then(|| Arc::new(metrics::Metrics::new())),
             config: Arc::new(config),
         };
         Ok((state, startup))
@@ -204,8 +210,23 @@ pub fn openapi_json(api: &OpenApiService<Apis, ()>) -> String {
 pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     let api = openapi(&state);
     let spec = openapi_json(&api);
-    let mut allow = AllowTable::from_openapi(&serde_json::from_str(&spec).expect("valid JSON"), "/api/v1");
-    for path in ["/api/v1/openapi.json", "/docs", "/docs/oauth-receiver.html", "/favicon.ico", "/"] {
+    let doc: serde_json::Value = serde_json::from_str(&spec).expect("valid JSON");
+    let mut allow = AllowTable::from_openapi(&doc, "/api/v1");
+    if let Some(m) = &state.metrics {
+        let templates: Vec<String> =
+            doc["paths"].as_object().into_iter().flatten().map(|(path, _)| format!("/api/v1{path}")).collect();
+        m.set_templates(templates.iter().map(String::as_str));
+    }
+    for path in [
+        "/api/v1/openapi.json",
+        "/docs",
+        "/docs/oauth-receiver.html",
+        "/favicon.ico",
+        "/",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ] {
         allow.add(path, &["GET"]);
     }
     // Swagger UI shows the finished document, not poem-openapi's own
@@ -226,6 +247,9 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
         .nest("/docs", poem::get(docs))
         .nest("/admin", web::Console)
         .at("/favicon.ico", poem::get(poem::endpoint::make_sync(|_| web::favicon())))
+        .at("/health/live", poem::get(api::status::root_live))
+        .at("/health/ready", poem::get(api::status::root_ready))
+        .at("/metrics", poem::get(api::status::root_metrics))
         .at("/", poem::get(poem::endpoint::make_sync(|_| web::redirect("/admin/"))))
         .catch_all_error(catch_all);
 
@@ -240,6 +264,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
     });
 
     let allowed_origins = Arc::new(cfg.server.cors_origins.clone());
+    let metrics = state.metrics.clone();
     routes
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .with(ForeignOrigins(allowed_origins))
@@ -259,21 +284,36 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
                 .overriding("Referrer-Policy", "no-referrer"),
         )
         .with(CatchPanic::new().with_handler(middleware::panic_response))
-        .around(log_request)
+        .around(move |next, req| log_request(next, req, metrics.clone()))
         .data(state)
         .map_to_response()
 }
 
 /// Logs method, path, status and latency of every request; never headers or bodies. The URI is
-/// kept by reference count and formatted only when the log line is written.
-async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+/// kept by reference count and formatted only when the log line is written. Counts the request
+/// in `/metrics` when they are on.
+async fn log_request<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+    metrics: Option<Arc<metrics::Metrics>>,
+) -> poem::Result<Response> {
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let resp = match next.call(req).await {
-        Ok(r) => r.into_response(),
-        Err(e) => e.into_response(),
+    let (resp, route) = match next.call(req).await {
+        Ok(r) => {
+            let r = r.into_response();
+            let route = metrics.as_ref().and_then(|_| r.data::<poem::PathPattern>().cloned());
+            (r, route)
+        }
+        Err(e) => {
+            let route = metrics.as_ref().and_then(|_| e.data::<poem::PathPattern>().cloned());
+            (e.into_response(), route)
+        }
     };
+    if let Some(m) = &metrics {
+        m.observe(method.as_str(), route.as_ref(), resp.status(), started.elapsed());
+    }
     let status = resp.status().as_u16();
     if status >= 500 {
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -26,6 +26,17 @@ struct Cli {
 enum Command {
     /// Start the server (the default when no command is given)
     Serve,
+    /// Write a checked copy of the live database to PATH while the server keeps serving
+    Backup {
+        /// Where the copy goes (must not exist)
+        path: PathBuf,
+    },
+    /// Put the backup at PATH in place of the database (refused while a server uses it; the
+    /// replaced database is kept beside it as <db>.before-restore-<time>)
+    Restore {
+        /// A file written by `copilot backup`
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -38,8 +49,52 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&config);
+    let db = config.database.path.clone();
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Backup { path } => match copilot::backup::backup(&db, &path) {
+            Ok(r) => {
+                println!(
+                    "Backed up {} to {} ({:.1} MB in {:.2} s); integrity_check: ok.",
+                    db.display(),
+                    path.display(),
+                    r.bytes as f64 / 1e6,
+                    r.elapsed.as_secs_f64()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Restore { path } => match copilot::backup::restore(&db, &path) {
+            Ok(r) => {
+                println!(
+                    "Restored {} from {} ({:.1} MB in {:.2} s).",
+                    db.display(),
+                    path.display(),
+                    r.bytes as f64 / 1e6,
+                    r.elapsed.as_secs_f64()
+                );
+                if let Some(kept) = r.kept {
+                    println!("The database it replaced is kept as {}.", kept.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve => {
+            // one server per database file: a second one (or a restore) is refused
+            let _lock = match copilot::backup::DbLock::acquire(&db, "copilot serve") {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {

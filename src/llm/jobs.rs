@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -212,6 +212,31 @@ impl JobHandle {
 pub struct Jobs {
     map: Mutex<HashMap<String, Arc<JobHandle>>>,
     closing: AtomicBool,
+    /// What the jobs of this process did, for `/metrics`.
+    pub tally: Tally,
+}
+
+/// Counts of finished jobs by status and of their tokens, since this process started.
+#[derive(Default)]
+pub struct Tally {
+    pub completed: AtomicU64,
+    pub cancelled: AtomicU64,
+    pub failed: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub completion_tokens: AtomicU64,
+}
+
+impl Tally {
+    fn record(&self, status: &str, prompt_tokens: i64, completion_tokens: i64) {
+        let counter = match status {
+            "completed" => &self.completed,
+            "cancelled" => &self.cancelled,
+            _ => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.prompt_tokens.fetch_add(prompt_tokens.max(0) as u64, Ordering::Relaxed);
+        self.completion_tokens.fetch_add(completion_tokens.max(0) as u64, Ordering::Relaxed);
+    }
 }
 
 impl Jobs {
@@ -226,6 +251,11 @@ impl Jobs {
 
     pub fn get(&self, id: &str) -> Option<Arc<JobHandle>> {
         self.lock().get(id).cloned()
+    }
+
+    /// Jobs of this process still generating.
+    pub fn running(&self) -> usize {
+        self.lock().values().filter(|h| !h.is_finished()).count()
     }
 
     fn insert(&self, h: Arc<JobHandle>) {
@@ -270,13 +300,13 @@ pub fn spawn(jobs: Arc<Jobs>, db: Db, http: reqwest::Client, spec: JobSpec) {
     jobs.insert(spec.handle.clone());
     tokio::spawn(async move {
         let id = spec.handle.id.clone();
-        run(db, http, spec).await;
+        run(db, http, spec, &jobs.tally).await;
         tokio::time::sleep(RETAIN_FINISHED).await;
         jobs.remove(&id);
     });
 }
 
-async fn run(db: Db, http: reqwest::Client, spec: JobSpec) {
+async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
     let JobSpec { handle: h, provider, request, estimated_prompt_tokens, citations } = spec;
     let started = Instant::now();
     let mut stop_rx = h.stop.subscribe();
@@ -349,6 +379,7 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec) {
         .await;
     tracing::info!(job_id = %h.id, provider = %provider.name, model = %request.model, status, latency_ms,
         prompt_tokens, completion_tokens, "completion job finished");
+    tally.record(status, prompt_tokens, completion_tokens);
     match stored {
         Ok(message) => {
             let outcome = Outcome { status, message, error, error_kind };

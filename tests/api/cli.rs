@@ -46,7 +46,7 @@ fn configuration_errors_name_the_key_and_exit_non_zero() {
 }
 
 /// Starts the binary on a free port; returns the child and the base URL it printed.
-fn start(dir: &std::path::Path, envs: &[(&str, &str)]) -> (std::process::Child, String, Vec<String>) {
+pub fn start(dir: &std::path::Path, envs: &[(&str, &str)]) -> (std::process::Child, String, Vec<String>) {
     let config = dir.join("copilot.toml");
     std::fs::write(&config, "[server]\nbind = \"127.0.0.1:0\"\n[auth]\npbkdf2_iterations = 1000\n").unwrap();
     let mut child = Command::new(BIN)

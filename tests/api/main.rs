@@ -5,6 +5,7 @@ mod matrix;
 
 mod agents;
 mod auth;
+mod backup;
 mod cli;
 mod completions;
 mod connections;
@@ -12,6 +13,7 @@ mod conversations;
 mod documents;
 mod hardening;
 mod knowledge;
+mod operations;
 mod organizations;
 mod projects;
 mod roles;
