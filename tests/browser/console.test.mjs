@@ -327,6 +327,16 @@ test('documents: upload by picking and by dropping, each with a progress bar; st
   const dropped = uploads.filter({ hasText: kbDocs.dropped.name });
   await dropped.and(admin.locator('[data-state=ok]')).waitFor();
   assert.equal(await dropped.getByRole('progressbar').getAttribute('value'), '100');
+  // the same bytes again: 409 with a link to the existing document; a file without text: 400
+  await input.setInputFiles([{ name: `again-${run}.md`, mimeType: 'text/markdown', buffer: Buffer.from(kbDocs.dropped.text) },
+    { name: `blank-${run}.txt`, mimeType: 'text/plain', buffer: Buffer.from('   \n\n ') }]);
+  const again = uploads.filter({ hasText: `again-${run}.md` });
+  await again.and(admin.locator('[data-state=error]')).waitFor();
+  assert.match(await again.getByRole('alert').textContent(), /^A document with the same content already exists in this organization and project: [0-9a-f-]{36} Open it$/);
+  assert.equal(await again.getByRole('link', { name: 'Open it' }).count(), 1);
+  const blank = uploads.filter({ hasText: `blank-${run}.txt` });
+  await blank.and(admin.locator('[data-state=error]')).waitFor();
+  assert.match(await blank.getByRole('alert').textContent(), /no extractable text/);
   // an image is refused with the server's detail, and nothing is stored
   await input.setInputFiles(kbDocs.png);
   const refused = uploads.filter({ hasText: kbDocs.png.name });

@@ -1,5 +1,5 @@
 // The knowledge base: documents (upload, list, detail, chunks) and a retrieval test.
-import { h, replace, fmtDate, fmtBytes, nextId } from '../dom.js';
+import { h, replace, append, fmtDate, fmtBytes, nextId } from '../dom.js';
 import { api, apiUpload, apiBlob, listAll } from '../api.js';
 import { pageHeader, listView, confirmAction, button, badge, act, errText, highlight, fmtScore } from '../ui.js';
 
@@ -90,6 +90,9 @@ export async function documentsPage(main, _params, ctx) {
         bar.hidden = true;
         result.setAttribute('role', 'alert');
         replace(result, errText(e));
+        // a duplicate: the detail ends with the existing document's id
+        const existing = e.status === 409 && /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\s*$/i.exec(errText(e));
+        if (existing) append(result, [' ', h('a', { href: `/admin/documents/${existing[1]}` }, 'Open it')]);
       }
     };
     input.addEventListener('change', () => { start(input.files); input.value = ''; });
