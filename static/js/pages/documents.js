@@ -96,22 +96,24 @@ export async function documentsPage(main, _params, ctx) {
       }
     };
     input.addEventListener('change', () => { start(input.files); input.value = ''; });
-    let depth = 0;
-    zone.addEventListener('dragenter', (ev) => { ev.preventDefault(); depth++; zone.classList.add('dropzone-over'); });
-    zone.addEventListener('dragover', (ev) => { ev.preventDefault(); if (ev.dataTransfer) ev.dataTransfer.dropEffect = 'copy'; });
-    zone.addEventListener('dragleave', () => { if (--depth <= 0) { depth = 0; zone.classList.remove('dropzone-over'); } });
-    zone.addEventListener('drop', (ev) => {
-      ev.preventDefault();
-      depth = 0;
-      zone.classList.remove('dropzone-over');
-      if (ev.dataTransfer) start(ev.dataTransfer.files);
-    });
     const headId = nextId('up');
     upload = h('section', { class: 'card', 'aria-labelledby': headId },
       h('h2', { id: headId }, 'Upload documents'),
       proj ? h('div', { class: 'filter upload-project' }, h('label', { for: projId }, 'Project (optional)'), proj) : null,
       input, zone,
       results);
+    // the whole card takes a drop (a file dropped beside the zone would otherwise be opened by the browser)
+    let depth = 0;
+    const over = (on) => zone.classList.toggle('dropzone-over', on);
+    upload.addEventListener('dragenter', (ev) => { ev.preventDefault(); depth++; over(true); });
+    upload.addEventListener('dragover', (ev) => { ev.preventDefault(); if (ev.dataTransfer) ev.dataTransfer.dropEffect = 'copy'; });
+    upload.addEventListener('dragleave', () => { if (--depth <= 0) { depth = 0; over(false); } });
+    upload.addEventListener('drop', (ev) => {
+      ev.preventDefault();
+      depth = 0;
+      over(false);
+      if (ev.dataTransfer) start(ev.dataTransfer.files);
+    });
   }
 
   replace(main,
