@@ -4,6 +4,7 @@ import { api, apiUpload, apiBlob, listAll } from '../api.js';
 import { pageHeader, listView, confirmAction, button, badge, act, errText, highlight, fmtScore } from '../ui.js';
 
 const POLL_MS = 1500;
+const UPLOADS_AT_ONCE = 3;
 const BUSY = new Set(['pending', 'processing']);
 const STATUS_KIND = { ready: 'ok', failed: 'danger', pending: 'muted', processing: 'accent' };
 export const statusBadge = (s) => badge(s, STATUS_KIND[s] || '');
@@ -32,7 +33,8 @@ export async function documentsPage(main, _params, ctx) {
     { label: 'Filename', class: 'break', cell: (d) => d.filename },
     { label: 'Type', cell: (d) => typeLabel(d.content_type) },
     { label: 'Size', class: 'nowrap', cell: (d) => fmtBytes(d.size_bytes) },
-    { label: 'Status', cell: (d) => h('span', { 'data-testid': 'doc-status' }, statusBadge(d.status)) },
+    { label: 'Status', cell: (d) => h('div', null, h('span', { 'data-testid': 'doc-status' }, statusBadge(d.status)),
+      d.status === 'failed' && d.error ? h('div', { class: 'small doc-error' }, d.error) : null) },
     { label: 'Chunks', cell: (d) => String(d.chunk_count) },
     { label: 'Created', class: 'nowrap', cell: (d) => fmtDate(d.created_at) },
   ];
@@ -64,36 +66,46 @@ export async function documentsPage(main, _params, ctx) {
     const projId = nextId('proj');
     const proj = projects.length ? selectOf(projId, projectOptions('(no project)')) : null;
     const results = h('ul', { class: 'uploads', 'aria-label': 'Uploads', 'data-testid': 'uploads' });
-    const start = (files) => {
+    // every file gets its row at once; at most UPLOADS_AT_ONCE are sent at the same time
+    const start = async (files) => {
       files = [...files];
       if (!files.length) return;
-      Promise.all(files.map((f) => uploadOne(f, proj ? proj.value : ''))).then(() => { if (list.el.isConnected) list.reload(); });
+      const projectId = proj ? proj.value : '';
+      const jobs = files.map((f) => prepare(f, projectId));
+      results.prepend(...jobs.map((j) => j.item));
+      let next = 0;
+      const worker = async () => { while (next < jobs.length) await jobs[next++].run(); };
+      await Promise.all(Array.from({ length: Math.min(UPLOADS_AT_ONCE, jobs.length) }, worker));
+      if (list.el.isConnected) list.reload();
     };
-    const uploadOne = async (file, projectId) => {
+    const prepare = (file, projectId) => {
       const bar = h('progress', { max: 100, value: 0, 'aria-label': `Upload progress of ${file.name}` });
-      const result = h('span', { class: 'upload-result small', role: 'status' }, 'Uploading…');
-      const item = h('li', { class: 'upload', 'data-testid': 'upload', 'data-state': 'uploading' },
+      const result = h('span', { class: 'upload-result small', role: 'status' }, 'Waiting…');
+      const item = h('li', { class: 'upload', 'data-testid': 'upload', 'data-state': 'waiting' },
         h('span', { class: 'upload-name' }, file.name), h('span', { class: 'muted small nowrap' }, fmtBytes(file.size)), bar, result);
-      results.prepend(item);
-      const form = new FormData();
-      form.append('file', file, file.name);
-      if (projectId) form.append('project_id', projectId);
-      try {
-        const doc = await apiUpload('/documents', form, { onProgress: (f) => { bar.value = Math.round(f * 100); } });
-        bar.value = 100;
-        item.dataset.state = 'ok';
-        replace(result, 'Uploaded — ', h('a', { href: `/admin/documents/${doc.id}` }, doc.title), ' is being indexed.');
-      } catch (e) {
-        item.dataset.state = 'error';
-        item.classList.add('upload-failed');
-        bar.removeAttribute('value'); // no progress to show: the bar is replaced by the reason
-        bar.hidden = true;
-        result.setAttribute('role', 'alert');
-        replace(result, errText(e));
-        // a duplicate: the detail ends with the existing document's id
-        const existing = e.status === 409 && /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\s*$/i.exec(errText(e));
-        if (existing) append(result, [' ', h('a', { href: `/admin/documents/${existing[1]}` }, 'Open it')]);
-      }
+      const run = async () => {
+        item.dataset.state = 'uploading';
+        replace(result, 'Uploading…');
+        const form = new FormData();
+        form.append('file', file, file.name);
+        if (projectId) form.append('project_id', projectId);
+        try {
+          const doc = await apiUpload('/documents', form, { onProgress: (f) => { bar.value = Math.round(f * 100); } });
+          bar.value = 100;
+          item.dataset.state = 'ok';
+          replace(result, 'Uploaded — ', h('a', { href: `/admin/documents/${doc.id}` }, doc.title), ' is being indexed.');
+        } catch (e) {
+          item.dataset.state = 'error';
+          item.classList.add('upload-failed');
+          bar.hidden = true; // no progress to show: the reason takes its place
+          result.setAttribute('role', 'alert');
+          replace(result, errText(e));
+          // a duplicate: the detail ends with the existing document's id
+          const existing = e.status === 409 && /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\s*$/i.exec(errText(e));
+          if (existing) append(result, [' ', h('a', { href: `/admin/documents/${existing[1]}` }, 'Open it')]);
+        }
+      };
+      return { item, run };
     };
     input.addEventListener('change', () => { start(input.files); input.value = ''; });
     const headId = nextId('up');
