@@ -291,6 +291,9 @@ test('documents: upload by picking and by dropping, each with a progress bar; st
   const input = admin.getByLabel(/Drop files here or choose files/);
   assert.equal(await input.getAttribute('type'), 'file');
   assert.equal(await input.getAttribute('multiple'), '');
+  await admin.getByLabel('Project (optional)').focus();
+  await admin.keyboard.press('Tab');
+  assert.equal(await admin.evaluate(() => document.activeElement.type), 'file', 'Tab reaches the file input');
   // the Markdown document goes into the project (the agent's scope below names it)
   await admin.getByLabel('Project (optional)').selectOption({ label: `Q3 RFPs ${run}` });
   // the first list answer after the upload says "processing" (ingestion may be faster than the
