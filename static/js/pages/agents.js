@@ -19,7 +19,9 @@ export async function agentsPage(main, _params, ctx) {
   const projectName = (id) => (id ? (projects.find((p) => p.id === id) || { name: '—' }).name : '—');
 
   async function form(a) {
-    const sameOrg = (x) => !a || !ctx.isSuper || x.organization_id === a.organization_id;
+    // a superuser sees every organization's projects and documents: only the agent's own can scope it
+    const org = a ? a.organization_id : ctx.me.organization_id;
+    const sameOrg = (x) => !ctx.isSuper || !org || x.organization_id === org;
     const orgProjects = projects.filter(sameOrg);
     const projOptions = [['', '(none)'], ...orgProjects.map((p) => [p.id, p.name])];
     const kb = a && a.knowledge_base && typeof a.knowledge_base === 'object' && !Array.isArray(a.knowledge_base) ? a.knowledge_base : {};
