@@ -202,6 +202,79 @@ export async function apiStream(method, path, { body, query, headers: extra, sig
 }
 
 /**
+ * Upload a multipart form with XMLHttpRequest, which reports upload progress (fetch does not):
+ * onProgress(fraction 0..1) as bytes go out. Same token refresh and errors as api().
+ */
+export async function apiUpload(path, form, { onProgress } = {}) {
+  if (session && session.expiresAt - Date.now() < 10_000) await refresh().catch(() => {});
+  for (let attempt = 0; ; attempt++) {
+    const token = session && session.access;
+    busy(1);
+    let r;
+    try {
+      r = await new Promise((resolve, reject) => {
+        const xhr = new XMLHttpRequest();
+        xhr.open('POST', BASE + path);
+        xhr.setRequestHeader('accept', 'application/json');
+        if (token) xhr.setRequestHeader('authorization', 'Bearer ' + token);
+        if (onProgress) {
+          xhr.upload.addEventListener('progress', (e) => { if (e.lengthComputable && e.total) onProgress(e.loaded / e.total); });
+          xhr.upload.addEventListener('load', () => onProgress(1));
+        }
+        xhr.addEventListener('load', () => resolve({ status: xhr.status, text: xhr.responseText }));
+        xhr.addEventListener('error', () => reject(new ApiError(0, 'Cannot reach the server. Check that it is running and try again.')));
+        xhr.addEventListener('abort', () => reject(new ApiError(0, 'The upload was interrupted.')));
+        xhr.send(form);
+      });
+    } finally {
+      busy(-1);
+    }
+    let json = null;
+    try { json = r.text ? JSON.parse(r.text) : null; } catch { /* not JSON */ }
+    const detail = json && typeof json.detail === 'string' ? json.detail : `${r.status} error`;
+    if (r.status === 401 && token) {
+      if (attempt === 0) {
+        if (session && session.access !== token) continue;
+        try { await refresh(); continue; } catch { /* falls through */ }
+      }
+      expire('Your session has ended. Please sign in again.');
+      throw new ApiError(401, detail);
+    }
+    if (r.status < 200 || r.status >= 300) throw new ApiError(r.status, detail);
+    return json;
+  }
+}
+
+/** GET a file with the session's token → {blob, filename} (from Content-Disposition). */
+export async function apiBlob(path) {
+  if (session && session.expiresAt - Date.now() < 10_000) await refresh().catch(() => {});
+  for (let attempt = 0; ; attempt++) {
+    const token = session && session.access;
+    let r;
+    busy(1);
+    try {
+      r = await fetch(BASE + path, { headers: token ? { authorization: 'Bearer ' + token } : {} });
+    } catch {
+      throw new ApiError(0, 'Cannot reach the server. Check that it is running and try again.');
+    } finally {
+      busy(-1);
+    }
+    if (r.status === 401 && token && attempt === 0) {
+      if (session && session.access !== token) continue;
+      try { await refresh(); continue; } catch { /* falls through */ }
+    }
+    if (r.status === 401 && token) { expire('Your session has ended. Please sign in again.'); throw new ApiError(401, await detailOf(r)); }
+    if (!r.ok) throw new ApiError(r.status, await detailOf(r));
+    const cd = r.headers.get('content-disposition') || '';
+    const star = /filename\*=UTF-8''([^;]+)/i.exec(cd);
+    const plain = /filename="?([^";]+)"?/i.exec(cd);
+    let filename = 'download';
+    try { filename = star ? decodeURIComponent(star[1]) : (plain ? plain[1] : filename); } catch { /* keep the default */ }
+    return { blob: await r.blob(), filename };
+  }
+}
+
+/**
  * Reads Server-Sent Events from a Response body: calls onEvent({id, event, data}) for each event
  * (data parsed as JSON when it is JSON). Resolves when the body ends; rejects when it breaks.
  */

@@ -10,6 +10,7 @@ import { rolesPage } from './pages/roles.js';
 import { projectsPage, projectDetailPage } from './pages/projects.js';
 import { agentsPage } from './pages/agents.js';
 import { conversationsPage, conversationPage } from './pages/conversations.js';
+import { documentsPage, documentDetailPage } from './pages/documents.js';
 
 const ROOT = '/admin';
 
@@ -21,6 +22,7 @@ const NAV = [
   { path: '/roles', label: 'Roles', need: 'roles:read' },
   { path: '/projects', label: 'Projects', need: 'projects:read' },
   { path: '/agents', label: 'Agent configs', need: 'agents:read' },
+  { path: '/documents', label: 'Documents', need: 'agents:read' },
   { path: '/conversations', label: 'Conversations', need: 'conversations:write' },
 ];
 
@@ -33,6 +35,8 @@ const ROUTES = [
   ['/projects', projectsPage, 'Projects', 'projects:read'],
   ['/projects/:id', projectDetailPage, 'Project', 'projects:read'],
   ['/agents', agentsPage, 'Agent configs', 'agents:read'],
+  ['/documents', documentsPage, 'Documents', 'agents:read'],
+  ['/documents/:id', documentDetailPage, 'Document', 'agents:read'],
   ['/conversations', conversationsPage, 'Conversations', 'conversations:write'],
   ['/conversations/:id', conversationPage, 'Conversation', 'conversations:write'],
 ];

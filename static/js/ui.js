@@ -31,6 +31,17 @@ function modal(title, body, { wide } = {}) {
   return dlg;
 }
 
+/** A dialog showing `body` (nodes) with a Close button. Resolves when it closes. */
+export function showDialog(title, body, { wide } = {}) {
+  return new Promise((resolve) => {
+    const close = h('button', { type: 'submit', class: 'btn' }, 'Close');
+    const form = h('form', { method: 'dialog', class: 'modal-body' }, body, h('div', { class: 'form-actions' }, close));
+    const dlg = modal(title, form, { wide });
+    dlg.addEventListener('close', () => resolve());
+    close.focus();
+  });
+}
+
 /** Ask before a destructive action. Resolves true when confirmed. */
 export function confirmAction(message, { title = 'Are you sure?', confirmLabel = 'Confirm', danger = true } = {}) {
   return new Promise((resolve) => {
@@ -59,6 +70,7 @@ export function formDialog({ title, fields, submitLabel = 'Save', onSubmit, intr
     const formError = h('div', { class: 'form-error', role: 'alert', hidden: true });
     const controls = {};
     const rows = fields.map((f) => {
+      if (f.type === 'section') return h('h3', { class: 'form-section' }, f.label);
       const row = field(f);
       controls[f.name] = row;
       return row.el;
@@ -82,6 +94,7 @@ export function formDialog({ title, fields, submitLabel = 'Save', onSubmit, intr
       for (const [name, c] of Object.entries(controls)) values[name] = c.get();
       // client-side required check, same wording style as the API
       for (const f of fields) {
+        if (f.type === 'section') continue;
         if (f.required && (values[f.name] === '' || values[f.name] === null || values[f.name] === undefined)) {
           showError(`${f.label} is required`, f.name);
           return;
@@ -105,8 +118,8 @@ export function formDialog({ title, fields, submitLabel = 'Save', onSubmit, intr
 
     function matchField(detail) {
       const lower = detail.toLowerCase();
-      const f = fields.find((f) => lower.startsWith(f.name.toLowerCase() + ' ') || lower.startsWith(f.name.toLowerCase() + ':')
-        || (f.label && lower.startsWith(f.label.toLowerCase() + ' ')));
+      const f = fields.find((f) => f.type !== 'section' && (lower.startsWith(f.name.toLowerCase() + ' ') || lower.startsWith(f.name.toLowerCase() + ':')
+        || (f.label && lower.startsWith(f.label.toLowerCase() + ' '))));
       return f && f.name;
     }
     function clearErrors() {
@@ -139,6 +152,11 @@ export function field(f) {
     input = h('select', { id, name: f.name, 'aria-describedby': describedBy, disabled: f.disabled },
       (f.options || []).map(([v, l]) => h('option', { value: v, selected: String(f.value ?? '') === String(v) }, l)));
     get = () => input.value;
+  } else if (type === 'multiselect') {
+    const chosen = (f.value || []).map(String);
+    input = h('select', { id, name: f.name, multiple: true, size: f.size || Math.min(6, Math.max(3, (f.options || []).length)), 'aria-describedby': describedBy, disabled: f.disabled },
+      (f.options || []).map(([v, l]) => h('option', { value: v, selected: chosen.includes(String(v)) }, l)));
+    get = () => [...input.selectedOptions].map((o) => o.value);
   } else if (type === 'textarea') {
     input = h('textarea', { id, name: f.name, rows: f.rows || 4, maxlength: f.maxlength, placeholder: f.placeholder, 'aria-describedby': describedBy, value: f.value ?? '' });
     get = () => input.value;
@@ -260,8 +278,8 @@ export function listView(opts) {
   size.addEventListener('change', () => { state.limit = +size.value; state.skip = 0; load(); });
 
   const el = h('section', { class: 'list' },
-    h('div', { class: 'toolbar' },
-      h('div', { class: 'filter filter-search' }, h('label', { for: searchId }, opts.searchLabel || 'Search'), search),
+    opts.search === false && !filterEls.length ? null : h('div', { class: 'toolbar' },
+      opts.search === false ? null : h('div', { class: 'filter filter-search' }, h('label', { for: searchId }, opts.searchLabel || 'Search'), search),
       filterEls),
     h('div', { class: 'table-wrap' }, table),
     h('div', { class: 'pager' }, summary,
@@ -278,7 +296,7 @@ export function listView(opts) {
     loadingTimer = setTimeout(() => {
       if (my === seq) replace(tbody, h('tr', { class: 'loading-row' }, h('td', { colspan: opts.columns.length }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' Loading…')));
     }, 150);
-    const query = { skip: state.skip, limit: state.limit, search: state.search, ...(opts.extraQuery ? opts.extraQuery() : {}) };
+    const query = { skip: state.skip, limit: state.limit, search: opts.search === false ? '' : state.search, ...(opts.extraQuery ? opts.extraQuery() : {}) };
     for (const f of filters) if (state.filters[f.name] !== '') query[f.name] = state.filters[f.name];
     try {
       const page = await api('GET', opts.path, { query });
@@ -323,3 +341,24 @@ export function listView(opts) {
 export function emptyState(text) {
   return h('p', { class: 'empty' }, text);
 }
+
+/** The words of a search query (letters and digits, 2 characters or more), lower-cased, unique. */
+export function queryWords(q) {
+  return [...new Set((String(q || '').toLowerCase().match(/[\p{L}\p{N}]{2,}/gu) || []))];
+}
+
+/**
+ * `text` as text nodes with each word of `q` wrapped in <mark> where a word of the text starts
+ * with it (so "encrypt" marks "encrypted"), case-insensitively. DOM nodes, never HTML.
+ */
+export function highlight(text, q) {
+  const words = queryWords(q).sort((a, b) => b.length - a.length);
+  const s = String(text ?? '');
+  if (!words.length) return [s];
+  const esc = words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  const re = new RegExp(`(?<![\\p{L}\\p{N}])(${esc.join('|')})`, 'giu');
+  return s.split(re).map((part, i) => (i % 2 ? h('mark', null, part) : part)).filter((p) => p !== '');
+}
+
+/** A retrieval score: three decimals, or three significant digits when it is that small (BM25 over few documents). */
+export const fmtScore = (x) => (typeof x !== 'number' || !Number.isFinite(x) ? '—' : Math.abs(x) >= 0.01 || x === 0 ? x.toFixed(3) : x.toPrecision(3));

@@ -273,6 +273,273 @@ test('projects: create one and add a member', async () => {
   await shot(admin, 'organizations');
 });
 
+// ---------- the knowledge base ----------
+const kbWord = `zebraquartz${run}`; // a word only the Markdown document contains
+const kbDocs = {
+  md: { name: `security-${run}.md`, mimeType: 'text/markdown', buffer: Buffer.from(`# Security\n\n## Encryption\n\nCustomer data is encrypted at rest with AES-256 and in transit with TLS 1.3. Keys rotate every ${kbWord} quarter.\n`) },
+  txt: { name: `handbook-${run}.txt`, mimeType: 'text/plain', buffer: Buffer.from(`Employee handbook ${run}\n\nVacation requests go to your manager two weeks ahead.\n`) },
+  dropped: { name: `dropped-${run}.md`, type: 'text/markdown', text: `# Dropped notes ${run}\n\nThis file arrived by drag and drop onto the zone.\n` },
+  png: { name: `logo-${run}.png`, mimeType: 'image/png', buffer: Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360000000000500010d0a2db40000000049454e44ae426082', 'hex') },
+};
+const kbAgentName = `Knowledge helper ${run}`;
+const docRow = (page, name) => page.locator('tbody tr', { hasText: name });
+
+test('documents: upload by picking and by dropping, each with a progress bar; statuses reach ready by themselves; a PNG shows the 415 detail', async () => {
+  await go(admin, 'Documents');
+  await admin.getByRole('heading', { name: 'Documents', level: 1 }).waitFor();
+  // the drop zone is the file input's label: keyboard users reach the input, and it is named
+  const input = admin.getByLabel(/Drop files here or choose files/);
+  assert.equal(await input.getAttribute('type'), 'file');
+  assert.equal(await input.getAttribute('multiple'), '');
+  await admin.getByLabel('Project (optional)').focus();
+  await admin.keyboard.press('Tab');
+  assert.equal(await admin.evaluate(() => document.activeElement.type), 'file', 'Tab reaches the file input');
+  // the Markdown document goes into the project (the agent's scope below names it)
+  await admin.getByLabel('Project (optional)').selectOption({ label: `Q3 RFPs ${run}` });
+  // the first list answer after the upload says "processing" (ingestion may be faster than the
+  // test): the list must then ask again by itself until the documents are ready
+  const listed = [];
+  await admin.route(/\/api\/v1\/documents\?/, async (route) => {
+    const res = await route.fetch();
+    const json = await res.json();
+    if (listed.push(route.request().url()) === 1) for (const doc of json.data) doc.status = 'processing';
+    await route.fulfill({ response: res, json });
+  });
+  await input.setInputFiles([kbDocs.md, kbDocs.txt]);
+  const uploads = admin.getByTestId('upload');
+  for (const f of [kbDocs.md, kbDocs.txt]) {
+    const item = uploads.filter({ hasText: f.name });
+    await item.and(admin.locator('[data-state=ok]')).waitFor();
+    const bar = item.getByRole('progressbar', { name: `Upload progress of ${f.name}` });
+    assert.equal(await bar.getAttribute('value'), '100');
+    assert.match(await item.textContent(), /Uploaded — .* is being indexed\./);
+  }
+  await docRow(admin, kbDocs.md.name).getByTestId('doc-status').filter({ hasText: /^processing$/ }).waitFor();
+  await docRow(admin, kbDocs.md.name).getByTestId('doc-status').filter({ hasText: /^ready$/ }).waitFor({ timeout: 20_000 });
+  assert.ok(listed.length >= 2, `the list asked again by itself (${listed.length} requests)`);
+  await admin.unroute(/\/api\/v1\/documents\?/);
+  await admin.getByLabel('Project (optional)').selectOption('');
+  // a synthetic drop of a file on the zone
+  const dt = await admin.evaluateHandle(({ name, type, text }) => {
+    const d = new DataTransfer();
+    d.items.add(new File([text], name, { type }));
+    return d;
+  }, kbDocs.dropped);
+  await admin.getByTestId('dropzone').dispatchEvent('dragenter', { dataTransfer: dt });
+  await admin.getByTestId('dropzone').dispatchEvent('drop', { dataTransfer: dt });
+  const dropped = uploads.filter({ hasText: kbDocs.dropped.name });
+  await dropped.and(admin.locator('[data-state=ok]')).waitFor();
+  assert.equal(await dropped.getByRole('progressbar').getAttribute('value'), '100');
+  // the same bytes again: 409 with a link to the existing document; a file without text: 400
+  await input.setInputFiles([{ name: `again-${run}.md`, mimeType: 'text/markdown', buffer: Buffer.from(kbDocs.dropped.text) },
+    { name: `blank-${run}.txt`, mimeType: 'text/plain', buffer: Buffer.from('   \n\n ') }]);
+  const again = uploads.filter({ hasText: `again-${run}.md` });
+  await again.and(admin.locator('[data-state=error]')).waitFor();
+  assert.match(await again.getByRole('alert').textContent(), /^A document with the same content already exists in this organization and project: [0-9a-f-]{36} Open it$/);
+  assert.equal(await again.getByRole('link', { name: 'Open it' }).count(), 1);
+  const blank = uploads.filter({ hasText: `blank-${run}.txt` });
+  await blank.and(admin.locator('[data-state=error]')).waitFor();
+  assert.match(await blank.getByRole('alert').textContent(), /no extractable text/);
+  // an image is refused with the server's detail, and nothing is stored
+  await input.setInputFiles(kbDocs.png);
+  const refused = uploads.filter({ hasText: kbDocs.png.name });
+  await refused.and(admin.locator('[data-state=error]')).waitFor();
+  assert.match(await refused.getByRole('alert').textContent(), /^This type of file cannot be read\. Accepted: plain text/);
+  const token = await adminToken();
+  assert.equal((await api('GET', `/documents?search=${encodeURIComponent(kbDocs.png.name)}`, token)).body.total, 0);
+
+  // the list shows them and their statuses reach ready without a reload
+  for (const name of [kbDocs.md.name, kbDocs.txt.name, kbDocs.dropped.name]) {
+    await docRow(admin, name).getByTestId('doc-status').filter({ hasText: /^ready$/ }).waitFor({ timeout: 20_000 });
+  }
+  const md = docRow(admin, kbDocs.md.name);
+  assert.match(await md.textContent(), /Markdown/);
+  assert.match(await md.textContent(), new RegExp(`Q3 RFPs ${run}`));
+  // once none is pending or processing, the list stops asking
+  const polls = [];
+  const onRequest = (r) => { if (/\/api\/v1\/documents\?/.test(r.url())) polls.push(r.url()); };
+  admin.on('request', onRequest);
+  await admin.waitForTimeout(3500);
+  admin.off('request', onRequest);
+  assert.deepEqual(polls, []);
+  await shot(admin, 'documents');
+});
+
+test('test retrieval shows ranked passages with the query\'s words highlighted', async () => {
+  await admin.getByLabel('Query').fill(`encrypted ${kbWord}`);
+  await admin.getByRole('search', { name: 'Test retrieval' }).getByRole('button', { name: 'Search' }).click();
+  const passage = admin.getByTestId('passage').filter({ hasText: kbWord });
+  await passage.waitFor();
+  assert.equal(await passage.getByRole('link', { name: kbDocs.md.name }).count(), 1);
+  assert.match(await passage.textContent(), /Security > Encryption/);
+  assert.match(await passage.textContent(), /score -?\d+\.\d+(e-?\d+)?/);
+  const marks = await passage.locator('mark').allTextContents();
+  assert.ok(marks.includes('encrypted') && marks.includes(kbWord), `highlighted: ${marks}`);
+  // a query with markup is searched as text: nothing is parsed as HTML
+  await admin.getByLabel('Query').fill(XSS);
+  await admin.getByRole('search', { name: 'Test retrieval' }).getByRole('button', { name: 'Search' }).click();
+  await admin.waitForTimeout(300);
+  assert.equal(await admin.locator('main img').count(), 0);
+  assert.equal(await admin.evaluate(() => window.__xss), undefined);
+  await admin.getByLabel('Query').fill(`encrypted ${kbWord}`);
+  await admin.getByRole('search', { name: 'Test retrieval' }).getByRole('button', { name: 'Search' }).click();
+  await passage.waitFor();
+});
+
+test('a document\'s detail: metadata, chunks, the original file, reindex; delete asks first', async () => {
+  await admin.getByRole('link', { name: kbDocs.md.name, exact: true }).first().click();
+  await admin.getByRole('heading', { name: kbDocs.md.name, level: 1 }).waitFor();
+  const info = admin.getByTestId('doc-info');
+  await info.getByTestId('doc-status').filter({ hasText: 'ready' }).waitFor();
+  assert.match(await info.textContent(), /text\/markdown/);
+  assert.match(await info.textContent(), new RegExp(`Q3 RFPs ${run}`));
+  const chunk = admin.locator('tbody tr', { hasText: kbWord });
+  await chunk.waitFor();
+  assert.match(await chunk.textContent(), /Security > Encryption/);
+  const [download] = await Promise.all([admin.waitForEvent('download'), admin.getByRole('button', { name: 'Download original' }).click()]);
+  assert.equal(download.suggestedFilename(), kbDocs.md.name);
+  assert.equal(fs.readFileSync(await download.path(), 'utf8'), kbDocs.md.buffer.toString());
+  await admin.getByRole('button', { name: 'Reindex' }).click();
+  await admin.getByText('Reindexing started.').waitFor();
+  await info.getByTestId('doc-status').filter({ hasText: 'ready' }).waitFor({ timeout: 20_000 });
+  await chunk.waitFor();
+  await shot(admin, 'document');
+
+  // the handbook is deleted: Cancel keeps it, confirming removes it and its chunks
+  await go(admin, 'Documents');
+  await admin.getByRole('link', { name: kbDocs.txt.name, exact: true }).click();
+  await admin.getByRole('heading', { name: kbDocs.txt.name, level: 1 }).waitFor();
+  const id = admin.url().split('/').pop();
+  const token = await adminToken();
+  await admin.getByRole('button', { name: 'Delete' }).click();
+  await dialog(admin).getByRole('button', { name: 'Cancel' }).click();
+  await dialog(admin).waitFor({ state: 'detached' });
+  assert.equal((await api('GET', `/documents/${id}`, token)).status, 200);
+  await admin.getByRole('button', { name: 'Delete' }).click();
+  assert.match(await dialog(admin).textContent(), /cannot be undone/);
+  await dialog(admin).getByRole('button', { name: 'Delete document' }).click();
+  await admin.waitForURL(/\/admin\/documents$/);
+  await admin.getByText(`Document ${kbDocs.txt.name} deleted.`).waitFor();
+  await docRow(admin, kbDocs.md.name).waitFor();
+  assert.equal(await docRow(admin, kbDocs.txt.name).count(), 0);
+  assert.equal((await api('GET', `/documents/${id}`, token)).status, 404);
+});
+
+test('the agent form\'s knowledge section round-trips: save, reopen, values kept', async () => {
+  const token = await adminToken();
+  const created = await api('POST', '/agent-configs', token, { name: kbAgentName, agent_type: 'documentation', llm_model: 'gemini-pro' });
+  assert.equal(created.status, 201);
+  const docs = (await api('GET', `/documents?search=${encodeURIComponent(kbDocs.md.name)}`, token)).body.data;
+  const project = (await api('GET', `/projects?search=${encodeURIComponent(`Q3 RFPs ${run}`)}`, token)).body.data[0];
+  await go(admin, 'Agent configs');
+  await admin.getByRole('button', { name: `Edit ${kbAgentName}` }).click();
+  let d = dialog(admin);
+  await d.getByRole('heading', { name: 'Knowledge base' }).waitFor();
+  assert.equal(await d.locator('textarea[name=knowledge_base]').count(), 0, 'no raw JSON any more');
+  const enabled = d.getByLabel('Use the knowledge base');
+  const topK = d.getByLabel('Passages per reply');
+  assert.equal(await enabled.isChecked(), false);
+  assert.equal(await topK.inputValue(), '5');
+  await enabled.check();
+  await topK.fill('21');
+  await d.getByRole('button', { name: 'Save' }).click();
+  await d.locator('.field-error:not([hidden])', { hasText: 'knowledge_base.top_k must be an integer between 1 and 20' }).waitFor();
+  await topK.fill('3');
+  await d.getByLabel('Only these projects\' documents').selectOption([project.id]);
+  await d.getByLabel('Only these documents').selectOption({ label: kbDocs.md.name });
+  await d.getByRole('button', { name: 'Save' }).click();
+  await d.waitFor({ state: 'detached' });
+  await admin.getByText(`Agent config ${kbAgentName} saved.`).waitFor();
+  const stored = (await api('GET', `/agent-configs/${created.body.id}`, token)).body.knowledge_base;
+  assert.deepEqual(stored, { enabled: true, top_k: 3, project_ids: [project.id], document_ids: [docs[0].id] });
+
+  await admin.getByRole('button', { name: `Edit ${kbAgentName}` }).click();
+  d = dialog(admin);
+  assert.equal(await d.getByLabel('Use the knowledge base').isChecked(), true);
+  assert.equal(await d.getByLabel('Passages per reply').inputValue(), '3');
+  const chosen = (sel) => sel.evaluate((s) => [...s.selectedOptions].map((o) => o.value));
+  assert.deepEqual(await chosen(d.getByLabel('Only these projects\' documents')), [project.id]);
+  assert.deepEqual(await chosen(d.getByLabel('Only these documents')), [docs[0].id]);
+  if (SHOTS) {
+    await d.getByRole('heading', { name: 'Knowledge base' }).scrollIntoViewIfNeeded();
+    await d.screenshot({ path: path.join(SHOTS, 'agent-knowledge.png') });
+  }
+  await d.getByRole('button', { name: 'Cancel' }).click();
+  await d.waitFor({ state: 'detached' });
+});
+
+test('a conversation with a knowledge-enabled agent shows its sources; a source opens its passage', async () => {
+  await go(admin, 'Conversations');
+  await admin.getByRole('button', { name: 'New conversation' }).click();
+  const d = dialog(admin);
+  await d.locator('input[name=title]').fill(`Cited ${run}`);
+  await d.locator('select[name=agent_config_id]').selectOption({ label: `${kbAgentName} (documentation)` });
+  await d.getByRole('button', { name: 'Start conversation' }).click();
+  await admin.getByRole('heading', { name: `Cited ${run}` }).waitFor();
+  await admin.getByLabel('Message', { exact: true }).fill(`How is customer data encrypted? ${kbWord}`);
+  await admin.getByRole('button', { name: 'Send' }).click();
+  const t = admin.getByTestId('transcript');
+  // live: the citations event comes before the text
+  await admin.getByTestId('streaming-reply').getByTestId('sources').waitFor();
+  const reply = t.locator('.msg-assistant', { hasText: REPLY });
+  await reply.getByTestId('usage').waitFor();
+  const source = reply.getByTestId('sources').getByRole('button', { name: `[1] ${kbDocs.md.name}` });
+  await source.waitFor();
+  // stored: a reload shows them again
+  await admin.reload();
+  await source.click();
+  const sd = dialog(admin);
+  await sd.getByRole('heading', { name: 'Source 1' }).waitFor();
+  assert.match(await sd.getByTestId('source-snippet').textContent(), /encrypted at rest/);
+  await sd.getByText('Security > Encryption').waitFor();
+  assert.match(await sd.textContent(), new RegExp(kbDocs.md.name.replace(/\./g, '\\.')));
+  await shot(admin, 'conversation-sources');
+  await sd.getByRole('link', { name: 'Open the document' }).click();
+  await admin.getByRole('heading', { name: kbDocs.md.name, level: 1 }).waitFor();
+  assert.equal(await dialog(admin).count(), 0, 'the dialog closed');
+  assert.match(admin.url(), /\/admin\/documents\/[0-9a-f-]{36}$/);
+});
+
+test('the Documents page, its dialogs and the knowledge section pass axe-core, light and dark', async () => {
+  const token = await adminToken();
+  const doc = (await api('GET', `/documents?search=${encodeURIComponent(kbDocs.md.name)}`, token)).body.data[0];
+  const conv = (await api('GET', `/conversations?search=${encodeURIComponent(`Cited ${run}`)}`, token)).body.data[0];
+  const found = [];
+  for (const colorScheme of ['light', 'dark']) {
+    const page = await newPage({ colorScheme });
+    await signIn(page, 'admin', ADMIN_PASSWORD, { from: '/admin/documents' });
+    await docRow(page, kbDocs.md.name).waitFor();
+    await page.getByLabel('Query').fill(`encrypted ${kbWord}`);
+    await page.getByRole('search', { name: 'Test retrieval' }).getByRole('button', { name: 'Search' }).click();
+    await page.getByTestId('passage').first().waitFor();
+    await page.getByLabel(/Drop files here/).setInputFiles(kbDocs.png); // a failed upload's row
+    await page.getByTestId('upload').and(page.locator('[data-state=error]')).waitFor();
+    for (const v of await axeViolations(page)) found.push(`${colorScheme} /admin/documents: ${v}`);
+    if (colorScheme === 'dark') await shot(page, 'dark-documents');
+
+    await page.goto(`/admin/documents/${doc.id}`);
+    await page.locator('tbody tr', { hasText: kbWord }).waitFor();
+    for (const v of await axeViolations(page)) found.push(`${colorScheme} document: ${v}`);
+    await page.getByRole('button', { name: 'Delete' }).click();
+    await dialog(page).waitFor();
+    for (const v of await axeViolations(page)) found.push(`${colorScheme} delete dialog: ${v}`);
+    await dialog(page).getByRole('button', { name: 'Cancel' }).click();
+
+    await page.goto('/admin/agents');
+    await page.getByRole('button', { name: `Edit ${kbAgentName}` }).click();
+    await dialog(page).getByRole('heading', { name: 'Knowledge base' }).waitFor();
+    for (const v of await axeViolations(page)) found.push(`${colorScheme} agent form: ${v}`);
+    await dialog(page).getByRole('button', { name: 'Cancel' }).click();
+
+    await page.goto(`/admin/conversations/${conv.id}`);
+    await page.getByTestId('sources').first().getByRole('button').first().click();
+    await dialog(page).getByText('Security > Encryption').waitFor();
+    for (const v of await axeViolations(page)) found.push(`${colorScheme} source dialog: ${v}`);
+    await page.close();
+  }
+  assert.deepEqual(found, []);
+});
+
 test('destructive actions ask first; API refusals show their detail', async () => {
   const token = await adminToken();
   const bob = `bob_${run}`;
@@ -338,7 +605,7 @@ test('the custom-role user does not see controls their role forbids', async () =
   alicePage = await newPage();
   await signIn(alicePage, alice.username, alice.password);
   const nav = alicePage.getByRole('navigation', { name: 'Main' });
-  for (const visible of ['Dashboard', 'Users', 'Projects', 'Agent configs', 'Conversations']) await nav.getByRole('link', { name: visible }).waitFor();
+  for (const visible of ['Dashboard', 'Users', 'Projects', 'Agent configs', 'Documents', 'Conversations']) await nav.getByRole('link', { name: visible }).waitFor();
   for (const hidden of ['Organizations', 'Roles']) assert.equal(await nav.getByRole('link', { name: hidden }).count(), 0, `${hidden} hidden`);
   await go(alicePage, 'Users');
   await alicePage.locator('tbody tr', { hasText: alice.username }).waitFor();
@@ -348,6 +615,14 @@ test('the custom-role user does not see controls their role forbids', async () =
   await alicePage.locator('tbody tr', { hasText: agentName }).waitFor();
   assert.equal(await alicePage.getByRole('button', { name: 'New agent config' }).count(), 0);
   assert.equal(await alicePage.getByRole('button', { name: `Edit ${agentName}` }).count(), 0);
+  // agents:read reads and searches the knowledge base; uploading, reindexing, deleting need agents:write
+  await go(alicePage, 'Documents');
+  await alicePage.locator('tbody tr', { hasText: `security-${run}.md` }).waitFor();
+  assert.equal(await alicePage.getByTestId('file-input').count(), 0);
+  await alicePage.getByRole('link', { name: `security-${run}.md`, exact: true }).click();
+  await alicePage.getByRole('button', { name: 'Download original' }).waitFor();
+  assert.equal(await alicePage.getByRole('button', { name: 'Delete' }).count(), 0);
+  assert.equal(await alicePage.getByRole('button', { name: 'Reindex' }).count(), 0);
   // a page the role does not allow explains itself instead of failing
   await alicePage.goto('/admin/roles');
   await alicePage.getByText('Your role does not include roles:read').waitFor();
@@ -628,6 +903,10 @@ test('at 360px wide: menu, lists and the chat fit the screen', async () => {
   await page.getByTestId('permission-matrix').waitFor();
   assert.ok((await overflow()) <= 0, 'roles page fits (the matrix scrolls inside its box)');
   await page.getByRole('button', { name: 'Menu' }).click();
+  await go(page, 'Documents');
+  await page.locator('tbody tr', { hasText: `security-${run}.md` }).waitFor();
+  assert.ok((await overflow()) <= 0, 'documents page fits');
+  await page.getByRole('button', { name: 'Menu' }).click();
   await go(page, 'Conversations');
   await page.getByRole('button', { name: 'New conversation' }).click();
   const d = dialog(page);
@@ -665,7 +944,7 @@ test('every page passes axe-core (WCAG 2.1 A and AA: nothing serious or critical
   const token = await adminToken();
   const conversations = await api('GET', '/conversations?limit=1', token);
   const pages = ['/admin/', '/admin/users', '/admin/organizations', '/admin/roles', '/admin/projects',
-    '/admin/agents', '/admin/conversations'];
+    '/admin/agents', '/admin/documents', '/admin/conversations'];
   if (conversations.body.data.length) pages.push(`/admin/conversations/${conversations.body.data[0].id}`);
   const found = [];
   for (const colorScheme of ['light', 'dark']) {

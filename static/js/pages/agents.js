@@ -19,7 +19,32 @@ export async function agentsPage(main, _params, ctx) {
   const projectName = (id) => (id ? (projects.find((p) => p.id === id) || { name: '—' }).name : '—');
 
   async function form(a) {
-    const projOptions = [['', '(none)'], ...projects.filter((p) => !a || !ctx.isSuper || p.organization_id === a.organization_id).map((p) => [p.id, p.name])];
+    // a superuser sees every organization's projects and documents: only the agent's own can scope it
+    const org = a ? a.organization_id : ctx.me.organization_id;
+    const sameOrg = (x) => !ctx.isSuper || !org || x.organization_id === org;
+    const orgProjects = projects.filter(sameOrg);
+    const projOptions = [['', '(none)'], ...orgProjects.map((p) => [p.id, p.name])];
+    const kb = a && a.knowledge_base && typeof a.knowledge_base === 'object' && !Array.isArray(a.knowledge_base) ? a.knowledge_base : {};
+    const kbProjects = Array.isArray(kb.project_ids) ? kb.project_ids : [];
+    const kbDocs = Array.isArray(kb.document_ids) ? kb.document_ids : [];
+    // the documents that can scope it: the ready ones, and those it already names whatever their state
+    const docs = (await listAll('/documents', { status: 'ready' }).catch(() => [])).filter(sameOrg);
+    for (const id of kbDocs) {
+      if (!docs.some((d) => d.id === id)) docs.push(await api('GET', `/documents/${id}`).catch(() => ({ id, title: `(document ${id.slice(0, 8)})` })));
+    }
+    const kbFields = [
+      { type: 'section', label: 'Knowledge base' },
+      { name: 'knowledge_base.enabled', half: true, label: 'Use the knowledge base', type: 'checkbox', value: kb.enabled === true, help: 'Each reply retrieves passages from the documents and cites them.' },
+      { name: 'knowledge_base.top_k', half: true, label: 'Passages per reply', type: 'number', min: 1, max: 20, step: 1, value: Number.isInteger(kb.top_k) ? kb.top_k : 5, help: 'top_k: 1 to 20 (default 5).', inputmode: 'numeric' },
+    ];
+    if (orgProjects.length || kbProjects.length) {
+      kbFields.push({ name: 'knowledge_base.project_ids', half: true, label: 'Only these projects\' documents', type: 'multiselect', value: kbProjects,
+        options: [...orgProjects.map((p) => [p.id, p.name]), ...kbProjects.filter((id) => !orgProjects.some((p) => p.id === id)).map((id) => [id, `(project ${id.slice(0, 8)})`])],
+        help: 'None selected: the whole organization.' });
+    }
+    kbFields.push({ name: 'knowledge_base.document_ids', half: true, label: 'Only these documents', type: 'multiselect', value: kbDocs,
+      options: docs.map((d) => [d.id, d.status && d.status !== 'ready' ? `${d.title} (${d.status})` : d.title]),
+      help: docs.length ? 'None selected: every document in scope. Ctrl or Shift selects several.' : 'No ready documents yet: upload some on the Documents page.' });
     const saved = await formDialog({
       title: a ? `Edit ${a.name}` : 'New agent config', submitLabel: a ? 'Save' : 'Create agent config', wide: true,
       fields: [
@@ -32,21 +57,29 @@ export async function agentsPage(main, _params, ctx) {
         { name: 'system_prompt', label: 'System prompt', type: 'textarea', rows: 5, value: a ? a.system_prompt || '' : '' },
         { name: 'tools', half: true, label: 'Tools', value: a ? a.tools.join(', ') : '', help: 'Comma-separated, e.g. search, summarize.' },
         { name: 'project_id', half: true, label: 'Project', type: 'select', value: a ? a.project_id || '' : '', options: projOptions },
-        { name: 'knowledge_base', half: true, label: 'Knowledge base (JSON object)', type: 'textarea', rows: 2, value: a ? JSON.stringify(a.knowledge_base) : '{}' },
-        { name: 'settings', half: true, label: 'Settings (JSON object)', type: 'textarea', rows: 2, value: a ? JSON.stringify(a.settings) : '{}' },
+        { name: 'settings', label: 'Settings (JSON object)', type: 'textarea', rows: 2, value: a ? JSON.stringify(a.settings) : '{}' },
+        ...kbFields,
       ],
       onSubmit: (v) => {
         const temperature = Number(v.temperature);
         const maxTokens = Number(v.max_tokens);
         if (v.temperature === '' || Number.isNaN(temperature)) throw new Error('temperature must be a number');
         if (v.max_tokens === '' || !Number.isInteger(maxTokens)) throw new Error('max_tokens must be a whole number');
+        const topK = Number(v['knowledge_base.top_k']);
+        if (!Number.isInteger(topK) || topK < 1 || topK > 20) throw new Error('knowledge_base.top_k must be an integer between 1 and 20');
+        // other keys of the stored object are kept as they are
+        const knowledgeBase = { ...kb, enabled: v['knowledge_base.enabled'], top_k: topK };
+        for (const k of ['project_ids', 'document_ids']) {
+          const ids = v[`knowledge_base.${k}`] || [];
+          if (ids.length) knowledgeBase[k] = ids; else delete knowledgeBase[k];
+        }
         const body = {
           name: v.name.trim(), agent_type: v.agent_type, description: v.description.trim() || null,
           llm_model: v.llm_model.trim() || 'gemini-pro', temperature, max_tokens: maxTokens,
           system_prompt: v.system_prompt.trim() ? v.system_prompt : null,
           tools: v.tools.split(',').map((t) => t.trim()).filter(Boolean),
           project_id: v.project_id || null,
-          knowledge_base: parseJson(v.knowledge_base, 'knowledge_base'),
+          knowledge_base: knowledgeBase,
           settings: parseJson(v.settings, 'settings'),
         };
         if (!a) for (const k of ['description', 'system_prompt', 'project_id']) if (body[k] === null) delete body[k];

@@ -1,6 +1,6 @@
 import { h, replace, fmtDate, fmtDay, nextId } from '../dom.js';
 import { api, apiStream, readEvents, listAll } from '../api.js';
-import { pageHeader, listView, formDialog, confirmAction, button, badge, notify, act, errText } from '../ui.js';
+import { pageHeader, listView, formDialog, confirmAction, button, badge, notify, act, errText, showDialog, fmtScore } from '../ui.js';
 
 async function lookups(ctx) {
   const [agents, projects] = await Promise.all([
@@ -84,6 +84,42 @@ function usageLine(md) {
   return h('div', { class: 'msg-usage muted small', 'data-testid': 'usage' }, parts.flatMap((p, i) => (i ? [' · ', p] : [p])));
 }
 
+/** A cited passage in a dialog: its snippet, document, page and heading, and a link to the document. */
+function openSource(c, n, ctx) {
+  const heading = h('dd', null, '…');
+  const canRead = ctx.can('agents:read');
+  const link = canRead ? h('a', { href: `/admin/documents/${encodeURIComponent(c.document_id)}` }, 'Open the document') : null;
+  const body = [
+    h('dl', { class: 'kv' },
+      h('dt', null, 'Document'), h('dd', null, String(c.document_title || 'Untitled document')),
+      h('dt', null, 'Page'), h('dd', null, c.page ? String(c.page) : '—'),
+      h('dt', null, 'Heading'), heading,
+      typeof c.score === 'number' ? [h('dt', null, 'Score'), h('dd', null, fmtScore(c.score))] : null),
+    h('blockquote', { class: 'source-snippet', 'data-testid': 'source-snippet' }, String(c.snippet || '')),
+    link ? h('p', null, link) : null,
+  ];
+  showDialog(`Source ${n}`, body, { wide: true });
+  if (link) link.addEventListener('click', () => { const d = link.closest('dialog'); if (d) d.close(); });
+  // the heading is not part of the citation: it is read from the document's chunks
+  if (!canRead || !c.chunk_id) { replace(heading, '—'); return; }
+  listAll(`/documents/${encodeURIComponent(c.document_id)}/chunks`).then((chunks) => {
+    const chunk = chunks.find((x) => x.id === c.chunk_id);
+    replace(heading, chunk && chunk.heading ? chunk.heading : '—');
+  }, () => replace(heading, '—'));
+}
+
+/** The "Sources" under an assistant reply: one button per citation, opening its passage. */
+function sourcesList(citations, ctx) {
+  if (!Array.isArray(citations) || !citations.length) return null;
+  const labelId = nextId('src');
+  return h('div', { class: 'msg-sources', 'data-testid': 'sources' },
+    h('div', { class: 'msg-sources-label small muted', id: labelId }, 'Sources'),
+    h('ol', { class: 'msg-sources-list', 'aria-labelledby': labelId },
+      citations.map((c, i) => h('li', null,
+        button([`[${i + 1}] `, String(c.document_title || 'Untitled document'), c.page ? `, page ${c.page}` : ''],
+          () => openSource(c, i + 1, ctx), { small: true, class: 'btn btn-sm btn-source' })))));
+}
+
 export async function conversationPage(main, { id }, ctx) {
   const conv = await api('GET', `/conversations/${encodeURIComponent(id)}`);
   const agent = conv.agent_config_id && ctx.can('agents:read') ? await api('GET', `/agent-configs/${conv.agent_config_id}`).catch(() => null) : null;
@@ -111,6 +147,7 @@ export async function conversationPage(main, { id }, ctx) {
         h('time', { datetime: m.created_at, class: 'muted small' }, fmtDate(m.created_at)),
         mark ? [' ', badge(mark.label, mark.kind)] : null),
       h('div', { class: 'msg-body' }, m.content),
+      m.role === 'assistant' ? sourcesList(md.citations, ctx) : null,
       mark && md.error ? h('div', { class: 'msg-error small' }, md.status === 'cancelled' ? 'Stopped: ' : 'Failed: ', String(md.error)) : null,
       m.role === 'assistant' ? usageLine(md) : null);
   };
@@ -167,11 +204,12 @@ export async function conversationPage(main, { id }, ctx) {
   function ensureLive() {
     if (live) return;
     const body = h('div', { class: 'msg-body' });
+    const sources = h('div');
     const el = h('li', { class: 'msg msg-assistant msg-streaming', 'aria-busy': 'true', 'data-testid': 'streaming-reply' },
       h('div', { class: 'msg-head' }, h('strong', null, botName), ' ',
         h('span', { class: 'muted small' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' writing…')),
-      body);
-    live = { el, body };
+      body, sources);
+    live = { el, body, sources };
     drawTranscript();
   }
   function dropLive() {
@@ -197,6 +235,9 @@ export async function conversationPage(main, { id }, ctx) {
       ensureLive();
       setStatus(`${botName} is writing…`);
       if (state.stop) cancel(state);
+    } else if (e.event === 'citations') {
+      ensureLive();
+      replace(live.sources, sourcesList(d.citations, ctx));
     } else if (e.event === 'delta') {
       ensureLive();
       const stick = atEnd();
