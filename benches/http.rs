@@ -13,6 +13,8 @@
 //! cargo bench --bench http -- --connections 64     # (or BENCH_CONNECTIONS=64)
 //! cargo bench --bench http -- --only auth_me,storm # some scenarios (or BENCH_ONLY=...)
 //! cargo bench --bench http -- --repeat 5           # interleaved runs: medians and spreads of the ratios
+//! cargo bench --bench http -- --backup 1 --only backup  # a 1 GB database: start-up, and the longest
+//!                                                   # write stall while `copilot backup` runs
 //! ```
 
 use std::{
@@ -48,6 +50,9 @@ struct Opts {
     only: Vec<String>,
     /// Interleaved runs per scenario (copilot, ceiling, copilot, ceiling, ...).
     repeat: usize,
+    /// Grow copilot's database to this many GB (of document files) before the runs, and measure
+    /// writes during `copilot backup` (scenario `backup`); 0: neither.
+    backup_gb: f64,
 }
 
 impl Opts {
@@ -69,6 +74,7 @@ impl Opts {
             only: value("--only", "BENCH_ONLY").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default(),
             ceiling: !(args.iter().any(|a| a == "--no-ceiling") || std::env::var_os("BENCH_NO_CEILING").is_some()),
             repeat: value("--repeat", "BENCH_REPEAT").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1),
+            backup_gb: value("--backup", "BENCH_BACKUP_GB").and_then(|v| v.parse().ok()).unwrap_or(0.0f64).max(0.0),
         }
     }
 }
@@ -832,6 +838,9 @@ fn main() {
     let copilot_db = tmp.path().join("copilot.db");
     start_copilot(tmp.path(), &copilot_db).stop(); // first start: migrations and bootstrap
     let seeded = seed_copilot(&copilot_db, &bench_hash);
+    if opts.backup_gb > 0.0 {
+        grow_to(&copilot_db, opts.backup_gb);
+    }
     // start-up on an existing database, three times, the median
     let mut startups: Vec<Duration> = (0..3)
         .map(|_| {
@@ -985,6 +994,10 @@ fn finish(
         );
     }
 
+    if opts.backup_gb > 0.0 && opts.wants("backup") {
+        rt.block_on(backup_stall(&copilot, tmp_dir_of(&copilot.db)));
+    }
+
     // ---- growth
     if opts.growth {
         growth(rt, opts, copilot, ceiling, bench_hash);
@@ -994,6 +1007,118 @@ fn finish(
             c.server.stop();
         }
     }
+}
+
+fn tmp_dir_of(db: &Path) -> &Path {
+    db.parent().expect("the database lives in the temporary folder")
+}
+
+/// Adds documents with 1 MiB files (random bytes, made by SQLite) until the database file holds
+/// about `gb` GB; they are `ready`, so the ingestion worker leaves them alone.
+fn grow_to(db: &Path, gb: f64) {
+    let started = Instant::now();
+    let c = open(db);
+    let org: String = c.query_row("SELECT id FROM organizations WHERE name = 'Default'", [], |r| r.get(0)).unwrap();
+    let files = (gb * 1e9 / 1_048_576.0).ceil() as usize;
+    for batch in 0..files.div_ceil(100) {
+        c.execute_batch("BEGIN").unwrap();
+        for i in batch * 100..((batch + 1) * 100).min(files) {
+            let id = id();
+            c.execute(
+                "INSERT INTO documents (id, organization_id, title, filename, content_type, size_bytes, sha256, status, \
+                 chunk_count, created_at, updated_at) VALUES (?1, ?2, ?3, ?3, 'text/plain', 1048576, ?1, 'ready', 0, ?4, ?4)",
+                params![id, org, format!("filler-{i}.txt"), ts(i as i64)],
+            )
+            .unwrap();
+            c.execute("INSERT INTO document_files (document_id, bytes) VALUES (?1, randomblob(1048576))", params![id])
+                .unwrap();
+        }
+        c.execute_batch("COMMIT").unwrap();
+    }
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    // written with synchronous = OFF: flushed now, or the server's first fsync would pay for it
+    std::fs::File::open(db).and_then(|f| f.sync_all()).unwrap();
+    let size = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+    println!("grew the database to {:.2} GB in {:.1} s", size as f64 / 1e9, started.elapsed().as_secs_f64());
+}
+
+/// Posts messages on 8 connections; 2 s in, `copilot backup` copies the live database. Prints
+/// the backup's time and the longest write (and p99) before and while it ran.
+async fn backup_stall(t: &Target, dir: &Path) {
+    let s = t.scenarios.iter().find(|s| s.name == "post_message").expect("post_message scenario");
+    let req = t.req(s);
+    let addr = t.server.addr;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let epoch = Instant::now();
+    let mut writers = vec![];
+    for _ in 0..8 {
+        let (req, stop) = (req.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut conn = Conn::connect(addr).await.expect("connect");
+            let mut timeline = vec![];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t0 = Instant::now();
+                let status = conn.send(&req, false).await.expect("post");
+                assert_eq!(status, 201);
+                timeline.push((t0 - epoch, t0.elapsed()));
+            }
+            timeline
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let target = dir.join("bench-backup.db");
+    let _ = std::fs::remove_file(&target);
+    let began = epoch.elapsed();
+    let (db, dir2, target2) = (t.db.clone(), dir.to_path_buf(), target.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_copilot"))
+            .arg("backup")
+            .arg(&target2)
+            .current_dir(dir2)
+            .env("COPILOT_DATABASE__PATH", db)
+            .output()
+            .expect("copilot backup")
+    })
+    .await
+    .unwrap();
+    let ended = epoch.elapsed();
+    assert!(out.status.success(), "backup failed: {}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut timeline = vec![];
+    for w in writers {
+        timeline.extend(w.await.unwrap());
+    }
+    let stats = |f: &dyn Fn(Duration, Duration) -> bool| {
+        let mut l: Vec<Duration> = timeline.iter().filter(|(at, took)| f(*at, *took)).map(|(_, took)| *took).collect();
+        l.sort();
+        let p99 = l.get(l.len().saturating_sub(1) * 99 / 100).copied().unwrap_or_default();
+        (l.len(), p99, l.last().copied().unwrap_or_default())
+    };
+    let before = stats(&|at, _| at < began);
+    let during = stats(&|at, took| at + took > began && at < ended);
+    let size = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+    let worst = timeline.iter().filter(|(at, took)| *at + *took > began && *at < ended).max_by_key(|(_, took)| *took);
+    println!();
+    println!(
+        "backup of a {:.2} GB database under write load (post_message, 8 connections): {:.1} s",
+        size as f64 / 1e9,
+        (ended - began).as_secs_f64()
+    );
+    for (name, (n, p99, max)) in [("before", before), ("during", during)] {
+        println!(
+            "  writes {name:<6} the backup: {n:>6}, p99 {:>7.2} ms, longest {:>7.2} ms",
+            p99.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3
+        );
+    }
+    for line in String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.contains("backup:")) {
+        println!("  {}", line.split("backup: ").nth(1).unwrap_or(line));
+    }
+    if let Some((at, _)) = worst {
+        println!("  the longest write during it began {:.2} s into the backup", at.as_secs_f64() - began.as_secs_f64());
+    }
+    let _ = std::fs::remove_file(&target);
 }
 
 /// One timed load of a scenario, with the server's CPU time per request over the measured part.

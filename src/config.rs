@@ -70,13 +70,13 @@ pub struct DatabaseConfig {
     pub pool_size: u32,
     /// How long a statement waits for a lock before failing.
     pub busy_timeout_ms: u64,
-    /// WAL pages after which a commit checkpoints; 0: never (Litestream checkpoints instead).
-    pub wal_autocheckpoint: u32,
+    /// Milliseconds between background WAL checkpoints; 0: never (Litestream checkpoints).
+    pub checkpoint_interval_ms: u64,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { path: "copilot.db".into(), pool_size: 8, busy_timeout_ms: 5000, wal_autocheckpoint: 1000 }
+        Self { path: "copilot.db".into(), pool_size: 8, busy_timeout_ms: 5000, checkpoint_interval_ms: 1000 }
     }
 }
 

@@ -22,16 +22,24 @@ mod embedded {
 pub struct Db {
     read: Pool,
     write: Pool,
+    /// While any clone lives, the checkpointer thread runs.
+    _alive: std::sync::Arc<()>,
 }
 
+/// The size a reset WAL file is truncated back to.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
 impl Db {
-    /// `wal_autocheckpoint`: pages of WAL after which a commit checkpoints (SQLite's default is
-    /// 1000); 0 leaves checkpoints to another process, e.g. Litestream.
+    /// Checkpoints are off the write path: no connection checkpoints in its commit (SQLite's
+    /// autocheckpoint would make the committing request copy and fsync the WAL backlog — a
+    /// stall of a second after a long backup read); a thread of its own runs a PASSIVE
+    /// checkpoint, which blocks neither readers nor the writer, every `checkpoint_interval`.
+    /// `None` leaves checkpoints to another process (Litestream).
     pub fn open(
         path: &Path,
         read_pool_size: u32,
         busy_timeout: Duration,
-        wal_autocheckpoint: u32,
+        checkpoint_interval: Option<Duration>,
     ) -> Result<Db, String> {
         register_sqlite_vec()?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -44,7 +52,8 @@ impl Db {
                 c.pragma_update(None, "journal_mode", "WAL")?;
                 c.pragma_update(None, "synchronous", "NORMAL")?;
                 c.pragma_update(None, "foreign_keys", "ON")?;
-                c.pragma_update(None, "wal_autocheckpoint", wal_autocheckpoint)?;
+                c.pragma_update(None, "wal_autocheckpoint", 0)?;
+                c.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
                 c.set_prepared_statement_cache_capacity(64);
                 // Plans that do not depend on bound values: without this, every `col LIKE ?n`
                 // (and, once ANALYZE has run, every range over a bound value, as in FTS5's own
@@ -65,7 +74,12 @@ impl Db {
         }
         let read =
             r2d2::Pool::builder().max_size(read_pool_size).min_idle(Some(1)).build(manager()).map_err(open_err)?;
-        Ok(Db { read, write })
+        let alive = std::sync::Arc::new(());
+        if let Some(interval) = checkpoint_interval {
+            let conn = Connection::open(path).map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+            checkpointer(conn, std::sync::Arc::downgrade(&alive), interval);
+        }
+        Ok(Db { read, write, _alive: alive })
     }
 
     /// Runs `f` on a read connection, inside one snapshot.
@@ -144,6 +158,26 @@ impl Db {
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+}
+
+/// Every `interval`, while the `Db` lives: a PASSIVE checkpoint (at most one fsync of the
+/// database file per interval, in this thread, never in a request's commit).
+fn checkpointer(conn: Connection, alive: std::sync::Weak<()>, interval: Duration) {
+    let spawned = std::thread::Builder::new().name("sqlite-checkpoint".into()).spawn(move || {
+        let _ = conn.busy_timeout(Duration::from_secs(1));
+        loop {
+            std::thread::sleep(interval);
+            if alive.upgrade().is_none() {
+                return;
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the WAL checkpointer");
     }
 }
 
@@ -273,7 +307,8 @@ mod tests {
         std::fs::write(&old, b"").unwrap();
         std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
         for p in [&path, &old] {
-            let db = super::Db::open(p, 1, std::time::Duration::from_secs(1), 1000).unwrap();
+            let db = super::Db::open(p, 1, std::time::Duration::from_secs(1), Some(std::time::Duration::from_secs(1)))
+                .unwrap();
             db.write_blocking(|tx| Ok(tx.execute("CREATE TABLE t (x)", [])?)).unwrap();
             for file in [p.to_path_buf(), super::sidecar(p, "-wal"), super::sidecar(p, "-shm")] {
                 let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;

@@ -77,7 +77,8 @@ impl AppState {
             &config.database.path,
             config.database.pool_size,
             Duration::from_millis(config.database.busy_timeout_ms),
-            config.database.wal_autocheckpoint,
+            (config.database.checkpoint_interval_ms > 0)
+                .then(|| Duration::from_millis(config.database.checkpoint_interval_ms)),
         )?;
         let mut startup = Startup::default();
         let needs_bootstrap = !db

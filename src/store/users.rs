@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn trigram_search_matches_the_substring_scan() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::Db::open(&dir.path().join("t.db"), 1, std::time::Duration::from_secs(5), 1000).unwrap();
+        let db = crate::db::Db::open(&dir.path().join("t.db"), 1, std::time::Duration::from_secs(5), None).unwrap();
         let names = [
             ("user5", "user5@example.com", Some("Member 5")),
             ("User50", "USER50@Example.com", None),

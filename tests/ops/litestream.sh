@@ -28,7 +28,7 @@ bind = "127.0.0.1:$port"
 [database]
 path = "copilot.db"
 # Litestream checkpoints the WAL itself
-wal_autocheckpoint = 0
+checkpoint_interval_ms = 0
 [auth]
 pbkdf2_iterations = 1000
 [bootstrap]
