@@ -37,6 +37,9 @@ impl Db {
                 c.pragma_update(None, "journal_mode", "WAL")?;
                 c.pragma_update(None, "synchronous", "NORMAL")?;
                 c.pragma_update(None, "foreign_keys", "ON")?;
+                // reads of large blobs and indexes (vectors, FTS5 doclists) copy from the page
+                // cache instead of one read() per page: a KNN reads every vector of the organization
+                c.pragma_update(None, "mmap_size", 1i64 << 30)?;
                 c.set_prepared_statement_cache_capacity(64);
                 // Plans that do not depend on bound values: without this, every `col LIKE ?n`
                 // (and, once ANALYZE has run, every range over a bound value, as in FTS5's own
