@@ -177,7 +177,13 @@ pub fn fuse(a: impl Iterator<Item = i64>, b: impl Iterator<Item = i64>, limit: u
 
 #[cfg(test)]
 mod tests {
-    use super::{fts5_query, fuse};
+    use super::{COMMON_DF, fts5_query, fts5_terms, fuse, search};
+    use crate::{
+        authz::Scope,
+        db::{new_id, now},
+        knowledge::chunk::ChunkDraft,
+        store::documents::{SearchScope, Vectors, commit_chunks},
+    };
 
     #[test]
     fn fusion_rewards_agreement() {
@@ -196,5 +202,77 @@ mod tests {
         assert_eq!(fts5_query(r#"multi-agent "x"#).unwrap(), r#""multi-agent" OR """x""#);
         assert_eq!(fts5_query("* ( ) \" 🎉"), None);
         assert_eq!(fts5_query("  \n\0 "), None);
+    }
+
+    #[test]
+    fn repeated_words_are_searched_once() {
+        assert_eq!(fts5_terms("Vacation vacation VACATION days"), [r#""Vacation""#, r#""days""#]);
+    }
+
+    /// A document of more chunks than one INSERT batch, where "the" is in every chunk and
+    /// "vacation" in one: the chunks keep their order and vectors, a question with a rare word
+    /// ranks only the chunks with that word, and one of common words alone still answers.
+    #[test]
+    fn common_words_do_not_pull_in_the_whole_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.database.path = dir.path().join("search.db");
+        config.auth.pbkdf2_iterations = 1000;
+        config.bootstrap.admin_password = "search-password-123".into();
+        let (state, _) = crate::AppState::open(config).unwrap();
+        let n = COMMON_DF + 300;
+        let drafts: Vec<ChunkDraft> = (0..n)
+            .map(|i| {
+                let text = if i == 1234 { "the vacation policy".to_string() } else { format!("the rule number {i}") };
+                ChunkDraft { page: Some(i as i64 + 1), heading: String::new(), text, token_count: 4 }
+            })
+            .collect();
+        let vectors: Vec<Vec<f32>> = (0..n).map(|i| vec![i as f32, 1.0, 0.5]).collect();
+        let org = state
+            .db
+            .write_blocking(|tx| {
+                let org = crate::store::bootstrap::registration_org_id(tx)?.unwrap();
+                tx.execute(
+                    "INSERT INTO documents (id, organization_id, title, filename, content_type, size_bytes, sha256, \
+                     status, lease_token, created_at, updated_at) VALUES ('d', ?1, 'Rules', 'rules.txt', 'text/plain', \
+                     1, 'x', 'processing', 'lease', ?2, ?2)",
+                    rusqlite::params![org, now()],
+                )?;
+                let v = Vectors { model: "m", vectors: &vectors };
+                assert!(commit_chunks(tx, "d", "lease", &drafts, Some(v), None, None, "k", &now())?);
+                Ok(org)
+            })
+            .unwrap();
+        state
+            .db
+            .write_blocking(|tx| {
+                let rows: Vec<(i64, i64, String, String)> = tx
+                    .prepare(
+                        "SELECT c.ordinal, c.page, c.text, vec_to_json(v.embedding) FROM chunks c \
+                         JOIN chunk_vec_1 v ON v.chunk_id = c.id ORDER BY c.ordinal",
+                    )?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                assert_eq!(rows.len(), n);
+                for (i, (ordinal, page, text, vector)) in rows.into_iter().enumerate() {
+                    assert_eq!((ordinal, page), (i as i64, i as i64 + 1));
+                    assert_eq!(text, drafts[i].text);
+                    assert_eq!(vector, format!("[{:.6},1.000000,0.500000]", i as f32));
+                }
+                let scope = Scope::Org(org.clone());
+                let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
+                let found = search(tx, &s, "What is the vacation policy?", 10)?;
+                assert_eq!(found.len(), 1, "only the chunk with the rare word is ranked");
+                assert_eq!((found[0].text.as_str(), found[0].page), ("the vacation policy", Some(1235)));
+                // only common words: the newest matching chunks answer
+                let found = search(tx, &s, "the", 10)?;
+                assert_eq!(found.len(), 10);
+                let other = Scope::Org(new_id());
+                let s = SearchScope { scope: &other, project_ids: &[], document_ids: &[] };
+                assert!(search(tx, &s, "the vacation", 10)?.is_empty());
+                assert!(search(tx, &s, "the", 10)?.is_empty());
+                Ok(())
+            })
+            .unwrap();
     }
 }
