@@ -314,8 +314,8 @@ pub fn renew_lease(conn: &Connection, id: &str, token: &str, lease_until: &str) 
         == 1)
 }
 
-/// Chunks per INSERT statement of [`commit_chunks`] (about 350 KB of text).
-const INSERT_BATCH: usize = 256;
+/// Chunks per INSERT statement of [`commit_chunks`] (about 1.4 MB of text).
+const INSERT_BATCH: usize = 1024;
 
 /// Replaces the document's chunks with `chunks` and marks it ready, only while `token` holds
 /// the lease (fenced): `false` means the lease was lost and nothing was written.
