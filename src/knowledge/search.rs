@@ -63,9 +63,9 @@ pub fn fts5_query(q: &str) -> Option<String> {
 ///
 /// The words that match few chunks decide: the rarest of them (within [`RANK_BUDGET`]) are ORed
 /// and every chunk they match is ranked (common words, such as "the" or "is", are left out of
-/// the match: they would make BM25 rank most of the index for a weight near zero). When every word is common, all of them are ORed
-/// over the newest [`COMMON_WINDOW`] matching chunks of the scope. Either way the work is
-/// bounded by the number of words, not by the size of the index.
+/// the match: they would make BM25 rank most of the index for a weight near zero). When every
+/// word is common, all of them are ORed over the newest [`COMMON_WINDOW`] matching chunks of the
+/// scope. Either way the work is bounded by the number of words, not by the size of the index.
 pub fn rank_text(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize) -> ApiResult<Vec<(i64, f64)>> {
     let terms = fts5_terms(q);
     if terms.is_empty() {
