@@ -14,31 +14,94 @@ use crate::{
     db::Db,
     error::ApiResult,
     llm::embeddings::Embedder,
-    store::documents::{SearchScope, nearest_chunks, passages_by_rowid, search_chunks, space_table},
+    store::documents::{
+        SearchScope, match_count, nearest_chunks, newest_window, passages_by_rowid, rank_chunks, space_table,
+    },
 };
 
 /// The constant of reciprocal rank fusion: score = Σ 1 / (RRF_K + rank).
 const RRF_K: f64 = 60.0;
 
-/// Every token quoted (so `multi-agent`, `don't`, `NOT`, `*` and `(` are words, not syntax) and
-/// ORed (a question ANDed finds nothing). `None` when no searchable word is left.
-pub fn fts5_query(q: &str) -> Option<String> {
+/// A word that more chunks than this match (in the whole index) is "common": ranking every
+/// chunk it matches would cost time in proportion to the index, and its BM25 weight (IDF) is
+/// low anyway. Counting stops here, so finding out costs at most this many rowids per word.
+pub const COMMON_DF: usize = 2000;
+
+/// How many matching chunks (summed over the words kept) BM25 ranks at most, short of the
+/// rarest word alone: the less rare words beyond it are left out (they weigh least).
+pub const RANK_BUDGET: usize = 4000;
+
+/// When every word of a question is common, only the newest this many matching chunks of the
+/// scope are ranked (a bound on the work; such questions say little about where to look).
+pub const COMMON_WINDOW: usize = 2000;
+
+/// The query's words, each quoted (so `multi-agent`, `don't`, `NOT`, `*` and `(` are words,
+/// not syntax), without repeats, at most 32.
+pub fn fts5_terms(q: &str) -> Vec<String> {
     let q: String = q.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let tokens: Vec<String> = q
-        .split_whitespace()
-        .filter(|t| t.chars().any(char::is_alphanumeric))
-        .take(32)
-        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
-        .collect();
-    (!tokens.is_empty()).then(|| tokens.join(" OR "))
+    let mut terms: Vec<String> = vec![];
+    for t in q.split_whitespace().filter(|t| t.chars().any(char::is_alphanumeric)) {
+        let quoted = format!("\"{}\"", t.replace('"', "\"\""));
+        if !terms.iter().any(|have| have.eq_ignore_ascii_case(&quoted)) {
+            terms.push(quoted);
+        }
+        if terms.len() == 32 {
+            break;
+        }
+    }
+    terms
 }
 
-/// The best `limit` passages for `q` by full text alone, best first.
-pub fn search(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize) -> ApiResult<Vec<Passage>> {
-    match fts5_query(q) {
-        Some(fts) => Ok(search_chunks(conn, scope, &fts, limit)?.into_iter().map(|(_, p)| p).collect()),
-        None => Ok(vec![]),
+/// Every word quoted and ORed (a question ANDed finds nothing). `None` when no searchable word
+/// is left.
+pub fn fts5_query(q: &str) -> Option<String> {
+    let terms = fts5_terms(q);
+    (!terms.is_empty()).then(|| terms.join(" OR "))
+}
+
+/// The best `limit` chunks for `q` by BM25, as (rowid, bm25), best first.
+///
+/// The words that match few chunks decide: the rarest of them (within [`RANK_BUDGET`]) are ORed
+/// and every chunk they match is ranked (common words, such as "the" or "is", are left out of
+/// the match: they would make BM25 rank most of the index for a weight near zero). When every
+/// word is common, all of them are ORed over the newest [`COMMON_WINDOW`] matching chunks of the
+/// scope. Either way the work is bounded by the number of words, not by the size of the index.
+pub fn rank_text(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize) -> ApiResult<Vec<(i64, f64)>> {
+    let terms = fts5_terms(q);
+    if terms.is_empty() {
+        return Ok(vec![]);
     }
+    let mut counted = vec![];
+    for t in &terms {
+        let n = match_count(conn, t, COMMON_DF)?;
+        if n < COMMON_DF {
+            counted.push((n, t.as_str()));
+        }
+    }
+    // the rarest words first, as many as fit in the budget of chunks to rank (at least one)
+    counted.sort_by_key(|(n, _)| *n);
+    let (mut rare, mut budget) = (vec![], 0);
+    for (n, t) in counted {
+        if !rare.is_empty() && budget + n > RANK_BUDGET {
+            break;
+        }
+        budget += n;
+        rare.push(t);
+    }
+    if !rare.is_empty() {
+        return rank_chunks(conn, scope, &rare.join(" OR "), None, limit);
+    }
+    let all = terms.join(" OR ");
+    let from = newest_window(conn, scope, &all, COMMON_WINDOW)?;
+    rank_chunks(conn, scope, &all, from, limit)
+}
+
+/// The best `limit` passages for `q` by full text alone, best first; `score` is −bm25.
+pub fn search(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize) -> ApiResult<Vec<Passage>> {
+    let ranked = rank_text(conn, scope, q, limit)?;
+    let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
+    let mut found: HashMap<i64, Passage> = passages_by_rowid(conn, scope, &ids)?.into_iter().collect();
+    Ok(ranked.into_iter().filter_map(|(id, bm25)| found.remove(&id).map(|p| Passage { score: -bm25, ..p })).collect())
 }
 
 /// What a retrieval may reach; the organization is always part of it (`Scope::All` only for a
@@ -74,19 +137,28 @@ pub async fn retrieve(db: &Db, embedder: Option<&Embedder>, q: Query) -> ApiResu
         let (Some(table), Some((_, v))) = (table, vector) else {
             return search(c, &s, &q.text, q.limit);
         };
-        let n = (4 * q.limit).max(50);
-        let text_hits = match fts5_query(&q.text) {
-            Some(fts) => search_chunks(c, &s, &fts, n)?,
-            None => vec![],
-        };
-        let vector_hits = nearest_chunks(c, &s, &table, &v, n)?;
-        let fused = fuse(text_hits.iter().map(|(id, _)| *id), vector_hits.iter().copied(), q.limit);
-        let mut known: HashMap<i64, Passage> = text_hits.into_iter().collect();
-        let missing: Vec<i64> = fused.iter().map(|(id, _)| *id).filter(|id| !known.contains_key(id)).collect();
-        known.extend(passages_by_rowid(c, &s, &missing)?);
-        Ok(fused.into_iter().filter_map(|(id, score)| known.remove(&id).map(|p| Passage { score, ..p })).collect())
+        hybrid(c, &s, &q.text, &table, &v, q.limit)
     })
     .await
+}
+
+/// Full text and vectors fused: BM25 top N and KNN top N (N = max(50, 4·limit)), reciprocal
+/// rank fusion, then the passages of the `limit` winners alone are read.
+pub fn hybrid(
+    conn: &Connection,
+    s: &SearchScope<'_>,
+    q: &str,
+    table: &str,
+    vector: &[f32],
+    limit: usize,
+) -> ApiResult<Vec<Passage>> {
+    let n = (4 * limit).max(50);
+    let text_hits = rank_text(conn, s, q, n)?;
+    let vector_hits = nearest_chunks(conn, s, table, vector, n)?;
+    let fused = fuse(text_hits.iter().map(|(id, _)| *id), vector_hits.iter().copied(), limit);
+    let ids: Vec<i64> = fused.iter().map(|(id, _)| *id).collect();
+    let mut found: HashMap<i64, Passage> = passages_by_rowid(conn, s, &ids)?.into_iter().collect();
+    Ok(fused.into_iter().filter_map(|(id, score)| found.remove(&id).map(|p| Passage { score, ..p })).collect())
 }
 
 /// Reciprocal rank fusion of two rankings (ranks from 1): best first, ties by id, `limit` long.
@@ -105,7 +177,13 @@ pub fn fuse(a: impl Iterator<Item = i64>, b: impl Iterator<Item = i64>, limit: u
 
 #[cfg(test)]
 mod tests {
-    use super::{fts5_query, fuse};
+    use super::{COMMON_DF, fts5_query, fts5_terms, fuse, search};
+    use crate::{
+        authz::Scope,
+        db::{new_id, now},
+        knowledge::chunk::ChunkDraft,
+        store::documents::{SearchScope, Vectors, commit_chunks},
+    };
 
     #[test]
     fn fusion_rewards_agreement() {
@@ -124,5 +202,77 @@ mod tests {
         assert_eq!(fts5_query(r#"multi-agent "x"#).unwrap(), r#""multi-agent" OR """x""#);
         assert_eq!(fts5_query("* ( ) \" 🎉"), None);
         assert_eq!(fts5_query("  \n\0 "), None);
+    }
+
+    #[test]
+    fn repeated_words_are_searched_once() {
+        assert_eq!(fts5_terms("Vacation vacation VACATION days"), [r#""Vacation""#, r#""days""#]);
+    }
+
+    /// A document of more chunks than one INSERT batch, where "the" is in every chunk and
+    /// "vacation" in one: the chunks keep their order and vectors, a question with a rare word
+    /// ranks only the chunks with that word, and one of common words alone still answers.
+    #[test]
+    fn common_words_do_not_pull_in_the_whole_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.database.path = dir.path().join("search.db");
+        config.auth.pbkdf2_iterations = 1000;
+        config.bootstrap.admin_password = "search-password-123".into();
+        let (state, _) = crate::AppState::open(config).unwrap();
+        let n = COMMON_DF + 300;
+        let drafts: Vec<ChunkDraft> = (0..n)
+            .map(|i| {
+                let text = if i == 1234 { "the vacation policy".to_string() } else { format!("the rule number {i}") };
+                ChunkDraft { page: Some(i as i64 + 1), heading: String::new(), text, token_count: 4 }
+            })
+            .collect();
+        let vectors: Vec<Vec<f32>> = (0..n).map(|i| vec![i as f32, 1.0, 0.5]).collect();
+        let org = state
+            .db
+            .write_blocking(|tx| {
+                let org = crate::store::bootstrap::registration_org_id(tx)?.unwrap();
+                tx.execute(
+                    "INSERT INTO documents (id, organization_id, title, filename, content_type, size_bytes, sha256, \
+                     status, lease_token, created_at, updated_at) VALUES ('d', ?1, 'Rules', 'rules.txt', 'text/plain', \
+                     1, 'x', 'processing', 'lease', ?2, ?2)",
+                    rusqlite::params![org, now()],
+                )?;
+                let v = Vectors { model: "m", vectors: &vectors };
+                assert!(commit_chunks(tx, "d", "lease", &drafts, Some(v), None, None, "k", &now())?);
+                Ok(org)
+            })
+            .unwrap();
+        state
+            .db
+            .write_blocking(|tx| {
+                let rows: Vec<(i64, i64, String, String)> = tx
+                    .prepare(
+                        "SELECT c.ordinal, c.page, c.text, vec_to_json(v.embedding) FROM chunks c \
+                         JOIN chunk_vec_1 v ON v.chunk_id = c.id ORDER BY c.ordinal",
+                    )?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                assert_eq!(rows.len(), n);
+                for (i, (ordinal, page, text, vector)) in rows.into_iter().enumerate() {
+                    assert_eq!((ordinal, page), (i as i64, i as i64 + 1));
+                    assert_eq!(text, drafts[i].text);
+                    assert_eq!(vector, format!("[{:.6},1.000000,0.500000]", i as f32));
+                }
+                let scope = Scope::Org(org.clone());
+                let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
+                let found = search(tx, &s, "What is the vacation policy?", 10)?;
+                assert_eq!(found.len(), 1, "only the chunk with the rare word is ranked");
+                assert_eq!((found[0].text.as_str(), found[0].page), ("the vacation policy", Some(1235)));
+                // only common words: the newest matching chunks answer
+                let found = search(tx, &s, "the", 10)?;
+                assert_eq!(found.len(), 10);
+                let other = Scope::Org(new_id());
+                let s = SearchScope { scope: &other, project_ids: &[], document_ids: &[] };
+                assert!(search(tx, &s, "the vacation", 10)?.is_empty());
+                assert!(search(tx, &s, "the", 10)?.is_empty());
+                Ok(())
+            })
+            .unwrap();
     }
 }

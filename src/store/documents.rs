@@ -314,6 +314,9 @@ pub fn renew_lease(conn: &Connection, id: &str, token: &str, lease_until: &str) 
         == 1)
 }
 
+/// Chunks per INSERT statement of [`commit_chunks`] (about 1.4 MB of text).
+const INSERT_BATCH: usize = 1024;
+
 /// Replaces the document's chunks with `chunks` and marks it ready, only while `token` holds
 /// the lease (fenced): `false` means the lease was lost and nothing was written.
 #[allow(clippy::too_many_arguments)]
@@ -341,24 +344,26 @@ pub fn commit_chunks(
     let Some((organization_id, project_id)) = owner else { return Ok(false) };
     delete_vectors(conn, id)?;
     conn.prepare_cached("DELETE FROM chunks WHERE document_id = ?1")?.execute(params![id])?;
+    // Many chunks per statement: each statement that writes through the FTS5 trigger opens a
+    // statement savepoint, and FTS5 writes its pending terms out as a new segment at every
+    // savepoint, so one INSERT per chunk made one tiny segment per chunk and most of an
+    // ingestion's time went into merging them.
     let mut insert = conn.prepare_cached(
         "INSERT INTO chunks (public_id, document_id, organization_id, project_id, ordinal, page, heading, text, \
-         token_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         token_count) SELECT j.value ->> 0, ?1, ?2, ?3, ?4 + j.key, j.value ->> 1, j.value ->> 2, j.value ->> 3, \
+         j.value ->> 4 FROM json_each(?5) j ORDER BY j.key RETURNING ordinal, id",
     )?;
-    let mut rowids = Vec::with_capacity(chunks.len());
-    for (i, c) in chunks.iter().enumerate() {
-        insert.execute(params![
-            new_id(),
-            id,
-            organization_id,
-            project_id,
-            i as i64,
-            c.page,
-            c.heading,
-            c.text,
-            c.token_count
-        ])?;
-        rowids.push(conn.last_insert_rowid());
+    let mut rowids = vec![0i64; chunks.len()];
+    for (b, batch) in chunks.chunks(INSERT_BATCH).enumerate() {
+        let rows: Vec<serde_json::Value> =
+            batch.iter().map(|c| serde_json::json!([new_id(), c.page, c.heading, c.text, c.token_count])).collect();
+        let first = b * INSERT_BATCH;
+        let json = serde_json::Value::Array(rows).to_string();
+        let mut inserted = insert.query(params![id, organization_id, project_id, first as i64, json])?;
+        while let Some(r) = inserted.next()? {
+            let ordinal: i64 = r.get(0)?;
+            rowids[ordinal as usize] = r.get(1)?;
+        }
     }
     if let Some(v) = vectors.filter(|v| v.vectors.len() == rowids.len() && !v.vectors.is_empty()) {
         let table = ensure_space(conn, v.model, v.vectors[0].len(), now)?;
@@ -466,31 +471,74 @@ pub struct SearchScope<'a> {
     pub document_ids: &'a [String],
 }
 
-/// The best `limit` passages for the FTS5 query `fts` (see `knowledge::search::fts5_query`),
-/// BM25 with the heading weighted 2, best first; `score` is −bm25 (higher is better).
+/// How many chunks (of every organization) the FTS5 query `fts` matches, counted no further
+/// than `cap`: reading a doclist up to `cap` rowids is cheap, ranking all of it is not.
+pub fn match_count(conn: &Connection, fts: &str, cap: usize) -> ApiResult<usize> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)")?
+        .query_row(params![fts, cap as i64], |r| r.get(0))?;
+    Ok(n as usize)
+}
+
+/// The chunk rowid at or above which the `window` newest chunks of the scope matching `fts`
+/// lie, or `None` when fewer match. Bounds the ranking of a query made only of common words.
+pub fn newest_window(conn: &Connection, s: &SearchScope<'_>, fts: &str, window: usize) -> ApiResult<Option<i64>> {
+    let mut sql = String::from(
+        "SELECT chunks_fts.rowid FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?1",
+    );
+    let mut args: Vec<SqlValue> = vec![SqlValue::Text(fts.to_string())];
+    scope_filters(&mut sql, &mut args, s, "c.organization_id", "c.project_id", "c.document_id");
+    args.push(SqlValue::Integer(window.saturating_sub(1) as i64));
+    sql.push_str(&format!(" ORDER BY chunks_fts.rowid DESC LIMIT 1 OFFSET ?{}", args.len()));
+    Ok(conn.prepare_cached(&sql)?.query_row(params_from_iter(args), |r| r.get(0)).optional()?)
+}
+
+/// The best `limit` chunks for the FTS5 query `fts` (see `knowledge::search`), as (rowid,
+/// bm25) with the heading weighted 2, best (lowest) first; only chunks with rowid ≥ `from`
+/// when given. The organization and scope are in the same WHERE as the MATCH, so they apply
+/// before the LIMIT; only the rowid and the score go through the sort (the passages are read
+/// for the winners alone, by [`passages_by_rowid`]).
+pub fn rank_chunks(
+    conn: &Connection,
+    s: &SearchScope<'_>,
+    fts: &str,
+    from: Option<i64>,
+    limit: usize,
+) -> ApiResult<Vec<(i64, f64)>> {
+    let mut sql = String::from(
+        "SELECT chunks_fts.rowid, bm25(chunks_fts, 2.0, 1.0) AS s FROM chunks_fts JOIN chunks c \
+         ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?1",
+    );
+    let mut args: Vec<SqlValue> = vec![SqlValue::Text(fts.to_string())];
+    if let Some(from) = from {
+        args.push(SqlValue::Integer(from));
+        sql.push_str(&format!(" AND chunks_fts.rowid >= ?{}", args.len()));
+    }
+    scope_filters(&mut sql, &mut args, s, "c.organization_id", "c.project_id", "c.document_id");
+    args.push(SqlValue::Integer(limit as i64));
+    sql.push_str(&format!(" ORDER BY s, chunks_fts.rowid LIMIT ?{}", args.len()));
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The best `limit` passages for the FTS5 query `fts`, best first; `score` is −bm25 (higher
+/// is better).
 pub fn search_chunks(
     conn: &Connection,
     s: &SearchScope<'_>,
     fts: &str,
     limit: usize,
 ) -> ApiResult<Vec<(i64, Passage)>> {
-    let mut sql = String::from(
-        "SELECT c.public_id, c.document_id, d.title, c.page, c.heading, c.text, bm25(chunks_fts, 2.0, 1.0) AS s, c.id \
-         FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id \
-         WHERE chunks_fts MATCH ?1 AND d.organization_id = c.organization_id",
-    );
-    let mut args: Vec<SqlValue> = vec![SqlValue::Text(fts.to_string())];
-    scope_filters(&mut sql, &mut args, s, "c.organization_id", "c.project_id", "c.document_id");
-    args.push(SqlValue::Integer(limit as i64));
-    sql.push_str(&format!(" ORDER BY s, c.id LIMIT ?{}", args.len()));
-    let rows = conn
-        .prepare(&sql)?
-        .query_map(params_from_iter(args), |r| {
-            let bm25: f64 = r.get(6)?;
-            Ok((r.get(7)?, Passage { score: -bm25, ..passage_from_row(r)? }))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+    let ranked = rank_chunks(conn, s, fts, None, limit)?;
+    let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
+    let mut found: std::collections::HashMap<i64, Passage> = passages_by_rowid(conn, s, &ids)?.into_iter().collect();
+    Ok(ranked
+        .into_iter()
+        .filter_map(|(id, bm25)| found.remove(&id).map(|p| (id, Passage { score: -bm25, ..p })))
+        .collect())
 }
 
 fn passage_from_row(r: &Row<'_>) -> rusqlite::Result<Passage> {
