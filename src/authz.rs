@@ -128,6 +128,13 @@ impl PermissionSet {
     pub fn from_csv(names: Option<&str>) -> PermissionSet {
         names.unwrap_or("").split(',').filter_map(Permission::from_name).collect()
     }
+    /// Every permission.
+    pub fn all() -> PermissionSet {
+        Permission::ALL.into_iter().collect()
+    }
+    pub fn intersection(self, other: PermissionSet) -> PermissionSet {
+        PermissionSet(self.0 & other.0)
+    }
     /// Every permission of `self` is one of `other`.
     pub fn is_subset(self, other: PermissionSet) -> bool {
         self.0 & !other.0 == 0
@@ -163,8 +170,10 @@ pub struct CurrentUser {
     pub role_is_system: bool,
     pub is_superuser: bool,
     pub permissions: PermissionSet,
-    /// The login session the access token belongs to.
+    /// The login session the access token belongs to (empty for an API key).
     pub session_id: String,
+    /// The API key the request came with, if it came with one.
+    pub api_key_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -227,6 +236,28 @@ impl CurrentUser {
         } else {
             self.permissions.names()
         }
+    }
+}
+
+/// What a request with an API key may do: the key's permissions that its owner still holds.
+/// Only a key that keeps every permission its owner has keeps the owner's standing (superuser,
+/// organization admin); a narrowed key acts as a member holding just those permissions.
+pub fn key_holder(mut owner: CurrentUser, key: PermissionSet, key_id: String) -> CurrentUser {
+    let held = if owner.is_superuser { PermissionSet::all() } else { owner.permissions };
+    if !held.is_subset(key) {
+        owner.is_superuser = false;
+        owner.role_is_system = false;
+    }
+    owner.permissions = key.intersection(held);
+    owner.api_key_id = Some(key_id);
+    owner
+}
+
+/// Sessions, passwords and keys are managed with a person's login, not with an API key.
+pub fn require_login(user: &CurrentUser) -> Result<(), ApiError> {
+    match user.api_key_id {
+        None => Ok(()),
+        Some(_) => Err(ApiError::forbidden("This needs a login session, not an API key")),
     }
 }
 
@@ -335,6 +366,7 @@ mod tests {
             is_superuser: superuser,
             permissions: perms.iter().copied().collect(),
             session_id: "s".into(),
+            api_key_id: None,
             created_at: "2026-01-01T00:00:00.000000Z".into(),
             updated_at: "2026-01-01T00:00:00.000000Z".into(),
         }

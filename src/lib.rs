@@ -175,6 +175,7 @@ type Apis = (
     api::usage::UsageApi,
     api::documents::DocumentsApi,
     api::knowledge::KnowledgeApi,
+    api::api_keys::ApiKeysApi,
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -191,6 +192,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
         api::usage::UsageApi { state: state.clone() },
         api::documents::DocumentsApi { state: state.clone() },
         api::knowledge::KnowledgeApi { state: state.clone() },
+        api::api_keys::ApiKeysApi { state: state.clone() },
     );
     OpenApiService::new(apis, "copilot", VERSION)
         .description(

@@ -16,6 +16,7 @@ use crate::{
         BearerAuth,
         token::{Subject, TokenPair, TokenType},
     },
+    authz,
     db::{format_ts, new_id, now},
     error::{ApiError, ApiResult},
     store::{
@@ -341,6 +342,7 @@ impl AuthApi {
         body: Json<ChangePasswordRequest>,
     ) -> ApiResult<Json<MessageResponse>> {
         let me = auth.0;
+        authz::require_login(&me)?;
         let new_password = Password::parse("new_password", &body.new_password)?.into_inner();
         // a wrong current password is a failed login of this account (SPEC §4)
         let lockout = Lockout::new(&self.state.config.auth);
@@ -381,6 +383,7 @@ impl AuthApi {
     /// The presented access token and its session's refresh token stop working at once.
     #[oai(path = "/logout", method = "post")]
     async fn logout(&self, auth: BearerAuth) -> ApiResult<Json<MessageResponse>> {
+        authz::require_login(&auth.0)?;
         let sid = auth.0.session_id;
         self.state.db.write(move |tx| store::auth::revoke_session(tx, &sid, "logout", &now())).await?;
         Ok(MessageResponse::new("Logged out"))

@@ -9,6 +9,7 @@ use poem_openapi::{
 };
 
 pub mod agents;
+pub mod api_keys;
 pub mod auth;
 pub mod completions;
 pub mod conversations;
@@ -47,6 +48,8 @@ pub enum ApiTags {
     Documents,
     /// Retrieval over the knowledge base
     Knowledge,
+    /// Keys that scripts authenticate with
+    ApiKeys,
 }
 
 /// 201 with the created resource.

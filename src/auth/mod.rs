@@ -1,6 +1,7 @@
 //! Authentication: passwords, tokens, and the Bearer scheme that turns an access token into the
 //! current user, loaded from the database on every request.
 
+pub mod api_key;
 pub mod password;
 pub mod token;
 
@@ -17,6 +18,9 @@ pub struct BearerAuth(pub CurrentUser);
 
 async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
     let state = req.data::<AppState>().ok_or_else(|| ApiError::internal("application state missing"))?;
+    if let Some(key) = bearer.token.trim().strip_prefix(api_key::PREFIX) {
+        return Ok(api_key::authenticate(state, key).await?);
+    }
     let verified = state.tokens.verify(bearer.token.trim(), token::TokenType::Access)?;
     let claims = verified.claims;
     let user = state

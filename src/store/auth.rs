@@ -228,6 +228,7 @@ pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Op
                 is_superuser: r.get(6)?,
                 permissions: PermissionSet::from_csv(perms.as_deref()),
                 session_id: sid.to_string(),
+                api_key_id: None,
                 created_at: r.get(10)?,
                 updated_at: r.get(11)?,
             })

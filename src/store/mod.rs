@@ -3,6 +3,7 @@
 //! is simply not found.
 
 pub mod agents;
+pub mod api_keys;
 pub mod auth;
 pub mod bootstrap;
 pub mod completions;

@@ -4,6 +4,7 @@ mod helpers;
 mod matrix;
 
 mod agents;
+mod api_keys;
 mod auth;
 mod backup;
 mod cli;

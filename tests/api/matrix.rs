@@ -34,6 +34,8 @@ struct World {
     message: String,
     document: String,
     document_victim: String,
+    /// An API key of A's admin.
+    api_key: String,
 }
 
 async fn world(app: &TestApp, n: usize, admin_a: &str, org_a: &str, org_b: &str) -> World {
@@ -82,7 +84,10 @@ async fn world(app: &TestApp, n: usize, admin_a: &str, org_a: &str, org_b: &str)
         app.post("/documents", Some(admin_a), json!({"title": format!("dv{n}"), "content": format!("victim {n}")}))
             .await,
     );
+    let api_key =
+        created(app.post("/api-keys", Some(admin_a), json!({"name": format!("k{n}"), "permissions": ["agents:read"]})).await);
     World {
+        api_key,
         org_a: org_a.into(),
         org_b: org_b.into(),
         user,
@@ -108,6 +113,7 @@ async fn world(app: &TestApp, n: usize, admin_a: &str, org_a: &str, org_b: &str)
 /// (method, path, body, expected status per caller in the order of [`CALLERS`])
 fn cases(w: &World, n: usize) -> Vec<(&'static str, String, Value, [u16; 5])> {
     let World {
+        api_key,
         org_a,
         org_b,
         user,
@@ -202,6 +208,11 @@ fn cases(w: &World, n: usize) -> Vec<(&'static str, String, Value, [u16; 5])> {
         ("GET", "/knowledge/search?q=doc".into(), Value::Null, [200, 200, 200, 200, 200]),
         // the caller's own
         ("GET", "/auth/me".into(), Value::Null, [200, 200, 200, 200, 200]),
+        // API keys: anyone for their own permissions; a key is its owner's or their org admin's
+        ("GET", "/api-keys".into(), Value::Null, [200, 200, 200, 200, 200]),
+        ("POST", "/api-keys".into(), json!({"name": "k", "permissions": ["agents:read"]}), [201, 201, 201, 201, 201]),
+        ("POST", "/api-keys".into(), json!({"name": "k", "permissions": ["users:delete"]}), [201, 201, 403, 403, 201]),
+        ("DELETE", format!("/api-keys/{api_key}"), Value::Null, [204, 204, 404, 404, 404]),
     ]
 }
 
