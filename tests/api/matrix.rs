@@ -84,8 +84,9 @@ async fn world(app: &TestApp, n: usize, admin_a: &str, org_a: &str, org_b: &str)
         app.post("/documents", Some(admin_a), json!({"title": format!("dv{n}"), "content": format!("victim {n}")}))
             .await,
     );
-    let api_key =
-        created(app.post("/api-keys", Some(admin_a), json!({"name": format!("k{n}"), "permissions": ["agents:read"]})).await);
+    let api_key = created(
+        app.post("/api-keys", Some(admin_a), json!({"name": format!("k{n}"), "permissions": ["agents:read"]})).await,
+    );
     World {
         api_key,
         org_a: org_a.into(),
