@@ -11,6 +11,7 @@ import { projectsPage, projectDetailPage } from './pages/projects.js';
 import { agentsPage } from './pages/agents.js';
 import { conversationsPage, conversationPage } from './pages/conversations.js';
 import { documentsPage, documentDetailPage } from './pages/documents.js';
+import { apiKeysPage } from './pages/apikeys.js';
 
 const ROOT = '/admin';
 
@@ -24,6 +25,7 @@ const NAV = [
   { path: '/agents', label: 'Agent configs', need: 'agents:read' },
   { path: '/documents', label: 'Documents', need: 'agents:read' },
   { path: '/conversations', label: 'Conversations', need: 'conversations:write' },
+  { path: '/api-keys', label: 'API keys' },
 ];
 
 const ROUTES = [
@@ -39,6 +41,7 @@ const ROUTES = [
   ['/documents/:id', documentDetailPage, 'Document', 'agents:read'],
   ['/conversations', conversationsPage, 'Conversations', 'conversations:write'],
   ['/conversations/:id', conversationPage, 'Conversation', 'conversations:write'],
+  ['/api-keys', apiKeysPage, 'API keys'],
 ];
 
 /** The signed-in user and what they may do. */

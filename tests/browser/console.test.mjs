@@ -273,6 +273,44 @@ test('projects: create one and add a member', async () => {
   await shot(admin, 'organizations');
 });
 
+test('API keys: create one (shown once, with a copy button), use it, list it, revoke it after a confirmation', async () => {
+  await go(admin, 'API keys');
+  await admin.getByRole('heading', { name: 'API keys' }).waitFor();
+  await admin.getByRole('button', { name: 'New API key' }).click();
+  const d = dialog(admin);
+  await d.locator('input[name=name]').fill(`export ${run}`);
+  await d.getByRole('button', { name: 'Create key' }).click();
+  await d.getByText('choose at least one permission').waitFor(); // nothing sent without a permission
+  await d.getByLabel('agents:read', { exact: true }).check();
+  await d.getByRole('button', { name: 'Create key' }).click();
+  const shown = dialog(admin);
+  const key = await shown.locator('#new-api-key').inputValue();
+  assert.match(key, /^cpk_[A-Za-z0-9]{40}$/);
+  assert.deepEqual(await axeViolations(admin), []);
+  await shown.getByRole('button', { name: 'Copy the key' }).click();
+  await shown.getByRole('status').filter({ hasText: /Copied|Selected/ }).waitFor();
+  await shown.locator('.form-actions').getByRole('button', { name: 'Close' }).click();
+  await shown.waitFor({ state: 'detached' });
+
+  // the key works as a bearer token, within its permission
+  assert.equal((await api('GET', '/agent-configs', key)).status, 200);
+  assert.equal((await api('POST', '/agent-configs', key, { name: 'x', agent_type: 'hr' })).status, 403);
+  const row = admin.locator('tbody tr', { hasText: `export ${run}` });
+  await row.waitFor();
+  assert.ok((await row.textContent()).includes(key.slice(0, 12)), 'the prefix is listed');
+  assert.ok(!(await admin.content()).includes(key), 'the key itself is not on the page any more');
+  await shot(admin, 'api-keys');
+
+  await row.getByRole('button', { name: `Revoke export ${run}` }).click();
+  const c = dialog(admin);
+  await c.getByRole('button', { name: 'Cancel' }).click();
+  assert.equal((await api('GET', '/agent-configs', key)).status, 200, 'Cancel keeps the key');
+  await row.getByRole('button', { name: `Revoke export ${run}` }).click();
+  await dialog(admin).getByRole('button', { name: 'Revoke key' }).click();
+  await row.waitFor({ state: 'detached' });
+  assert.equal((await api('GET', '/agent-configs', key)).status, 401, 'revoked at once');
+});
+
 // ---------- the knowledge base ----------
 const kbWord = `zebraquartz${run}`; // a word only the Markdown document contains
 const kbDocs = {
@@ -944,7 +982,7 @@ test('every page passes axe-core (WCAG 2.1 A and AA: nothing serious or critical
   const token = await adminToken();
   const conversations = await api('GET', '/conversations?limit=1', token);
   const pages = ['/admin/', '/admin/users', '/admin/organizations', '/admin/roles', '/admin/projects',
-    '/admin/agents', '/admin/documents', '/admin/conversations'];
+    '/admin/agents', '/admin/documents', '/admin/conversations', '/admin/api-keys'];
   if (conversations.body.data.length) pages.push(`/admin/conversations/${conversations.body.data[0].id}`);
   const found = [];
   for (const colorScheme of ['light', 'dark']) {
