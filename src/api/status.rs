@@ -34,33 +34,42 @@ pub enum StatusResponse {
     Unavailable(Json<Status>),
 }
 
-/// A health check's answer.
+/// The liveness probe's answer.
 #[derive(Object, Debug, serde::Serialize)]
-pub struct Health {
+pub struct Liveness {
+    /// Always `ok`
+    pub status: String,
+}
+
+/// The readiness probe's answer.
+#[derive(Object, Debug, serde::Serialize)]
+pub struct Readiness {
     /// `ok`, or `error` (with `detail`)
     pub status: String,
-    /// Readiness only: `ok` or `error`
-    #[oai(skip_serializing_if_is_none)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
-    /// Readiness only: `ok` when every migration of this build is applied, else `pending`
-    #[oai(skip_serializing_if_is_none)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub migrations: Option<String>,
-    /// Why the server is not ready
-    #[oai(skip_serializing_if_is_none)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `ok` or `error`
+    pub database: String,
+    /// `ok` when every migration of this build is applied, `pending` when one is missing,
+    /// `unknown` when the database does not answer
+    pub migrations: String,
+    /// Why the server is not ready; `null` when it is
     pub detail: Option<String>,
 }
 
 #[derive(ApiResponse)]
-pub enum HealthResponse {
-    /// Healthy
+pub enum LivenessResponse {
+    /// The process serves HTTP
     #[oai(status = 200)]
-    Ok(Json<Health>),
+    Ok(Json<Liveness>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReadinessResponse {
+    /// Ready
+    #[oai(status = 200)]
+    Ok(Json<Readiness>),
     /// Not ready: the database does not answer or is not migrated
     #[oai(status = 503)]
-    Unavailable(Json<Health>),
+    Unavailable(Json<Readiness>),
 }
 
 #[derive(ApiResponse)]
@@ -71,22 +80,22 @@ pub enum MetricsResponse {
 }
 
 /// Liveness: the process answers HTTP.
-fn live() -> Health {
-    Health { status: "ok".into(), database: None, migrations: None, detail: None }
+fn live() -> Liveness {
+    Liveness { status: "ok".into() }
 }
 
 /// Readiness: migrations applied and the database answering.
-async fn ready(state: &AppState) -> (StatusCode, Health) {
+async fn ready(state: &AppState) -> (StatusCode, Readiness) {
     let (database, migrations, detail) = match state.db.migrations_applied().await {
         Ok(true) => ("ok", "ok", None),
         Ok(false) => ("ok", "pending", Some("the database lacks migrations of this build")),
         Err(_) => ("error", "unknown", Some("the database does not answer")),
     };
     let code = if detail.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let health = Health {
+    let health = Readiness {
         status: if detail.is_none() { "ok" } else { "error" }.into(),
-        database: Some(database.into()),
-        migrations: Some(migrations.into()),
+        database: database.into(),
+        migrations: migrations.into(),
         detail: detail.map(Into::into),
     };
     (code, health)
@@ -116,8 +125,8 @@ impl StatusApi {
     ///
     /// No authentication. 200 while the process serves HTTP; also at `/health/live`.
     #[oai(path = "/health/live", method = "get")]
-    async fn health_live(&self) -> HealthResponse {
-        HealthResponse::Ok(Json(live()))
+    async fn health_live(&self) -> LivenessResponse {
+        LivenessResponse::Ok(Json(live()))
     }
 
     /// Readiness probe
@@ -125,10 +134,10 @@ impl StatusApi {
     /// No authentication. 200 when every migration is applied and the database answers, else
     /// 503; also at `/health/ready`.
     #[oai(path = "/health/ready", method = "get")]
-    async fn health_ready(&self) -> HealthResponse {
+    async fn health_ready(&self) -> ReadinessResponse {
         match ready(&self.state).await {
-            (StatusCode::OK, h) => HealthResponse::Ok(Json(h)),
-            (_, h) => HealthResponse::Unavailable(Json(h)),
+            (StatusCode::OK, h) => ReadinessResponse::Ok(Json(h)),
+            (_, h) => ReadinessResponse::Unavailable(Json(h)),
         }
     }
 
@@ -146,7 +155,7 @@ impl StatusApi {
 
 /// `GET /health/live` at the root.
 #[handler]
-pub async fn root_live() -> PoemJson<Health> {
+pub async fn root_live() -> PoemJson<Liveness> {
     PoemJson(live())
 }
 
