@@ -4,9 +4,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     api::api_keys::ApiKey,
-    authz::{CurrentUser, PermissionSet, Scope},
+    authz::{PermissionSet, Scope},
     error::{ApiError, ApiResult},
     pagination::Page,
+    store::auth::caller_from_row,
 };
 
 const COLS: &str = "k.id, k.name, k.prefix, k.permissions, k.user_id, k.expires_at, k.last_used_at, k.created_at";
@@ -107,44 +108,27 @@ pub struct KeyOwner {
     pub key_id: String,
     pub key_permissions: PermissionSet,
     pub last_used_at: Option<String>,
-    pub owner: CurrentUser,
+    pub owner: crate::authz::CurrentUser,
 }
 
 pub fn key_owner(conn: &Connection, secret_sha256: &str, now: &str) -> ApiResult<Option<KeyOwner>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT u.id, u.username, u.organization_id, u.role_id, r.name, r.is_system, u.is_superuser, \
-                    (SELECT group_concat(p.name) FROM role_permissions rp JOIN permissions p ON p.id = rp.permission_id \
-                      WHERE rp.role_id = u.role_id), \
-                    u.email, u.full_name, u.created_at, u.updated_at, k.id, k.permissions, k.last_used_at \
+        .prepare_cached(concat!(
+            "SELECT ",
+            crate::caller_cols!(),
+            ", k.id, k.permissions, k.last_used_at \
              FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN roles r ON r.id = u.role_id \
              JOIN organizations o ON o.id = u.organization_id \
              WHERE k.secret_sha256 = ?1 AND (k.expires_at IS NULL OR k.expires_at > ?2) AND u.is_active = 1 \
-               AND (o.is_active = 1 OR u.is_superuser = 1)",
-        )?
+               AND (o.is_active = 1 OR u.is_superuser = 1)"
+        ))?
         .query_row(params![secret_sha256, now], |r| {
-            let perms: Option<String> = r.get(7)?;
             let key_perms: String = r.get(13)?;
             Ok(KeyOwner {
                 key_id: r.get(12)?,
                 key_permissions: PermissionSet::from_csv(Some(&key_perms)),
                 last_used_at: r.get(14)?,
-                owner: CurrentUser {
-                    id: r.get(0)?,
-                    username: r.get(1)?,
-                    email: r.get(8)?,
-                    full_name: r.get(9)?,
-                    organization_id: r.get(2)?,
-                    role_id: r.get(3)?,
-                    role_name: r.get(4)?,
-                    role_is_system: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
-                    is_superuser: r.get(6)?,
-                    permissions: PermissionSet::from_csv(perms.as_deref()),
-                    session_id: String::new(),
-                    api_key_id: None,
-                    created_at: r.get(10)?,
-                    updated_at: r.get(11)?,
-                },
+                owner: caller_from_row(r)?,
             })
         })
         .optional()?)

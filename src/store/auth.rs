@@ -200,39 +200,53 @@ pub fn revoke_user_sessions(
         .execute(params![user_id, keep, now, reason])?)
 }
 
+/// The columns of a caller (user, role, permissions), read by [`caller_from_row`]; a query
+/// selects them first and joins `users u` and `roles r`. A macro, so that the statements stay
+/// `&'static str` (no formatting on the authentication path).
+#[macro_export]
+macro_rules! caller_cols {
+    () => {
+        "u.id, u.username, u.organization_id, u.role_id, r.name, r.is_system, u.is_superuser, \
+         (SELECT group_concat(p.name) FROM role_permissions rp JOIN permissions p ON p.id = rp.permission_id \
+           WHERE rp.role_id = u.role_id), \
+         u.email, u.full_name, u.created_at, u.updated_at"
+    };
+}
+
+/// The caller of a row that starts with [`caller_cols!`], without a session or key.
+pub fn caller_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CurrentUser> {
+    let perms: Option<String> = r.get(7)?;
+    Ok(CurrentUser {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        email: r.get(8)?,
+        full_name: r.get(9)?,
+        organization_id: r.get(2)?,
+        role_id: r.get(3)?,
+        role_name: r.get(4)?,
+        role_is_system: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
+        is_superuser: r.get(6)?,
+        permissions: PermissionSet::from_csv(perms.as_deref()),
+        session_id: String::new(),
+        api_key_id: None,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+    })
+}
+
 /// The caller as the database says now: active user, live session, current role and permissions,
 /// and the rest of the user row, so that `/auth/me` needs no second statement.
 pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Option<CurrentUser>> {
     let row = conn
-        .prepare_cached(
-            "SELECT u.id, u.username, u.organization_id, u.role_id, r.name, r.is_system, u.is_superuser, \
-                    (SELECT group_concat(p.name) FROM role_permissions rp JOIN permissions p ON p.id = rp.permission_id \
-                      WHERE rp.role_id = u.role_id), \
-                    u.email, u.full_name, u.created_at, u.updated_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN roles r ON r.id = u.role_id \
+        .prepare_cached(concat!(
+            "SELECT ",
+            caller_cols!(),
+            " FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN roles r ON r.id = u.role_id \
              JOIN organizations o ON o.id = u.organization_id \
              WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND u.is_active = 1 \
-               AND (o.is_active = 1 OR u.is_superuser = 1)",
-        )?
-        .query_row(params![sid, user_id], |r| {
-            let perms: Option<String> = r.get(7)?;
-            Ok(CurrentUser {
-                id: r.get(0)?,
-                username: r.get(1)?,
-                email: r.get(8)?,
-                full_name: r.get(9)?,
-                organization_id: r.get(2)?,
-                role_id: r.get(3)?,
-                role_name: r.get(4)?,
-                role_is_system: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
-                is_superuser: r.get(6)?,
-                permissions: PermissionSet::from_csv(perms.as_deref()),
-                session_id: sid.to_string(),
-                api_key_id: None,
-                created_at: r.get(10)?,
-                updated_at: r.get(11)?,
-            })
-        })
+               AND (o.is_active = 1 OR u.is_superuser = 1)"
+        ))?
+        .query_row(params![sid, user_id], |r| Ok(CurrentUser { session_id: sid.to_string(), ..caller_from_row(r)? }))
         .optional()?;
     Ok(row)
 }
