@@ -3,7 +3,10 @@
 //! A handler states its rule in its first line (`authz::require(&user, Permission::X)?`) and gets
 //! back the tenant [`Scope`] that every store function takes.
 
-use crate::error::ApiError;
+use crate::{
+    error::ApiError,
+    model::audit::{Actor, Client},
+};
 
 /// The 13 system permissions. Their names are part of the API contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,6 +177,8 @@ pub struct CurrentUser {
     pub session_id: String,
     /// The API key the request came with, if it came with one.
     pub api_key_id: Option<String>,
+    /// Where the request came from, for the audit log.
+    pub client: Client,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -211,6 +216,11 @@ impl Scope {
 }
 
 impl CurrentUser {
+    /// The caller as the audit log names them.
+    pub fn actor(&self) -> Actor {
+        Actor { user_id: Some(self.id.clone()), api_key_id: self.api_key_id.clone(), client: self.client.clone() }
+    }
+
     pub fn has(&self, p: Permission) -> bool {
         self.is_superuser || self.permissions.contains(p)
     }
@@ -264,6 +274,15 @@ pub fn require_login(user: &CurrentUser) -> Result<(), ApiError> {
 /// The caller must hold `p`; returns the scope their queries run in.
 pub fn require(user: &CurrentUser, p: Permission) -> Result<Scope, ApiError> {
     if user.has(p) { Ok(user.scope()) } else { Err(ApiError::forbidden(format!("Missing permission: {}", p.name()))) }
+}
+
+/// Organization admins (their organization) and superusers (all of them).
+pub fn require_org_admin(user: &CurrentUser) -> Result<Scope, ApiError> {
+    if user.is_org_admin() {
+        Ok(user.scope())
+    } else {
+        Err(ApiError::forbidden("Organization admin privileges required"))
+    }
 }
 
 /// Only superusers.
@@ -367,6 +386,7 @@ mod tests {
             permissions: perms.iter().copied().collect(),
             session_id: "s".into(),
             api_key_id: None,
+            client: Default::default(),
             created_at: "2026-01-01T00:00:00.000000Z".into(),
             updated_at: "2026-01-01T00:00:00.000000Z".into(),
         }

@@ -19,6 +19,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub knowledge: KnowledgeConfig,
     pub metrics: MetricsConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     pub body_read_timeout_seconds: u64,
     /// Open connections at most; one more closes the longest-idle one.
     pub max_connections: usize,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client; from
+    /// anyone else the header is ignored and the peer address is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +61,7 @@ impl Default for ServerConfig {
             idle_timeout_seconds: 75,
             body_read_timeout_seconds: 60,
             max_connections: 4096,
+            trusted_proxies: vec![],
         }
     }
 }
@@ -172,6 +177,20 @@ pub struct MetricsConfig {
     pub enabled: bool,
     /// A bearer token that scrapers must send; empty: loopback clients only, without a token.
     pub token: String,
+}
+
+/// `[audit]`: the audit log of SPEC §8.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Events older than this many days are deleted.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 365 }
+    }
 }
 
 /// `[llm]`: the OpenAI-compatible chat-completions servers that agents talk to. No provider, no
@@ -387,6 +406,17 @@ impl Config {
                 ));
             }
         }
+        for proxy in &self.server.trusted_proxies {
+            if crate::middleware::IpRange::parse(proxy).is_none() {
+                return Err((
+                    "server.trusted_proxies",
+                    format!("{proxy:?} is not an address or CIDR range like \"10.0.0.0/8\""),
+                ));
+            }
+        }
+        if self.audit.retention_days == 0 || self.audit.retention_days > 36_500 {
+            return Err(("audit.retention_days", "must be between 1 and 36500".into()));
+        }
         if self.server.body_limit_bytes < 1024 {
             return Err(("server.body_limit_bytes", "must be at least 1024".into()));
         }
@@ -560,6 +590,9 @@ mod tests {
             ("[server]\nidle_timeout_seconds = 0\n", "server.idle_timeout_seconds"),
             ("[server]\nbody_read_timeout_seconds = 100000\n", "server.body_read_timeout_seconds"),
             ("[server]\nmax_connections = 0\n", "server.max_connections"),
+            ("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "server.trusted_proxies"),
+            ("[server]\ntrusted_proxies = [\"proxy.local\"]\n", "server.trusted_proxies"),
+            ("[audit]\nretention_days = 0\n", "audit.retention_days"),
         ] {
             let (_d, path) = write(text);
             let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();

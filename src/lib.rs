@@ -12,6 +12,7 @@ pub mod knowledge;
 pub mod llm;
 pub mod metrics;
 pub mod middleware;
+pub mod model;
 pub mod openapi;
 pub mod pagination;
 pub mod server;
@@ -176,6 +177,7 @@ type Apis = (
     api::documents::DocumentsApi,
     api::knowledge::KnowledgeApi,
     api::api_keys::ApiKeysApi,
+    api::audit::AuditApi,
 );
 
 pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
@@ -193,6 +195,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
         api::documents::DocumentsApi { state: state.clone() },
         api::knowledge::KnowledgeApi { state: state.clone() },
         api::api_keys::ApiKeysApi { state: state.clone() },
+        api::audit::AuditApi { state: state.clone() },
     );
     OpenApiService::new(apis, "copilot", VERSION)
         .description(
@@ -537,6 +540,27 @@ async fn prune_periodically(state: AppState) {
             Ok(0) => {}
             Ok(rows) => tracing::debug!(rows, "pruned expired login failures and sessions"),
             Err(e) => tracing::warn!(error = %e.detail, "pruning expired rows failed"),
+        }
+        prune_audit_log(&state, now).await;
+    }
+}
+
+/// Deletes the audit events older than `[audit] retention_days`, in batches that each hold the
+/// writer only briefly; at most a million per run, the rest the next minute.
+async fn prune_audit_log(state: &AppState, now: time::OffsetDateTime) {
+    const BATCH: u32 = 5000;
+    let before = db::format_ts(now - time::Duration::days(state.config.audit.retention_days.into()));
+    for _ in 0..200 {
+        let before = before.clone();
+        match state.db.write(move |tx| store::audit::prune(tx, &before, BATCH)).await {
+            Ok(n) if n < BATCH as usize => {
+                if n > 0 {
+                    tracing::debug!(rows = n, "pruned old audit events");
+                }
+                return;
+            }
+            Ok(_) => tokio::task::yield_now().await,
+            Err(e) => return tracing::warn!(error = %e.detail, "pruning old audit events failed"),
         }
     }
 }

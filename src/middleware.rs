@@ -173,3 +173,125 @@ mod tests {
         assert_eq!(t.allow("/api/v1/nothing/here"), None);
     }
 }
+
+/// An address or CIDR range of `[server] trusted_proxies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    net: std::net::IpAddr,
+    bits: u8,
+}
+
+impl IpRange {
+    pub fn parse(s: &str) -> Option<IpRange> {
+        let (addr, bits) = match s.trim().split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+            None => (s.trim(), None),
+        };
+        let net: std::net::IpAddr = addr.parse().ok()?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(IpRange { net, bits })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let ip = match ip {
+            V6(v6) => v6.to_canonical(),
+            v4 => v4,
+        };
+        let (net, ip, width) = match (self.net, ip) {
+            (V4(n), V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
+            (V6(n), V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let shift = width - u32::from(self.bits);
+        shift >= width || (net >> shift) == (ip >> shift)
+    }
+}
+
+/// The longest `User-Agent` kept in the audit log.
+const USER_AGENT_MAX: usize = 512;
+
+/// Where a request came from. The peer address, unless the peer is a trusted proxy: then the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_of(req: &Request, trusted_proxies: &[String]) -> crate::model::audit::Client {
+    client_from(req.remote_addr().as_socket_addr().map(|a| a.ip()), req.headers(), trusted_proxies)
+}
+
+fn client_from(
+    peer: Option<std::net::IpAddr>,
+    headers: &poem::http::HeaderMap,
+    trusted_proxies: &[String],
+) -> crate::model::audit::Client {
+    let ip = match peer {
+        Some(peer) if !trusted_proxies.is_empty() => {
+            let ranges: Vec<IpRange> = trusted_proxies.iter().filter_map(|p| IpRange::parse(p)).collect();
+            let trusted = |ip: std::net::IpAddr| ranges.iter().any(|r| r.contains(ip));
+            let mut client = peer;
+            if trusted(peer) {
+                let hops = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+                let hops: Vec<std::net::IpAddr> =
+                    hops.flat_map(|v| v.split(',')).filter_map(|h| h.trim().parse().ok()).collect();
+                for hop in hops.into_iter().rev() {
+                    client = hop;
+                    if !trusted(hop) {
+                        break;
+                    }
+                }
+            }
+            Some(client)
+        }
+        other => other,
+    };
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| {
+        let end = ua.char_indices().nth(USER_AGENT_MAX).map_or(ua.len(), |(i, _)| i);
+        ua[..end].to_string()
+    });
+    crate::model::audit::Client { ip: ip.map(|ip| canonical(ip).to_string()), user_agent }
+}
+
+fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_canonical(),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+
+    #[test]
+    fn ranges_match_their_addresses_only() {
+        let r = IpRange::parse("10.0.0.0/8").unwrap();
+        assert!(r.contains("10.200.3.4".parse().unwrap()));
+        assert!(r.contains("::ffff:10.1.1.1".parse().unwrap()));
+        assert!(!r.contains("11.0.0.1".parse().unwrap()));
+        assert!(IpRange::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(IpRange::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(IpRange::parse("10.0.0.0/33").is_none());
+        assert!(IpRange::parse("example.com").is_none());
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_a_trusted_proxy() {
+        let client_of = |(peer, headers): (std::net::IpAddr, poem::http::HeaderMap), trusted: &[String]| {
+            client_from(Some(peer), &headers, trusted)
+        };
+        let req = |peer: &str, xff: &str| {
+            let mut h = poem::http::HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_str(xff).unwrap());
+            h.insert(header::USER_AGENT, HeaderValue::from_static("curl/8"));
+            (peer.parse::<std::net::SocketAddr>().unwrap().ip(), h)
+        };
+        let trusted = vec!["127.0.0.1".to_string(), "10.0.0.0/8".to_string()];
+        let c = client_of(req("127.0.0.1:5000", "203.0.113.9, 10.1.2.3"), &trusted);
+        assert_eq!(c.ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(c.user_agent.as_deref(), Some("curl/8"));
+        // a spoofed header from an untrusted peer is ignored
+        let c = client_of(req("198.51.100.7:5000", "203.0.113.9"), &trusted);
+        assert_eq!(c.ip.as_deref(), Some("198.51.100.7"));
+        // no proxies configured: the peer
+        assert_eq!(client_of(req("127.0.0.1:5000", "203.0.113.9"), &[]).ip.as_deref(), Some("127.0.0.1"));
+    }
+}

@@ -42,6 +42,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("post", "/api-keys", "api_keys_create", &[400, 401, 403, 413]),
     op("get", "/api-keys", "api_keys_list", &[400, 401, 403]),
     op("delete", "/api-keys/{id}", "api_keys_delete", &[401, 404]),
+    op("get", "/audit-events", "audit_events_list", &[400, 401, 403]),
     op("get", "/users", "users_list", &[400, 401, 403]),
     op("post", "/users", "users_create", &[400, 401, 403, 409, 413]),
     op("get", "/users/{id}", "users_get", &[401, 403, 404]),

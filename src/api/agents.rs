@@ -10,15 +10,17 @@ use poem_openapi::{
 
 use crate::{
     AppState,
-    api::{ApiTags, Created, Deleted},
+    api::{ApiTags, Created, Deleted, changes_of},
     auth::BearerAuth,
     authz::{self, Permission},
     db::{new_id, now},
     error::{ApiError, ApiResult},
+    model::audit::Actor,
     pagination::{ListResponse, Page, search_term},
     store::{
         self,
         agents::{AgentConfigChanges, AgentConfigFilter},
+        audit::Event,
     },
     validate,
 };
@@ -86,41 +88,59 @@ pub struct CreateAgentConfigRequest {
     /// 1..=255 characters
     pub name: Text,
     /// At most 10,000 characters
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<Text>,
     pub agent_type: AgentType,
     /// An active project of the caller's organization
+    #[oai(skip_serializing_if_is_none)]
     pub project_id: Option<Text>,
     /// Default `gemini-pro`
+    #[oai(skip_serializing_if_is_none)]
     pub llm_model: Option<Text>,
     /// 0.0..=2.0, default 0.7
+    #[oai(skip_serializing_if_is_none)]
     pub temperature: Option<f64>,
     /// 1..=128000, default 2048
+    #[oai(skip_serializing_if_is_none)]
     pub max_tokens: Option<i64>,
     /// At most 100,000 characters
+    #[oai(skip_serializing_if_is_none)]
     pub system_prompt: Option<Text>,
     /// Tool names; default `[]`
+    #[oai(skip_serializing_if_is_none)]
     pub tools: Option<Vec<Text>>,
     /// A JSON object; default `{}`
+    #[oai(skip_serializing_if_is_none)]
     pub knowledge_base: Option<serde_json::Value>,
     /// A JSON object; default `{}`
+    #[oai(skip_serializing_if_is_none)]
     pub settings: Option<serde_json::Value>,
 }
 
 /// Only the fields present change; `null` clears `project_id`, `description` and `system_prompt`.
 #[derive(Object, Debug)]
 pub struct UpdateAgentConfigRequest {
+    #[oai(skip_serializing_if_is_none)]
     pub name: Option<Text>,
     pub description: MaybeUndefined<Text>,
+    #[oai(skip_serializing_if_is_none)]
     pub agent_type: Option<AgentType>,
     /// An active project of the agent config's organization, or `null` for none
     pub project_id: MaybeUndefined<Text>,
+    #[oai(skip_serializing_if_is_none)]
     pub llm_model: Option<Text>,
+    #[oai(skip_serializing_if_is_none)]
     pub temperature: Option<f64>,
+    #[oai(skip_serializing_if_is_none)]
     pub max_tokens: Option<i64>,
     pub system_prompt: MaybeUndefined<Text>,
+    #[oai(skip_serializing_if_is_none)]
     pub tools: Option<Vec<Text>>,
+    #[oai(skip_serializing_if_is_none)]
     pub knowledge_base: Option<serde_json::Value>,
+    #[oai(skip_serializing_if_is_none)]
     pub settings: Option<serde_json::Value>,
+    #[oai(skip_serializing_if_is_none)]
     pub is_active: Option<bool>,
 }
 
@@ -179,7 +199,8 @@ impl AgentConfigsApi {
     #[oai(path = "/agent-configs", method = "post")]
     async fn create(&self, auth: BearerAuth, body: Json<CreateAgentConfigRequest>) -> ApiResult<Created<AgentConfig>> {
         authz::require(&auth.0, Permission::AgentsWrite)?;
-        let b = body.0;
+        let (actor, b) = (auth.0.actor(), body.0);
+        let audit = changes_of(&b);
         let (kb_scope, knowledge_base) = knowledge_base(b.knowledge_base)?;
         let new = store::agents::NewAgentConfig {
             id: new_id(),
@@ -206,7 +227,11 @@ impl AgentConfigsApi {
             .db
             .write(move |tx| {
                 store::documents::check_knowledge_scope(tx, &new.organization_id, &kb_scope)?;
-                store::agents::insert_agent_config(tx, &new)
+                let config = store::agents::insert_agent_config(tx, &new)?;
+                let event = Event::new("agent_config.create", &config.organization_id, "agent_config", &config.id)
+                    .changes(audit);
+                store::audit::record(tx, &actor, &event)?;
+                Ok(config)
             })
             .await?;
         Ok(Created::Created(Json(config)))
@@ -225,7 +250,8 @@ impl AgentConfigsApi {
     ) -> ApiResult<Json<AgentConfig>> {
         let scope = authz::require(&auth.0, Permission::AgentsWrite)?;
         let id = validate::path_id(&id, "Agent config")?;
-        let b = body.0;
+        let (actor, b) = (auth.0.actor(), body.0);
+        let audit = changes_of(&b);
         let (kb_scope, knowledge_base) = match b.knowledge_base {
             Some(v) => {
                 let (s, text) = knowledge_base(Some(v))?;
@@ -259,7 +285,9 @@ impl AgentConfigsApi {
                     let org = store::agents::get_agent_config(tx, &scope, &id)?.ok_or_else(not_found)?.organization_id;
                     store::documents::check_knowledge_scope(tx, &org, kb)?;
                 }
-                store::agents::update_agent_config(tx, &scope, &id, &changes, &now())
+                let config = store::agents::update_agent_config(tx, &scope, &id, &changes, &now())?;
+                agent_event(tx, &actor, "agent_config.update", config.as_ref(), audit)?;
+                Ok(config)
             })
             .await?;
         Ok(Json(config.ok_or_else(not_found)?))
@@ -272,10 +300,15 @@ impl AgentConfigsApi {
     async fn delete(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Deleted> {
         let scope = authz::require(&auth.0, Permission::AgentsWrite)?;
         let id = validate::path_id(&id, "Agent config")?;
+        let actor = auth.0.actor();
         let found = self
             .state
             .db
-            .write(move |tx| store::agents::set_agent_config_active(tx, &scope, &id, false, &now()))
+            .write(move |tx| {
+                let config = store::agents::set_agent_config_active(tx, &scope, &id, false, &now())?;
+                agent_event(tx, &actor, "agent_config.delete", config.as_ref(), None)?;
+                Ok(config)
+            })
             .await?;
         found.ok_or_else(not_found)?;
         Ok(Deleted::NoContent)
@@ -288,10 +321,15 @@ impl AgentConfigsApi {
     async fn activate(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<AgentConfig>> {
         let scope = authz::require(&auth.0, Permission::AgentsWrite)?;
         let id = validate::path_id(&id, "Agent config")?;
+        let actor = auth.0.actor();
         let config = self
             .state
             .db
-            .write(move |tx| store::agents::set_agent_config_active(tx, &scope, &id, true, &now()))
+            .write(move |tx| {
+                let config = store::agents::set_agent_config_active(tx, &scope, &id, true, &now())?;
+                agent_event(tx, &actor, "agent_config.activate", config.as_ref(), None)?;
+                Ok(config)
+            })
             .await?;
         Ok(Json(config.ok_or_else(not_found)?))
     }
@@ -299,6 +337,24 @@ impl AgentConfigsApi {
 
 fn not_found() -> ApiError {
     ApiError::not_found("Agent config not found")
+}
+
+/// Records a write of `config` (none when the config was not found: nothing was written).
+fn agent_event(
+    tx: &rusqlite::Connection,
+    actor: &Actor,
+    action: &'static str,
+    config: Option<&AgentConfig>,
+    changes: Option<serde_json::Value>,
+) -> ApiResult<()> {
+    if let Some(c) = config {
+        store::audit::record(
+            tx,
+            actor,
+            &Event::new(action, &c.organization_id, "agent_config", &c.id).changes(changes),
+        )?;
+    }
+    Ok(())
 }
 
 fn temperature(t: f64) -> ApiResult<f64> {

@@ -16,7 +16,7 @@ use crate::{
     db::{format_ts, new_id, now},
     error::{ApiError, ApiResult},
     pagination::{ListResponse, Page},
-    store::{self, api_keys::Owners},
+    store::{self, api_keys::Owners, audit::Event},
     validate::{self, Text},
 };
 
@@ -54,6 +54,7 @@ pub struct CreateApiKeyRequest {
     /// Permission names, each held by the caller
     pub permissions: Vec<String>,
     /// RFC 3339 date-time in the future; absent or `null`: never expires
+    #[oai(skip_serializing_if_is_none)]
     pub expires_at: Option<String>,
 }
 
@@ -123,7 +124,13 @@ impl ApiKeysApi {
                     expires_at: expires_at.as_deref(),
                     now: &now(),
                 };
-                store::api_keys::insert_key(tx, &new)
+                let key = store::api_keys::insert_key(tx, &new)?;
+                let changes = serde_json::json!({
+                    "name": key.name, "permissions": key.permissions, "expires_at": key.expires_at, "prefix": key.prefix,
+                });
+                let event = Event::new("api_key.create", &me.organization_id, "api_key", &key.id);
+                store::audit::record(tx, &me.actor(), &event.changes(Some(changes)))?;
+                Ok(key)
             })
             .await?;
         Ok(Created::Created(Json(CreatedApiKey { api_key: stored, key })))
@@ -172,7 +179,10 @@ impl ApiKeysApi {
             .db
             .write(move |tx| {
                 let owners = if admin { Owners::Scope(&scope, None) } else { Owners::User(&me.id) };
-                store::api_keys::delete_key(tx, &owners, &id)
+                let (org, name) = store::api_keys::delete_key(tx, &owners, &id)?;
+                let event = Event::new("api_key.delete", &org, "api_key", &id);
+                store::audit::record(tx, &me.actor(), &event.changes(Some(serde_json::json!({ "name": name }))))
+                    .map(drop)
             })
             .await?;
         Ok(Deleted::NoContent)

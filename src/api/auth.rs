@@ -19,8 +19,11 @@ use crate::{
     authz,
     db::{format_ts, new_id, now},
     error::{ApiError, ApiResult},
+    middleware::client_of,
+    model::audit::{Actor, Client},
     store::{
         self,
+        audit::Event,
         auth::{Attempt, Rotation},
     },
     validate::{self, Email, Password, Username},
@@ -136,7 +139,35 @@ pub struct AuthApi {
     pub state: AppState,
 }
 
+impl AuthApi {
+    fn client(&self, req: &poem::Request) -> Client {
+        client_of(req, &self.state.config.server.trusted_proxies)
+    }
+}
+
 const BAD_CREDENTIALS: &str = "Incorrect username or password";
+const BAD: &str = "incorrect username or password";
+const LOCKED: &str = "too many failed attempts";
+
+/// Records a failed, locked or refused login: nobody is its actor, the account (organization and
+/// user id, when the name matched one) its target.
+fn login_failure(
+    tx: &rusqlite::Connection,
+    client: &Client,
+    action: &'static str,
+    who: Option<(&str, &str)>,
+    username: &str,
+    reason: &str,
+) -> ApiResult<i64> {
+    let event = Event {
+        action,
+        organization_id: who.map(|w| w.0),
+        target_type: "user",
+        target_id: who.map(|w| w.1),
+        changes: Some(serde_json::json!({"username": username, "reason": reason})),
+    };
+    store::audit::record(tx, &Actor { client: client.clone(), ..Actor::default() }, &event)
+}
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
 impl AuthApi {
@@ -145,7 +176,8 @@ impl AuthApi {
     /// Creates a user in the `Default` organization with the `member` role. 403 when
     /// registration is turned off.
     #[oai(path = "/register", method = "post")]
-    async fn register(&self, body: Json<RegisterRequest>) -> ApiResult<Created<User>> {
+    async fn register(&self, req: &poem::Request, body: Json<RegisterRequest>) -> ApiResult<Created<User>> {
+        let client = self.client(req);
         if !self.state.config.auth.allow_registration {
             return Err(ApiError::forbidden("Registration is disabled"));
         }
@@ -161,7 +193,7 @@ impl AuthApi {
                 let org = store::bootstrap::registration_org_id(tx)?
                     .ok_or_else(|| ApiError::internal("the registration organization is missing"))?;
                 let role_id = store::users::role_id_by_name(tx, &org, "member")?;
-                store::users::insert_user(
+                let user = store::users::insert_user(
                     tx,
                     &store::users::NewUser {
                         id: new_id(),
@@ -174,7 +206,12 @@ impl AuthApi {
                         is_superuser: false,
                         now: now(),
                     },
-                )
+                )?;
+                let actor = Actor { user_id: Some(user.id.clone()), api_key_id: None, client };
+                let changes = serde_json::json!({"username": user.username, "email": user.email});
+                let event = Event::new("auth.register", &user.organization_id, "user", &user.id).changes(Some(changes));
+                store::audit::record(tx, &actor, &event)?;
+                Ok(user)
             })
             .await?;
         tracing::info!(user_id = %user.id, "user registered");
@@ -186,7 +223,8 @@ impl AuthApi {
     /// With a username or e-mail and a password; JSON or an OAuth2 password-flow form. After
     /// too many failures for one account it answers 429 until the lockout window passes.
     #[oai(path = "/login", method = "post")]
-    async fn login(&self, body: LoginRequest) -> ApiResult<Json<TokenResponse>> {
+    async fn login(&self, req: &poem::Request, body: LoginRequest) -> ApiResult<Json<TokenResponse>> {
+        let client = self.client(req);
         let body = match body {
             LoginRequest::Json(Json(b)) => b,
             LoginRequest::Form(Form(b)) => b,
@@ -203,19 +241,28 @@ impl AuthApi {
         let (now_s, since) = (format_ts(now_t), lockout.since(now_t));
         let max = lockout.max;
         let lookup = login.clone();
-        let (candidate, attempt) = self
-            .state
-            .db
-            .write(move |tx| {
-                let candidate = store::auth::find_login_candidate(tx, &lookup)?;
-                let key = match &candidate {
-                    Some(u) => u.id.clone(),
-                    None => format!("login:{}", lookup.to_lowercase()),
-                };
-                let attempt = store::auth::reserve_attempt(tx, &key, &now_s, &since, max)?;
-                Ok((candidate, attempt))
-            })
-            .await?;
+        let (candidate, attempt) = {
+            let client = client.clone();
+            self.state
+                .db
+                .write(move |tx| {
+                    let candidate = store::auth::find_login_candidate(tx, &lookup)?;
+                    let key = match &candidate {
+                        Some(u) => u.id.clone(),
+                        None => format!("login:{}", lookup.to_lowercase()),
+                    };
+                    let attempt = store::auth::reserve_attempt(tx, &key, &now_s, &since, max)?;
+                    let who = candidate.as_ref().map(|u| (u.organization_id.as_str(), u.id.as_str()));
+                    // logged as failed with the reserved attempt; replaced if the password is right
+                    let event = match attempt {
+                        Attempt::Locked(_) => login_failure(tx, &client, "auth.login_locked", who, &lookup, LOCKED)?,
+                        Attempt::Reserved(_) => login_failure(tx, &client, "auth.login_failed", who, &lookup, BAD)?,
+                    };
+                    Ok((candidate, (attempt, event)))
+                })
+                .await?
+        };
+        let (attempt, failure_event) = attempt;
         let attempt = match attempt {
             Attempt::Reserved(a) => a,
             Attempt::Locked(oldest) => return Err(lockout.locked(oldest, now_t)),
@@ -232,12 +279,19 @@ impl AuthApi {
             _ => return Err(ApiError::unauthorized(BAD_CREDENTIALS)),
         };
         if !user.is_active || !user.org_is_active {
-            self.state.db.write(move |tx| store::auth::forget_attempt(tx, attempt)).await?;
-            return Err(ApiError::forbidden(if user.is_active {
-                "Your organization is deactivated"
-            } else {
-                "User account is deactivated"
-            }));
+            let reason =
+                if user.is_active { "Your organization is deactivated" } else { "User account is deactivated" };
+            let (client, login) = (client.clone(), login.clone());
+            self.state
+                .db
+                .write(move |tx| {
+                    store::auth::forget_attempt(tx, attempt)?;
+                    store::audit::retract(tx, failure_event)?;
+                    let who = Some((user.organization_id.as_str(), user.id.as_str()));
+                    login_failure(tx, &client, "auth.login_failed", who, &login, reason).map(drop)
+                })
+                .await?;
+            return Err(ApiError::forbidden(reason));
         }
 
         let sid = new_id();
@@ -248,12 +302,15 @@ impl AuthApi {
             &sid,
             &refresh_jti,
         )?;
-        let user_id = user.id.clone();
+        let (user_id, org_id) = (user.id.clone(), user.organization_id.clone());
         self.state
             .db
             .write(move |tx| {
                 store::auth::clear_failures(tx, &user_id)?;
-                store::auth::create_session(tx, &sid, &user_id, &refresh_jti, &now(), &expires_at)
+                store::auth::create_session(tx, &sid, &user_id, &refresh_jti, &now(), &expires_at)?;
+                store::audit::retract(tx, failure_event)?;
+                let actor = Actor { user_id: Some(user_id.clone()), api_key_id: None, client };
+                store::audit::record(tx, &actor, &Event::new("auth.login", &org_id, "session", &sid)).map(drop)
             })
             .await?;
         tracing::info!(user_id = %user.id, "login");
@@ -265,7 +322,8 @@ impl AuthApi {
     /// Exchanges a refresh token for a new pair. Each refresh token works once; presenting a
     /// used one revokes the whole login session.
     #[oai(path = "/refresh", method = "post")]
-    async fn refresh(&self, body: Json<RefreshRequest>) -> ApiResult<Json<TokenResponse>> {
+    async fn refresh(&self, req: &poem::Request, body: Json<RefreshRequest>) -> ApiResult<Json<TokenResponse>> {
+        let client = self.client(req);
         let verified = self.state.tokens.verify(body.refresh_token.trim(), TokenType::Refresh)?;
         let claims = verified.claims;
         let new_jti = uuid::Uuid::new_v4().to_string();
@@ -279,6 +337,15 @@ impl AuthApi {
                 match user {
                     Some(u) if u.is_active && u.org_is_active => {
                         let rotation = store::auth::rotate_refresh(tx, &sid, &u.id, &verified.jti, &jti, &now)?;
+                        let action = match rotation {
+                            Rotation::Rotated => Some("auth.refresh"),
+                            Rotation::Reused => Some("auth.refresh_reuse"),
+                            Rotation::Dead => None,
+                        };
+                        if let Some(action) = action {
+                            let actor = Actor { user_id: Some(u.id.clone()), api_key_id: None, client };
+                            store::audit::record(tx, &actor, &Event::new(action, &u.organization_id, "session", &sid))?;
+                        }
                         Ok((rotation, Some(u)))
                     }
                     _ => {
@@ -372,7 +439,8 @@ impl AuthApi {
                 store::auth::forget_attempt(tx, attempt)?;
                 store::users::set_password_hash(tx, &me.id, &hash, &now)?;
                 store::auth::revoke_user_sessions(tx, &me.id, Some(&me.session_id), "password changed", &now)?;
-                Ok(())
+                let event = Event::new("auth.password_change", &me.organization_id, "user", &me.id);
+                store::audit::record(tx, &me.actor(), &event).map(drop)
             })
             .await?;
         Ok(MessageResponse::new("Password changed; other sessions have been signed out"))
@@ -383,9 +451,16 @@ impl AuthApi {
     /// The presented access token and its session's refresh token stop working at once.
     #[oai(path = "/logout", method = "post")]
     async fn logout(&self, auth: BearerAuth) -> ApiResult<Json<MessageResponse>> {
-        authz::require_login(&auth.0)?;
-        let sid = auth.0.session_id;
-        self.state.db.write(move |tx| store::auth::revoke_session(tx, &sid, "logout", &now())).await?;
+        let me = auth.0;
+        authz::require_login(&me)?;
+        self.state
+            .db
+            .write(move |tx| {
+                store::auth::revoke_session(tx, &me.session_id, "logout", &now())?;
+                let event = Event::new("auth.logout", &me.organization_id, "session", &me.session_id);
+                store::audit::record(tx, &me.actor(), &event).map(drop)
+            })
+            .await?;
         Ok(MessageResponse::new("Logged out"))
     }
 }

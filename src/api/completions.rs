@@ -28,8 +28,10 @@ use crate::{
         context::PromptBuilder,
         jobs::{self, JobHandle, JobSpec, Outcome, StopReason, StreamEvent},
     },
+    model::audit::Actor,
     store::{
         self,
+        audit::Event,
         completions::NewJob,
         conversations::{MessageKey, NewMessage},
     },
@@ -124,6 +126,7 @@ impl CompletionsApi {
             auth.0.organization_id.clone(),
             conversation_id,
             content,
+            auth.0.actor(),
         ));
         let handle = started.await.map_err(ApiError::internal)??;
         let job_id = handle.id.clone();
@@ -243,14 +246,25 @@ impl CompletionsApi {
             }
         };
         let job = self.state.db.read(read_job()).await?.ok_or_else(job_not_found)?;
-        if job.status == "running"
-            && let Some(h) = self.state.jobs.get(&job_id)
-        {
+        let was_running = job.status == "running";
+        if was_running && let Some(h) = self.state.jobs.get(&job_id) {
             h.stop(StopReason::Cancelled);
             h.finished().await;
         }
         let job = self.state.db.read(read_job()).await?.ok_or_else(job_not_found)?;
         match job.status.as_str() {
+            "cancelled" if was_running => {
+                // the job's runner stored the cancellation; this records who asked for it
+                let (actor, org, id) = (auth.0.actor(), auth.0.organization_id.clone(), job.id.clone());
+                self.state
+                    .db
+                    .write(move |tx| {
+                        let event = Event::new("completion.cancel", &org, "completion_job", &id);
+                        store::audit::record(tx, &actor, &event).map(drop)
+                    })
+                    .await?;
+                Ok(Json(job))
+            }
             "cancelled" => Ok(Json(job)),
             status => Err(ApiError::conflict(format!("The job is {status}; only a running job can be cancelled"))),
         }
@@ -266,6 +280,7 @@ async fn start_job(
     org_id: String,
     conversation_id: String,
     content: String,
+    actor: Actor,
 ) -> ApiResult<std::sync::Arc<JobHandle>> {
     if state.jobs.is_closing() {
         return Err(ApiError::unavailable("The server is shutting down; try again shortly"));
@@ -319,6 +334,10 @@ async fn start_job(
                 user_message_id: user_message.id.clone(),
             };
             store::completions::insert_job(tx, &job, &now)?;
+            let event = Event::new("completion.create", &job.organization_id, "completion_job", &job.id).changes(Some(
+                json!({"user_message_id": user_message.id, "agent_config_id": agent.id, "model": agent.llm_model}),
+            ));
+            store::audit::record(tx, &actor, &event)?;
             Ok((conversation, agent, provider, user_message))
         })
         .await?;

@@ -13,7 +13,7 @@ use poem_openapi::{
 
 use crate::{
     AppState,
-    api::{ApiTags, Created, Deleted, JsonStream},
+    api::{ApiTags, Created, Deleted, JsonStream, changes_of},
     auth::BearerAuth,
     authz::{self, Permission},
     db::{Db, now},
@@ -21,6 +21,7 @@ use crate::{
     pagination::{ListResponse, Page, search_term},
     store::{
         self,
+        audit::Event,
         conversations::{ConversationChanges, ConversationFilter, MessageKey, NewConversation, NewMessage},
     },
     validate,
@@ -89,12 +90,16 @@ pub struct Message {
 #[derive(Object, Debug)]
 pub struct CreateConversationRequest {
     /// At most 255 characters
+    #[oai(skip_serializing_if_is_none)]
     pub title: Option<Text>,
     /// An active agent config of the caller's organization
+    #[oai(skip_serializing_if_is_none)]
     pub agent_config_id: Option<Text>,
     /// An active project of the caller's organization
+    #[oai(skip_serializing_if_is_none)]
     pub project_id: Option<Text>,
     /// A JSON object; default `{}`
+    #[oai(skip_serializing_if_is_none)]
     pub context: Option<serde_json::Value>,
 }
 
@@ -102,8 +107,10 @@ pub struct CreateConversationRequest {
 #[derive(Object, Debug)]
 pub struct UpdateConversationRequest {
     pub title: MaybeUndefined<Text>,
+    #[oai(skip_serializing_if_is_none)]
     pub is_archived: Option<bool>,
     /// A JSON object; replaces the whole context
+    #[oai(skip_serializing_if_is_none)]
     pub context: Option<serde_json::Value>,
 }
 
@@ -113,6 +120,7 @@ pub struct CreateMessageRequest {
     /// Not empty, at most 100,000 characters
     pub content: Text,
     /// A JSON object; default `{}`
+    #[oai(skip_serializing_if_is_none)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -188,7 +196,8 @@ impl ConversationsApi {
         body: Json<CreateConversationRequest>,
     ) -> ApiResult<Created<Conversation>> {
         authz::require(&auth.0, Permission::ConversationsWrite)?;
-        let b = body.0;
+        let (actor, b) = (auth.0.actor(), body.0);
+        let audit = changes_of(&b);
         let new = NewConversation {
             user_id: auth.0.id.clone(),
             organization_id: auth.0.home_org().to_string(),
@@ -201,8 +210,16 @@ impl ConversationsApi {
             title: title(b.title)?,
             context: validate::json_object("context", b.context)?,
         };
-        let conversation =
-            self.state.db.write(move |tx| store::conversations::insert_conversation(tx, &new, &now())).await?;
+        let conversation = self
+            .state
+            .db
+            .write(move |tx| {
+                let c = store::conversations::insert_conversation(tx, &new, &now())?;
+                let event = Event::new("conversation.create", &c.organization_id, "conversation", &c.id).changes(audit);
+                store::audit::record(tx, &actor, &event)?;
+                Ok(c)
+            })
+            .await?;
         Ok(Created::Created(Json(conversation)))
     }
 
@@ -218,8 +235,9 @@ impl ConversationsApi {
     ) -> ApiResult<Json<Conversation>> {
         authz::require(&auth.0, Permission::ConversationsWrite)?;
         let id = validate::path_id(&id, "Conversation")?;
-        let owner = auth.0.id;
+        let (actor, owner) = (auth.0.actor(), auth.0.id);
         let b = body.0;
+        let audit = changes_of(&b);
         let changes = ConversationChanges {
             title: match b.title {
                 MaybeUndefined::Undefined => None,
@@ -232,7 +250,15 @@ impl ConversationsApi {
         let conversation = self
             .state
             .db
-            .write(move |tx| store::conversations::update_conversation(tx, &owner, &id, &changes, &now()))
+            .write(move |tx| {
+                let c = store::conversations::update_conversation(tx, &owner, &id, &changes, &now())?;
+                if let Some(c) = &c {
+                    let event =
+                        Event::new("conversation.update", &c.organization_id, "conversation", &c.id).changes(audit);
+                    store::audit::record(tx, &actor, &event)?;
+                }
+                Ok(c)
+            })
             .await?;
         Ok(Json(conversation.ok_or_else(conversation_not_found)?))
     }
@@ -245,9 +271,19 @@ impl ConversationsApi {
     async fn delete(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Deleted> {
         authz::require(&auth.0, Permission::ConversationsWrite)?;
         let id = validate::path_id(&id, "Conversation")?;
-        let owner = auth.0.id;
-        let deleted =
-            self.state.db.write(move |tx| store::conversations::delete_conversation(tx, &owner, &id, &now())).await?;
+        let me = auth.0;
+        let deleted = self
+            .state
+            .db
+            .write(move |tx| {
+                let deleted = store::conversations::delete_conversation(tx, &me.id, &id, &now())?;
+                if deleted {
+                    let event = Event::new("conversation.delete", &me.organization_id, "conversation", &id);
+                    store::audit::record(tx, &me.actor(), &event)?;
+                }
+                Ok(deleted)
+            })
+            .await?;
         if !deleted {
             return Err(conversation_not_found());
         }
@@ -287,8 +323,9 @@ impl ConversationsApi {
     ) -> ApiResult<Created<Message>> {
         authz::require(&auth.0, Permission::ConversationsWrite)?;
         let id = validate::path_id(&id, "Conversation")?;
-        let owner = auth.0.id;
+        let me = auth.0;
         let b = body.0;
+        let audit = changes_of(&b);
         if b.content.trim().is_empty() {
             return Err(ApiError::bad_request("content must not be empty"));
         }
@@ -297,8 +334,18 @@ impl ConversationsApi {
             content: validate::text("content", &b.content, CONTENT_MAX)?,
             metadata: validate::json_object("metadata", b.metadata)?,
         };
-        let message =
-            self.state.db.write(move |tx| store::conversations::insert_message(tx, &owner, &id, &new, &now())).await?;
+        let message = self
+            .state
+            .db
+            .write(move |tx| {
+                let m = store::conversations::insert_message(tx, &me.id, &id, &new, &now())?;
+                if let Some(m) = &m {
+                    let event = Event::new("message.create", &me.organization_id, "message", &m.id).changes(audit);
+                    store::audit::record(tx, &me.actor(), &event)?;
+                }
+                Ok(m)
+            })
+            .await?;
         Ok(Created::Created(Json(message.ok_or_else(conversation_not_found)?)))
     }
 
@@ -324,11 +371,18 @@ impl ConversationsApi {
         authz::require(&auth.0, Permission::ConversationsWrite)?;
         let id = validate::path_id(&id, "Conversation")?;
         let msg_id = validate::path_id(&msg_id, "Message")?;
-        let owner = auth.0.id;
+        let me = auth.0;
         let deleted = self
             .state
             .db
-            .write(move |tx| store::conversations::delete_message(tx, &owner, &id, &msg_id, &now()))
+            .write(move |tx| {
+                let deleted = store::conversations::delete_message(tx, &me.id, &id, &msg_id, &now())?;
+                if deleted {
+                    let event = Event::new("message.delete", &me.organization_id, "message", &msg_id);
+                    store::audit::record(tx, &me.actor(), &event)?;
+                }
+                Ok(deleted)
+            })
             .await?;
         if !deleted {
             return Err(message_not_found());

@@ -20,7 +20,7 @@ use crate::{
     error::{ApiError, ApiResult},
     knowledge::{Format, extract, ingest},
     pagination::{ListResponse, Page, search_term},
-    store::{self, documents::DocumentFilter},
+    store::{self, audit::Event, documents::DocumentFilter},
     validate::{self, Text},
 };
 
@@ -102,14 +102,19 @@ pub struct UploadDocument {
 #[derive(Object, Debug)]
 pub struct CreateDocumentRequest {
     /// Required, 1..=255 characters
+    #[oai(skip_serializing_if_is_none)]
     pub title: Option<Text>,
     /// Required, not empty
+    #[oai(skip_serializing_if_is_none)]
     pub content: Option<Text>,
     /// `text/plain` (default), `text/markdown` or `text/html`
+    #[oai(skip_serializing_if_is_none)]
     pub content_type: Option<Text>,
     /// A project of the caller's organization
+    #[oai(skip_serializing_if_is_none)]
     pub project_id: Option<Text>,
     /// A JSON object
+    #[oai(skip_serializing_if_is_none)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -307,7 +312,7 @@ impl DocumentsApi {
             Ok((bytes, sha256))
         })
         .await?;
-        let organization_id = auth.0.home_org().to_string();
+        let (organization_id, actor) = (auth.0.home_org().to_string(), auth.0.actor());
         let new = store::documents::NewDocument {
             id: new_id(),
             organization_id: organization_id.clone(),
@@ -331,7 +336,14 @@ impl DocumentsApi {
                         "project_id does not name a project of your organization: {p}"
                     )));
                 }
-                store::documents::insert_document(tx, &new, &bytes)
+                let doc = store::documents::insert_document(tx, &new, &bytes)?;
+                let changes = serde_json::json!({
+                    "title": doc.title, "filename": doc.filename, "content_type": doc.content_type,
+                    "size_bytes": doc.size_bytes, "project_id": doc.project_id,
+                });
+                let event = Event::new("document.create", &doc.organization_id, "document", &doc.id);
+                store::audit::record(tx, &actor, &event.changes(Some(changes)))?;
+                Ok(doc)
             })
             .await?;
         self.state.ingest.wake();
@@ -398,7 +410,20 @@ impl DocumentsApi {
     async fn reindex(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Accepted> {
         let scope = authz::require(&auth.0, Permission::AgentsWrite)?;
         let id = validate::path_id(&id, "Document")?;
-        let doc = self.state.db.write(move |tx| store::documents::request_reindex(tx, &scope, &id, &now())).await?;
+        let actor = auth.0.actor();
+        let doc = self
+            .state
+            .db
+            .write(move |tx| {
+                let doc = store::documents::request_reindex(tx, &scope, &id, &now())?;
+                store::audit::record(
+                    tx,
+                    &actor,
+                    &Event::new("document.reindex", &doc.organization_id, "document", &id),
+                )?;
+                Ok(doc)
+            })
+            .await?;
         self.state.ingest.wake();
         Ok(Accepted::Accepted(Json(doc)))
     }
@@ -410,7 +435,16 @@ impl DocumentsApi {
     async fn delete(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Deleted> {
         let scope = authz::require(&auth.0, Permission::AgentsWrite)?;
         let id = validate::path_id(&id, "Document")?;
-        self.state.db.write(move |tx| store::documents::delete_document(tx, &scope, &id)).await?;
+        let actor = auth.0.actor();
+        self.state
+            .db
+            .write(move |tx| {
+                let doc = store::documents::delete_document(tx, &scope, &id)?;
+                let event = Event::new("document.delete", &doc.organization_id, "document", &id)
+                    .changes(Some(serde_json::json!({ "title": doc.title })));
+                store::audit::record(tx, &actor, &event).map(drop)
+            })
+            .await?;
         Ok(Deleted::NoContent)
     }
 }

@@ -10,6 +10,7 @@ use poem_openapi::{
 
 pub mod agents;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod completions;
 pub mod conversations;
@@ -50,6 +51,8 @@ pub enum ApiTags {
     Knowledge,
     /// Keys that scripts authenticate with
     ApiKeys,
+    /// Who did what: the audit log
+    Audit,
 }
 
 /// 201 with the created resource.
@@ -127,4 +130,19 @@ impl<T: Type> ApiResponse for JsonStream<T> {
     fn register(registry: &mut Registry) {
         T::register(registry);
     }
+}
+
+/// What a request body set, for the audit log's `changes` (secrets redacted).
+pub fn changes_of<T: ToJSON>(body: &T) -> Option<serde_json::Value> {
+    crate::store::audit::changes_of(body.to_json())
+}
+
+/// [`changes_of`] for a body whose write-only `password` field the JSON leaves out: that it was
+/// set shows as `"password": "[redacted]"`.
+pub fn changes_with_password<T: ToJSON>(body: &T, password_set: bool) -> Option<serde_json::Value> {
+    let mut changes = changes_of(body)?;
+    if let (true, Some(map)) = (password_set, changes.as_object_mut()) {
+        map.insert("password".into(), crate::store::audit::REDACTED.into());
+    }
+    Some(changes)
 }

@@ -11,7 +11,7 @@ use poem_openapi::{
 use crate::{
     AppState,
     api::{
-        ApiTags, Created,
+        ApiTags, Created, changes_of,
         users::{User, user_filter},
     },
     auth::BearerAuth,
@@ -21,6 +21,7 @@ use crate::{
     pagination::{ListResponse, Page, search_term},
     store::{
         self,
+        audit::Event,
         organizations::{NewOrg, OrgChanges, OrgFilter},
     },
     validate,
@@ -44,9 +45,12 @@ pub struct Organization {
 pub struct CreateOrganizationRequest {
     /// 1..=255 characters, unique regardless of letter case
     pub name: Text,
+    #[oai(skip_serializing_if_is_none)]
     pub domain: Option<Text>,
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<Text>,
     /// A JSON object; default `{}`
+    #[oai(skip_serializing_if_is_none)]
     pub settings: Option<serde_json::Value>,
 }
 
@@ -54,14 +58,17 @@ pub struct CreateOrganizationRequest {
 #[derive(Object, Debug)]
 pub struct UpdateOrganizationRequest {
     /// 1..=255 characters, unique regardless of letter case
+    #[oai(skip_serializing_if_is_none)]
     pub name: Option<Text>,
     /// `null` clears it
     pub domain: MaybeUndefined<Text>,
     /// `null` clears it
     pub description: MaybeUndefined<Text>,
     /// A JSON object; replaces the whole settings object
+    #[oai(skip_serializing_if_is_none)]
     pub settings: Option<serde_json::Value>,
     /// Superusers only
+    #[oai(skip_serializing_if_is_none)]
     pub is_active: Option<bool>,
 }
 
@@ -119,7 +126,8 @@ impl OrganizationsApi {
         body: Json<CreateOrganizationRequest>,
     ) -> ApiResult<Created<Organization>> {
         authz::require_superuser(&auth.0)?;
-        let body = body.0;
+        let (actor, body) = (auth.0.actor(), body.0);
+        let audit = changes_of(&body);
         let org = NewOrg {
             id: new_id(),
             name: validate::name("name", &body.name)?,
@@ -134,6 +142,8 @@ impl OrganizationsApi {
             .write(move |tx| {
                 store::organizations::insert_org(tx, &org)?;
                 store::bootstrap::insert_system_roles(tx, &org.id, &org.now)?;
+                let event = Event::new("organization.create", &org.id, "organization", &org.id).changes(audit);
+                store::audit::record(tx, &actor, &event)?;
                 store::organizations::get_org(tx, &Scope::All, &org.id)?
                     .ok_or_else(|| ApiError::internal("inserted organization vanished"))
             })
@@ -155,7 +165,8 @@ impl OrganizationsApi {
     ) -> ApiResult<Json<Organization>> {
         let scope = authz::require(&auth.0, Permission::OrganizationsWrite)?;
         let id = validate::path_id(&id, "Organization")?;
-        let body = body.0;
+        let (actor, body) = (auth.0.actor(), body.0);
+        let audit = changes_of(&body);
         if body.is_active.is_some() && !auth.0.is_superuser {
             return Err(ApiError::forbidden("Only a superuser may change is_active of an organization"));
         }
@@ -168,8 +179,18 @@ impl OrganizationsApi {
             settings: body.settings.map(|s| validate::json_object("settings", Some(s))).transpose()?,
             is_active: body.is_active,
         };
-        let org =
-            self.state.db.write(move |tx| store::organizations::update_org(tx, &scope, &id, &changes, &now())).await?;
+        let org = self
+            .state
+            .db
+            .write(move |tx| {
+                let org = store::organizations::update_org(tx, &scope, &id, &changes, &now())?;
+                if org.is_some() {
+                    let event = Event::new("organization.update", &id, "organization", &id).changes(audit);
+                    store::audit::record(tx, &actor, &event)?;
+                }
+                Ok(org)
+            })
+            .await?;
         Ok(Json(org.ok_or_else(org_not_found)?))
     }
 
@@ -213,6 +234,7 @@ impl OrganizationsApi {
         authz::require_superuser(&auth.0)?;
         let id = validate::path_id(&id, "Organization")?;
         let user_id = validate::path_id(&user_id, "User")?;
+        let actor = auth.0.actor();
         let user = self
             .state
             .db
@@ -225,6 +247,9 @@ impl OrganizationsApi {
                 }
                 let role_id = store::organizations::member_role_id(tx, &id)?;
                 store::users::move_to_org(tx, &user_id, &id, &role_id, &now())?;
+                let event = Event::new("organization.add_member", &id, "user", &user_id)
+                    .changes(Some(serde_json::json!({"from_organization_id": user.organization_id})));
+                store::audit::record(tx, &actor, &event)?;
                 store::users::get_user(tx, &Scope::All, &user_id)?
                     .ok_or_else(|| ApiError::internal("moved user vanished"))
             })

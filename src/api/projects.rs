@@ -10,7 +10,7 @@ use poem_openapi::{
 
 use crate::{
     AppState,
-    api::{ApiTags, Created, Deleted, users::User},
+    api::{ApiTags, Created, Deleted, changes_of, users::User},
     auth::BearerAuth,
     authz::{self, Permission},
     db::{new_id, now},
@@ -18,6 +18,7 @@ use crate::{
     pagination::{ListResponse, Page, search_term},
     store::{
         self,
+        audit::Event,
         projects::{MemberFilter, NewProject, ProjectChanges, ProjectFilter},
     },
     validate,
@@ -46,19 +47,24 @@ pub struct CreateProjectRequest {
     /// 1..=255 characters; need not be unique
     pub name: Text,
     /// At most 10,000 characters
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<Text>,
     /// A JSON object
+    #[oai(skip_serializing_if_is_none)]
     pub settings: Option<serde_json::Value>,
 }
 
 #[derive(Object, Debug)]
 pub struct UpdateProjectRequest {
+    #[oai(skip_serializing_if_is_none)]
     pub name: Option<Text>,
     /// `null` clears it
     pub description: MaybeUndefined<Text>,
     /// A JSON object; replaces the stored settings
+    #[oai(skip_serializing_if_is_none)]
     pub settings: Option<serde_json::Value>,
     /// `false` soft-deletes, `true` restores
+    #[oai(skip_serializing_if_is_none)]
     pub is_active: Option<bool>,
 }
 
@@ -111,7 +117,8 @@ impl ProjectsApi {
     #[oai(path = "/projects", method = "post")]
     async fn create_project(&self, auth: BearerAuth, body: Json<CreateProjectRequest>) -> ApiResult<Created<Project>> {
         authz::require(&auth.0, Permission::ProjectsWrite)?;
-        let body = body.0;
+        let (actor, body) = (auth.0.actor(), body.0);
+        let audit = changes_of(&body);
         let new = NewProject {
             id: new_id(),
             organization_id: auth.0.home_org().to_string(),
@@ -121,7 +128,17 @@ impl ProjectsApi {
             created_by: auth.0.id.clone(),
             now: now(),
         };
-        let project = self.state.db.write(move |tx| store::projects::insert_project(tx, &new)).await?;
+        let project = self
+            .state
+            .db
+            .write(move |tx| {
+                let project = store::projects::insert_project(tx, &new)?;
+                let event =
+                    Event::new("project.create", &project.organization_id, "project", &project.id).changes(audit);
+                store::audit::record(tx, &actor, &event)?;
+                Ok(project)
+            })
+            .await?;
         tracing::info!(project_id = %project.id, "project created");
         Ok(Created::Created(Json(project)))
     }
@@ -140,6 +157,7 @@ impl ProjectsApi {
         let scope = authz::require(&auth.0, Permission::ProjectsWrite)?;
         let id = validate::path_id(&id, "Project")?;
         let body = body.0;
+        let audit = changes_of(&body);
         let changes = ProjectChanges {
             name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
             description: validate::clearable(body.description, |d| {
@@ -163,6 +181,8 @@ impl ProjectsApi {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
                 store::projects::update_project(tx, &id, &changes, &now())?;
+                let event = Event::new("project.update", &project.organization_id, "project", &id).changes(audit);
+                store::audit::record(tx, &me.actor(), &event)?;
                 store::projects::find_project(tx, &scope, &id)
             })
             .await?;
@@ -183,7 +203,9 @@ impl ProjectsApi {
             .write(move |tx| {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
-                store::projects::deactivate_project(tx, &id, &now())
+                store::projects::deactivate_project(tx, &id, &now())?;
+                let event = Event::new("project.delete", &project.organization_id, "project", &id);
+                store::audit::record(tx, &me.actor(), &event).map(drop)
             })
             .await?;
         Ok(Deleted::NoContent)
@@ -241,6 +263,9 @@ impl ProjectsApi {
                 let now = now();
                 if store::projects::add_member(tx, &id, &user_id, &now)? {
                     store::projects::update_project(tx, &id, &ProjectChanges::default(), &now)?;
+                    let event = Event::new("project.add_member", &project.organization_id, "project", &id)
+                        .changes(Some(serde_json::json!({ "user_id": user_id })));
+                    store::audit::record(tx, &me.actor(), &event)?;
                 }
                 store::projects::find_project(tx, &scope, &id)
             })
@@ -274,6 +299,9 @@ impl ProjectsApi {
                     return Err(ApiError::not_found("User is not a member of this project"));
                 }
                 store::projects::update_project(tx, &id, &ProjectChanges::default(), &now)?;
+                let event = Event::new("project.remove_member", &project.organization_id, "project", &id)
+                    .changes(Some(serde_json::json!({ "user_id": user_id })));
+                store::audit::record(tx, &me.actor(), &event)?;
                 store::projects::find_project(tx, &scope, &id)
             })
             .await?;

@@ -10,7 +10,7 @@ use poem_openapi::{
 
 use crate::{
     AppState,
-    api::{ApiTags, Created, Deleted},
+    api::{ApiTags, Created, Deleted, changes_of},
     auth::BearerAuth,
     authz::{self, Permission, PermissionSet, RoleKind},
     db::{new_id, now},
@@ -18,6 +18,7 @@ use crate::{
     pagination::{ListResponse, Page, search_term},
     store::{
         self,
+        audit::Event,
         roles::{NewRole, RoleChanges},
     },
     validate,
@@ -57,17 +58,21 @@ pub struct CreateRoleRequest {
     /// 1..=255 characters, unique in the organization regardless of case
     pub name: Text,
     /// At most 10,000 characters
+    #[oai(skip_serializing_if_is_none)]
     pub description: Option<Text>,
     /// Permission names, e.g. `["projects:read"]`
+    #[oai(skip_serializing_if_is_none)]
     pub permissions: Option<Vec<Text>>,
 }
 
 #[derive(Object, Debug)]
 pub struct UpdateRoleRequest {
+    #[oai(skip_serializing_if_is_none)]
     pub name: Option<Text>,
     /// `null` clears it
     pub description: MaybeUndefined<Text>,
     /// Permission names; replaces the role's whole set
+    #[oai(skip_serializing_if_is_none)]
     pub permissions: Option<Vec<Text>>,
 }
 
@@ -165,7 +170,8 @@ impl RolesApi {
     #[oai(path = "/roles", method = "post")]
     async fn create_role(&self, auth: BearerAuth, body: Json<CreateRoleRequest>) -> ApiResult<Created<Role>> {
         authz::require(&auth.0, Permission::RolesWrite)?;
-        let body = body.0;
+        let (actor, body) = (auth.0.actor(), body.0);
+        let audit = changes_of(&body);
         let permissions = parse_permissions(body.permissions.as_deref().unwrap_or_default())?;
         authz::require_may_confer(&auth.0, RoleKind::Custom(permissions))?;
         let new = NewRole {
@@ -176,7 +182,16 @@ impl RolesApi {
             permissions,
             now: now(),
         };
-        let role = self.state.db.write(move |tx| store::roles::insert_role(tx, &new)).await?;
+        let role = self
+            .state
+            .db
+            .write(move |tx| {
+                let role = store::roles::insert_role(tx, &new)?;
+                let event = Event::new("role.create", &role.organization_id, "role", &role.id).changes(audit);
+                store::audit::record(tx, &actor, &event)?;
+                Ok(role)
+            })
+            .await?;
         tracing::info!(role_id = %role.id, "role created");
         Ok(Created::Created(Json(role)))
     }
@@ -195,6 +210,7 @@ impl RolesApi {
         let scope = authz::require(&auth.0, Permission::RolesWrite)?;
         let id = validate::path_id(&id, "Role")?;
         let body = body.0;
+        let audit = changes_of(&body);
         let changes = RoleChanges {
             name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
             description: validate::clearable(body.description, |d| {
@@ -213,6 +229,8 @@ impl RolesApi {
                     authz::require_may_confer(&me, RoleKind::Custom(set))?;
                 }
                 store::roles::update_role(tx, &id, &changes, &now())?;
+                let event = Event::new("role.update", &current.organization_id, "role", &id).changes(audit);
+                store::audit::record(tx, &me.actor(), &event)?;
                 store::roles::find_role(tx, &scope, &id)
             })
             .await?;
@@ -227,11 +245,15 @@ impl RolesApi {
     async fn delete_role(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Deleted> {
         let scope = authz::require(&auth.0, Permission::RolesWrite)?;
         let id = validate::path_id(&id, "Role")?;
+        let actor = auth.0.actor();
         self.state
             .db
             .write(move |tx| {
-                store::roles::find_custom_role(tx, &scope, &id)?;
-                store::roles::delete_role(tx, &id)
+                let role = store::roles::find_custom_role(tx, &scope, &id)?;
+                store::roles::delete_role(tx, &id)?;
+                let event = Event::new("role.delete", &role.organization_id, "role", &id)
+                    .changes(Some(serde_json::json!({ "name": role.name })));
+                store::audit::record(tx, &actor, &event).map(drop)
             })
             .await?;
         tracing::info!("role deleted");
@@ -262,7 +284,11 @@ impl RolesApi {
                 let mut set = permission_set(&current);
                 set.extend(Permission::from_name(&granted.name));
                 authz::require_may_confer(&me, RoleKind::Custom(set))?;
-                store::roles::grant(tx, &id, &perm_id, &now())?;
+                if store::roles::grant(tx, &id, &perm_id, &now())? {
+                    let event = Event::new("role.grant_permission", &current.organization_id, "role", &id)
+                        .changes(Some(serde_json::json!({ "permission": granted.name })));
+                    store::audit::record(tx, &me.actor(), &event)?;
+                }
                 store::roles::find_role(tx, &scope, &id)
             })
             .await?;
@@ -290,10 +316,13 @@ impl RolesApi {
             .write(move |tx| {
                 let current = store::roles::find_custom_role(tx, &scope, &id)?;
                 authz::require_may_confer(&me, kind(&current))?;
-                store::roles::find_permission(tx, &perm_id)?;
+                let revoked = store::roles::find_permission(tx, &perm_id)?;
                 if !store::roles::revoke(tx, &id, &perm_id, &now())? {
                     return Err(ApiError::not_found("The role does not hold this permission"));
                 }
+                let event = Event::new("role.revoke_permission", &current.organization_id, "role", &id)
+                    .changes(Some(serde_json::json!({ "permission": revoked.name })));
+                store::audit::record(tx, &me.actor(), &event)?;
                 store::roles::find_role(tx, &scope, &id)
             })
             .await?;

@@ -10,7 +10,7 @@ use poem_openapi::{
 
 use crate::{
     AppState,
-    api::{ApiTags, Created, Deleted},
+    api::{ApiTags, Created, Deleted, changes_with_password},
     auth::BearerAuth,
     authz::{self, CurrentUser, Permission, Scope, Standing},
     db::{new_id, now},
@@ -18,6 +18,7 @@ use crate::{
     pagination::{ListResponse, Page, search_term},
     store::{
         self,
+        audit::Event,
         users::{NewUser, UserChanges, UserFilter},
     },
     validate::{self, Email, Password, Username},
@@ -47,27 +48,35 @@ pub struct CreateUserRequest {
     /// 8..=128 characters
     #[oai(write_only)]
     pub password: Text,
+    #[oai(skip_serializing_if_is_none)]
     pub full_name: Option<Text>,
     /// A role of the user's organization; default: its `member` role
+    #[oai(skip_serializing_if_is_none)]
     pub role_id: Option<Text>,
     /// Superusers only; default: the caller's organization
+    #[oai(skip_serializing_if_is_none)]
     pub organization_id: Option<Text>,
     /// Superusers only
+    #[oai(skip_serializing_if_is_none)]
     pub is_superuser: Option<bool>,
 }
 
 /// Fields left out stay as they are; a field the caller may not change is a 403.
 #[derive(Object, Debug)]
 pub struct UpdateUserRequest {
+    #[oai(skip_serializing_if_is_none)]
     pub email: Option<Text>,
     /// `null` clears it
     pub full_name: MaybeUndefined<Text>,
     /// Needs `users:write`; `false` signs the user out everywhere
+    #[oai(skip_serializing_if_is_none)]
     pub is_active: Option<bool>,
     /// Needs `users:write`; 8..=128 characters. Signs the user's other sessions out
     #[oai(write_only)]
+    #[oai(skip_serializing_if_is_none)]
     pub password: Option<Text>,
     /// Superusers only
+    #[oai(skip_serializing_if_is_none)]
     pub is_superuser: Option<bool>,
 }
 
@@ -151,6 +160,7 @@ impl UsersApi {
     async fn create_user(&self, auth: BearerAuth, body: Json<CreateUserRequest>) -> ApiResult<Created<User>> {
         authz::require(&auth.0, Permission::UsersWrite)?;
         let (me, body) = (auth.0, body.0);
+        let changes = changes_with_password(&body, true);
         if !me.is_superuser && (body.organization_id.is_some() || body.is_superuser == Some(true)) {
             return Err(ApiError::forbidden("Only a superuser may set organization_id or is_superuser"));
         }
@@ -182,7 +192,7 @@ impl UsersApi {
                     }
                     None => store::organizations::member_role_id(tx, &organization_id)?,
                 };
-                store::users::insert_user(
+                let user = store::users::insert_user(
                     tx,
                     &NewUser {
                         id: new_id(),
@@ -195,7 +205,10 @@ impl UsersApi {
                         is_superuser: body.is_superuser.unwrap_or(false),
                         now: now(),
                     },
-                )
+                )?;
+                let event = Event::new("user.create", &user.organization_id, "user", &user.id).changes(changes);
+                store::audit::record(tx, &me.actor(), &event)?;
+                Ok(user)
             })
             .await?;
         tracing::info!(user_id = %user.id, %by, "user created");
@@ -218,6 +231,7 @@ impl UsersApi {
         let id = validate::path_id(&id, "User")?;
         let scope = require_self_or(&auth.0, &id, Permission::UsersWrite)?;
         let (me, body) = (auth.0, body.0);
+        let audit_changes = changes_with_password(&body, body.password.is_some());
         let is_self = id == me.id;
         if (body.is_active.is_some() || body.password.is_some()) && !me.has(Permission::UsersWrite) {
             return Err(ApiError::forbidden("Changing is_active or password needs users:write"));
@@ -264,6 +278,8 @@ impl UsersApi {
                     let keep = is_self.then_some(me.session_id.as_str());
                     store::auth::revoke_user_sessions(tx, &id, keep, "password set", &now)?;
                 }
+                let event = Event::new("user.update", &user.organization_id, "user", &user.id).changes(audit_changes);
+                store::audit::record(tx, &me.actor(), &event)?;
                 Ok(user)
             })
             .await?;
@@ -286,11 +302,13 @@ impl UsersApi {
         self.state
             .db
             .write(move |tx| {
-                authz::require_may_manage(&me, standing(tx, &scope, &id)?)?;
+                let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
+                authz::require_may_manage(&me, store::users::standing(tx, &target)?)?;
                 let now = now();
                 store::users::set_active(tx, &scope, &id, false, &now)?;
                 store::auth::revoke_user_sessions(tx, &id, None, "user deactivated", &now)?;
-                Ok(())
+                let event = Event::new("user.deactivate", &target.organization_id, "user", &id);
+                store::audit::record(tx, &me.actor(), &event).map(drop)
             })
             .await?;
         tracing::info!(%user_id, "user deactivated");
@@ -312,7 +330,13 @@ impl UsersApi {
             .write(move |tx| {
                 authz::require_may_manage(&me, standing(tx, &scope, &id)?)?;
                 store::users::set_active(tx, &scope, &id, true, &now())?;
-                store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)
+                let user = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
+                store::audit::record(
+                    tx,
+                    &me.actor(),
+                    &Event::new("user.activate", &user.organization_id, "user", &id),
+                )?;
+                Ok(user)
             })
             .await?;
         Ok(Json(user))
@@ -343,6 +367,9 @@ impl UsersApi {
                     .ok_or_else(|| ApiError::bad_request("role_id does not name a role of the user's organization"))?;
                 authz::require_may_confer(&me, kind)?;
                 store::users::set_role(tx, &scope, &id, &role_id, &now())?;
+                let event = Event::new("user.assign_role", &target.organization_id, "user", &id)
+                    .changes(Some(serde_json::json!({ "role_id": role_id })));
+                store::audit::record(tx, &me.actor(), &event)?;
                 store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)
             })
             .await?;

@@ -8,7 +8,7 @@ pub mod token;
 use poem::Request;
 use poem_openapi::{SecurityScheme, auth::Bearer};
 
-use crate::{AppState, authz::CurrentUser, error::ApiError, store};
+use crate::{AppState, authz::CurrentUser, error::ApiError, middleware, store};
 
 /// `Authorization: Bearer <access token>`. In the docs UI it authorizes through the login
 /// endpoint (OAuth2 password flow).
@@ -18,15 +18,18 @@ pub struct BearerAuth(pub CurrentUser);
 
 async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
     let state = req.data::<AppState>().ok_or_else(|| ApiError::internal("application state missing"))?;
-    if let Some(key) = bearer.token.trim().strip_prefix(api_key::PREFIX) {
-        return Ok(api_key::authenticate(state, key).await?);
-    }
-    let verified = state.tokens.verify(bearer.token.trim(), token::TokenType::Access)?;
-    let claims = verified.claims;
-    let user = state
-        .db
-        .lookup(move |c| store::auth::current_user(c, &claims.sid, &claims.user_id))
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?;
+    let mut user = match bearer.token.trim().strip_prefix(api_key::PREFIX) {
+        Some(key) => api_key::authenticate(state, key).await?,
+        None => {
+            let verified = state.tokens.verify(bearer.token.trim(), token::TokenType::Access)?;
+            let claims = verified.claims;
+            state
+                .db
+                .lookup(move |c| store::auth::current_user(c, &claims.sid, &claims.user_id))
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?
+        }
+    };
+    user.client = middleware::client_of(req, &state.config.server.trusted_proxies);
     Ok(user)
 }

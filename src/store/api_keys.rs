@@ -86,20 +86,19 @@ pub fn list_keys(conn: &Connection, owners: &Owners<'_>, page: Page) -> ApiResul
 
 /// Deletes a key the caller may manage (their own, or, for an org admin, one of the scope);
 /// any other is not found.
-pub fn delete_key(conn: &Connection, owners: &Owners<'_>, id: &str) -> ApiResult<()> {
+/// Deletes a key of `owners`; returns its organization and name.
+pub fn delete_key(conn: &Connection, owners: &Owners<'_>, id: &str) -> ApiResult<(String, String)> {
     let (user, org) = match owners {
         Owners::User(u) => (Some(*u), None),
         Owners::Scope(s, _) => (None, s.org()),
     };
-    let n = conn
-        .prepare_cached(
-            "DELETE FROM api_keys WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR organization_id = ?3)",
-        )?
-        .execute(params![id, user, org])?;
-    if n == 0 {
-        return Err(ApiError::not_found("API key not found"));
-    }
-    Ok(())
+    conn.prepare_cached(
+        "DELETE FROM api_keys WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR organization_id = ?3) \
+         RETURNING organization_id, name",
+    )?
+    .query_row(params![id, user, org], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()?
+    .ok_or_else(|| ApiError::not_found("API key not found"))
 }
 
 /// The key presented, with its owner as they are now: `None` when no such key exists, it

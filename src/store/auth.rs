@@ -229,6 +229,7 @@ pub fn caller_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CurrentUser> {
         permissions: PermissionSet::from_csv(perms.as_deref()),
         session_id: String::new(),
         api_key_id: None,
+        client: Default::default(),
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
     })

@@ -216,14 +216,15 @@ pub fn request_reindex(conn: &Connection, scope: &Scope, id: &str, now: &str) ->
     find_document(conn, scope, id)
 }
 
-/// Deletes a document of the scope with its file and chunks (the FTS rows follow by trigger).
-pub fn delete_document(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<()> {
-    find_document(conn, scope, id)?;
+/// Deletes a document of the scope with its file and chunks (the FTS rows follow by trigger);
+/// returns it as it was.
+pub fn delete_document(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Document> {
+    let doc = find_document(conn, scope, id)?;
     delete_vectors(conn, id)?;
     conn.prepare_cached("DELETE FROM chunks WHERE document_id = ?1")?.execute(params![id])?;
     conn.prepare_cached("DELETE FROM document_files WHERE document_id = ?1")?.execute(params![id])?;
     conn.prepare_cached("DELETE FROM documents WHERE id = ?1")?.execute(params![id])?;
-    Ok(())
+    Ok(doc)
 }
 
 /// The ids of an agent config's `knowledge_base` must be of its organization: else 400 naming

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod completions;

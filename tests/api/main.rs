@@ -5,6 +5,7 @@ mod matrix;
 
 mod agents;
 mod api_keys;
+mod audit;
 mod auth;
 mod backup;
 mod cli;

@@ -214,6 +214,10 @@ fn cases(w: &World, n: usize) -> Vec<(&'static str, String, Value, [u16; 5])> {
         ("POST", "/api-keys".into(), json!({"name": "k", "permissions": ["agents:read"]}), [201, 201, 201, 201, 201]),
         ("POST", "/api-keys".into(), json!({"name": "k", "permissions": ["users:delete"]}), [201, 201, 403, 403, 201]),
         ("DELETE", format!("/api-keys/{api_key}"), Value::Null, [204, 204, 404, 404, 404]),
+        // the audit log: org admins (their organization) and superusers (any)
+        ("GET", "/audit-events".into(), Value::Null, [200, 200, 403, 403, 200]),
+        ("GET", format!("/audit-events?organization_id={org_a}"), Value::Null, [200, 200, 403, 403, 403]),
+        ("GET", format!("/audit-events?organization_id={org_b}"), Value::Null, [200, 403, 403, 403, 200]),
     ]
 }
 
