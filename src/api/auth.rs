@@ -415,13 +415,21 @@ impl AuthApi {
         let lockout = Lockout::new(&self.state.config.auth);
         let now_t = OffsetDateTime::now_utc();
         let (now_s, since, max) = (format_ts(now_t), lockout.since(now_t), lockout.max);
-        let uid = me.id.clone();
-        let (current, attempt) = self
+        let (uid, actor, org) = (me.id.clone(), me.actor(), me.organization_id.clone());
+        let (current, attempt, failure_event) = self
             .state
             .db
             .write(move |tx| {
                 let hash = store::auth::candidate_by_id(tx, &uid)?.map(|u| u.password_hash);
-                Ok((hash, store::auth::reserve_attempt(tx, &uid, &now_s, &since, max)?))
+                let attempt = store::auth::reserve_attempt(tx, &uid, &now_s, &since, max)?;
+                // counted and logged as a failure now; taken back below if the password is right
+                let (action, reason) = match attempt {
+                    Attempt::Locked(_) => ("auth.login_locked", LOCKED),
+                    Attempt::Reserved(_) => ("auth.login_failed", "incorrect current password"),
+                };
+                let event = Event::new(action, &org, "user", &uid)
+                    .changes(Some(serde_json::json!({"reason": reason, "during": "password change"})));
+                Ok((hash, attempt, store::audit::record(tx, &actor, &event)?))
             })
             .await?;
         let attempt = match attempt {
@@ -437,6 +445,7 @@ impl AuthApi {
             .write(move |tx| {
                 let now = now();
                 store::auth::forget_attempt(tx, attempt)?;
+                store::audit::retract(tx, failure_event)?;
                 store::users::set_password_hash(tx, &me.id, &hash, &now)?;
                 store::auth::revoke_user_sessions(tx, &me.id, Some(&me.session_id), "password changed", &now)?;
                 let event = Event::new("auth.password_change", &me.organization_id, "user", &me.id);

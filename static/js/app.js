@@ -12,8 +12,12 @@ import { agentsPage } from './pages/agents.js';
 import { conversationsPage, conversationPage } from './pages/conversations.js';
 import { documentsPage, documentDetailPage } from './pages/documents.js';
 import { apiKeysPage } from './pages/apikeys.js';
+import { auditPage } from './pages/audit.js';
 
 const ROOT = '/admin';
+
+/** Not a permission: pages for organization admins (and superusers). */
+const ORG_ADMIN = 'org-admin';
 
 /** Navigation entries; `need` is the permission the page's list needs. */
 const NAV = [
@@ -26,6 +30,7 @@ const NAV = [
   { path: '/documents', label: 'Documents', need: 'agents:read' },
   { path: '/conversations', label: 'Conversations', need: 'conversations:write' },
   { path: '/api-keys', label: 'API keys' },
+  { path: '/audit', label: 'Audit log', need: ORG_ADMIN },
 ];
 
 const ROUTES = [
@@ -42,12 +47,16 @@ const ROUTES = [
   ['/conversations', conversationsPage, 'Conversations', 'conversations:write'],
   ['/conversations/:id', conversationPage, 'Conversation', 'conversations:write'],
   ['/api-keys', apiKeysPage, 'API keys'],
+  ['/audit', auditPage, 'Audit log', ORG_ADMIN],
 ];
 
 /** The signed-in user and what they may do. */
 export const ctx = {
   me: null,
-  can(perm) { return !!this.me && (this.me.is_superuser || this.me.permissions.includes(perm)); },
+  can(perm) {
+    if (perm === ORG_ADMIN) return this.isOrgAdmin;
+    return !!this.me && (this.me.is_superuser || this.me.permissions.includes(perm));
+  },
   get isSuper() { return !!this.me && this.me.is_superuser; },
   /** superuser, or holder of the system admin role of their organization */
   get isOrgAdmin() { return !!this.me && (this.me.is_superuser || (this.me.role && this.me.role.name === 'admin')); },
@@ -210,7 +219,7 @@ async function render() {
   }
   document.title = `${m.title} — copilot`;
   if (m.need && !ctx.can(m.need)) {
-    replace(main, h('h1', { tabindex: '-1' }, m.title), h('div', { class: 'alert' }, `Your role does not include ${m.need}, which this page needs.`));
+    replace(main, h('h1', { tabindex: '-1' }, m.title), h('div', { class: 'alert' }, m.need === ORG_ADMIN ? 'This page is for organization admins.' : `Your role does not include ${m.need}, which this page needs.`));
     return;
   }
   try {

@@ -111,6 +111,8 @@ async fn authentication_events_are_recorded() {
     assert_eq!(again.status, 200);
     assert_eq!(app.post("/auth/refresh", None, json!({"refresh_token": refresh})).await.status, 401, "reuse");
     let token2 = app.login("dora", PASSWORD).await;
+    let wrong = json!({"current_password": "not-my-password", "new_password": "brand-new-pass-1"});
+    assert_eq!(app.post("/auth/change-password", Some(&token2), wrong).await.status, 400);
     let change = json!({"current_password": PASSWORD, "new_password": "brand-new-pass-1"});
     assert_eq!(app.post("/auth/change-password", Some(&token2), change).await.status, 200);
     assert_eq!(app.post_empty("/auth/logout", Some(&token2)).await.status, 200);
@@ -126,13 +128,15 @@ async fn authentication_events_are_recorded() {
         [
             "auth.register",
             "auth.login_failed",
+            "auth.login_failed",
             "auth.password_change",
             "auth.login_failed",
-            "auth.login_failed",
+            "auth.login_locked",
             "auth.login_locked"
         ],
     );
     let failed = &mine[mine.len() - 2];
+    assert_eq!(mine[4]["changes"]["during"], "password change");
     assert_eq!(failed["actor_user_id"], Value::Null, "nobody was signed in");
     assert_eq!(failed["organization_id"], default_org.as_str());
     assert_eq!(failed["changes"]["username"], "dora");
@@ -148,6 +152,7 @@ async fn authentication_events_are_recorded() {
             "auth.refresh",
             "auth.refresh_reuse",
             "auth.login",
+            "auth.login_failed",
             "auth.password_change",
             "auth.logout"
         ]

@@ -978,11 +978,45 @@ async function axeViolations(page) {
     .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
 }
 
+test('audit log: filter by action, open an event\'s changes, export the filtered events as CSV', async () => {
+  const token = await adminToken();
+  const name = `audited ${run}`;
+  assert.equal((await api('POST', '/projects', token, { name, description: 'for the audit log' })).status, 201);
+  await go(admin, 'Audit log');
+  await admin.getByRole('heading', { name: 'Audit log' }).waitFor();
+  await admin.locator('tbody tr').first().waitFor();
+  await admin.getByLabel('Action', { exact: true }).selectOption('project.create');
+  await admin.waitForURL(/action=project\.create/);
+  const rows = admin.locator('tbody tr');
+  await admin.waitForFunction(() => [...document.querySelectorAll('tbody tr')].every((r) => r.textContent.includes('project.create')));
+  assert.ok(await rows.count() >= 1);
+  await rows.first().getByRole('button', { name: /^Details of project.create/ }).click();
+  const d = dialog(admin);
+  await d.getByRole('cell', { name: name, exact: true }).waitFor();
+  assert.ok((await d.textContent()).includes('127.0.0.1'), 'the client address is shown');
+  assert.deepEqual(await axeViolations(admin), []);
+  await shot(admin, 'audit-event');
+  await d.locator('.form-actions').getByRole('button', { name: 'Close' }).click();
+
+  const [download] = await Promise.all([admin.waitForEvent('download'), admin.getByRole('button', { name: 'Export CSV' }).click()]);
+  assert.match(download.suggestedFilename(), /^audit-events-\d{4}-\d{2}-\d{2}\.csv$/);
+  const csv = fs.readFileSync(await download.path(), 'utf8').split('\r\n');
+  assert.equal(csv[0], 'id,at,organization_id,actor_user_id,actor_api_key_id,action,target_type,target_id,ip,user_agent,changes');
+  const body = csv.slice(1).filter(Boolean);
+  assert.ok(body.length >= 1 && body.every((l) => l.includes(',project.create,')), 'only the filtered events');
+  assert.ok(body.some((l) => l.includes(name)), 'the changes are in the export');
+  await shot(admin, 'audit-log');
+  // members have no audit log
+  const member = await newPage();
+  await signIn(member, alice.username, alice.password);
+  assert.equal(await member.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Audit log' }).count(), 0);
+});
+
 test('every page passes axe-core (WCAG 2.1 A and AA: nothing serious or critical), light and dark', async () => {
   const token = await adminToken();
   const conversations = await api('GET', '/conversations?limit=1', token);
   const pages = ['/admin/', '/admin/users', '/admin/organizations', '/admin/roles', '/admin/projects',
-    '/admin/agents', '/admin/documents', '/admin/conversations', '/admin/api-keys'];
+    '/admin/agents', '/admin/documents', '/admin/conversations', '/admin/api-keys', '/admin/audit'];
   if (conversations.body.data.length) pages.push(`/admin/conversations/${conversations.body.data[0].id}`);
   const found = [];
   for (const colorScheme of ['light', 'dark']) {
