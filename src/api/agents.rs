@@ -2,12 +2,13 @@
 
 use crate::validate::Text;
 use poem_openapi::{
-    Enum, Object, OpenApi,
+    Object, OpenApi,
     param::{Path, Query},
     payload::Json,
     types::MaybeUndefined,
 };
 
+pub use crate::model::agents::{AgentConfig, AgentType};
 use crate::{
     AppState,
     api::{ApiTags, Created, Deleted, changes_of},
@@ -30,17 +31,6 @@ pub const DEFAULT_TEMPERATURE: f64 = 0.7;
 pub const DEFAULT_MAX_TOKENS: i64 = 2048;
 pub const MAX_TOKENS_LIMIT: i64 = 128_000;
 
-/// What an agent is for.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
-pub enum AgentType {
-    Rfp,
-    Jira,
-    Documentation,
-    Hr,
-    Finance,
-}
-
 impl AgentType {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,30 +47,6 @@ impl AgentType {
             .into_iter()
             .find(|t| t.as_str() == s)
     }
-}
-
-/// An agent configuration.
-#[derive(Object, Debug, Clone)]
-pub struct AgentConfig {
-    pub id: String,
-    pub organization_id: String,
-    pub project_id: Option<String>,
-    pub name: String,
-    pub description: Option<String>,
-    pub agent_type: AgentType,
-    pub llm_model: String,
-    /// 0.0..=2.0
-    pub temperature: f64,
-    /// 1..=128000
-    pub max_tokens: i64,
-    pub system_prompt: Option<String>,
-    pub tools: Vec<String>,
-    pub knowledge_base: serde_json::Value,
-    pub settings: serde_json::Value,
-    pub is_active: bool,
-    pub created_by: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
 }
 
 #[derive(Object, Debug)]

@@ -8,6 +8,7 @@ use poem_openapi::{
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+pub use crate::model::api_keys::ApiKey;
 use crate::{
     AppState,
     api::{ApiTags, Created, Deleted},
@@ -19,24 +20,6 @@ use crate::{
     store::{self, api_keys::Owners, audit::Event},
     validate::{self, Text},
 };
-
-/// An API key, without its secret.
-#[derive(Object, Debug, Clone)]
-pub struct ApiKey {
-    pub id: String,
-    pub name: String,
-    /// `cpk_` and the key's first 8 characters
-    pub prefix: String,
-    /// What the key may do (its owner's current role limits it further)
-    pub permissions: Vec<String>,
-    /// The user the key acts as
-    pub user_id: String,
-    /// `null`: never expires
-    pub expires_at: Option<String>,
-    /// Updated at most about once a minute
-    pub last_used_at: Option<String>,
-    pub created_at: String,
-}
 
 /// A new key: the only time its secret is shown.
 #[derive(Object, Debug)]

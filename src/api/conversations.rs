@@ -5,12 +5,13 @@
 use crate::validate::Text;
 use futures_util::{StreamExt, TryStreamExt};
 use poem_openapi::{
-    Enum, Object, OpenApi,
+    Object, OpenApi,
     param::{Path, Query},
     payload::Json,
     types::{MaybeUndefined, ToJSON},
 };
 
+pub use crate::model::conversations::{Conversation, Message, MessageRole};
 use crate::{
     AppState,
     api::{ApiTags, Created, Deleted, JsonStream, changes_of},
@@ -30,14 +31,6 @@ use crate::{
 /// Longest message content, in characters.
 pub const CONTENT_MAX: usize = 100_000;
 
-/// Who wrote a message.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
-pub enum MessageRole {
-    User,
-    Assistant,
-}
-
 impl MessageRole {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,40 +44,12 @@ impl MessageRole {
     }
 }
 
-/// A conversation of the caller.
-#[derive(Object, Debug, Clone)]
-pub struct Conversation {
-    pub id: String,
-    pub user_id: String,
-    pub organization_id: String,
-    pub agent_config_id: Option<String>,
-    pub project_id: Option<String>,
-    pub title: Option<String>,
-    pub context: serde_json::Value,
-    pub is_archived: bool,
-    /// How many live messages it holds
-    pub message_count: i64,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
 /// A conversation with all its live messages, oldest first.
 #[derive(Object, Debug)]
 pub struct ConversationWithMessages {
     #[oai(flatten)]
     pub conversation: Conversation,
     pub messages: Vec<Message>,
-}
-
-/// One message of a conversation.
-#[derive(Object, Debug, Clone)]
-pub struct Message {
-    pub id: String,
-    pub conversation_id: String,
-    pub role: MessageRole,
-    pub content: String,
-    pub metadata: serde_json::Value,
-    pub created_at: String,
 }
 
 #[derive(Object, Debug)]

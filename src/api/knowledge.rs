@@ -1,8 +1,9 @@
 //! `/knowledge/search`: ranked passages of the knowledge base (SPEC §7), the same retrieval that
 //! completions use, so that what an agent would cite can be checked by hand.
 
-use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
+use poem_openapi::{OpenApi, param::Query, payload::Json};
 
+pub use crate::model::knowledge::Passage;
 use crate::{
     AppState,
     api::ApiTags,
@@ -13,22 +14,6 @@ use crate::{
     pagination::{ListResponse, Page},
     validate,
 };
-
-/// A passage found by a search.
-#[derive(Object, Debug, Clone, PartialEq)]
-pub struct Passage {
-    pub chunk_id: String,
-    pub document_id: String,
-    pub document_title: String,
-    /// 1-based physical page (PDF)
-    pub page: Option<i64>,
-    /// Heading path, "H1 > H2"; empty when none
-    pub heading: String,
-    pub text: String,
-    /// Higher is better: −BM25 for full-text ranking alone, the reciprocal rank fusion of the
-    /// full-text and vector rankings when an embedding model is configured
-    pub score: f64,
-}
 
 pub const QUERY_MAX: usize = 1000;
 pub const SEARCH_LIMIT_DEFAULT: i64 = 10;

@@ -8,6 +8,7 @@ use poem_openapi::{
     types::MaybeUndefined,
 };
 
+pub use crate::model::organizations::Organization;
 use crate::{
     AppState,
     api::{
@@ -26,20 +27,6 @@ use crate::{
     },
     validate,
 };
-
-/// An organization (tenant).
-#[derive(Object, Debug, Clone)]
-pub struct Organization {
-    pub id: String,
-    pub name: String,
-    pub domain: Option<String>,
-    pub description: Option<String>,
-    /// A JSON object
-    pub settings: serde_json::Value,
-    pub is_active: bool,
-    pub created_at: String,
-    pub updated_at: String,
-}
 
 #[derive(Object, Debug)]
 pub struct CreateOrganizationRequest {

@@ -1,9 +1,10 @@
 //! `/usage`: tokens and requests spent on generated replies (issue 6), per user, agent config,
 //! model or day. Org admins see their whole organization, everyone else only themselves.
 
-use poem_openapi::{Enum, Object, OpenApi, param::Query, payload::Json};
+use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
 use time::{Date, macros::format_description};
 
+pub use crate::model::usage::{UsageGroup, UsageRow};
 use crate::{
     AppState,
     api::ApiTags,
@@ -11,30 +12,6 @@ use crate::{
     error::{ApiError, ApiResult},
     store, validate,
 };
-
-/// What the report is grouped by.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename_all = "snake_case")]
-pub enum UsageGroup {
-    User,
-    AgentConfig,
-    Model,
-    Day,
-}
-
-/// The sums of one group.
-#[derive(Object, Debug, Clone)]
-pub struct UsageRow {
-    /// The user id, agent config id, model or day (`YYYY-MM-DD`) of the group
-    pub key: Option<String>,
-    /// Username, agent config name or provider of the group, when there is one
-    pub label: Option<String>,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub total_tokens: i64,
-    /// Completion requests (jobs), whatever their outcome
-    pub requests: i64,
-}
 
 #[derive(Object, Debug)]
 pub struct UsageReport {

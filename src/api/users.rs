@@ -8,6 +8,7 @@ use poem_openapi::{
     types::MaybeUndefined,
 };
 
+pub use crate::model::users::User;
 use crate::{
     AppState,
     api::{ApiTags, Created, Deleted, changes_with_password},
@@ -23,21 +24,6 @@ use crate::{
     },
     validate::{self, Email, Password, Username},
 };
-
-/// A user. Never carries a password hash.
-#[derive(Object, Debug, Clone)]
-pub struct User {
-    pub id: String,
-    pub username: String,
-    pub email: String,
-    pub full_name: Option<String>,
-    pub organization_id: String,
-    pub role_id: Option<String>,
-    pub is_active: bool,
-    pub is_superuser: bool,
-    pub created_at: String,
-    pub updated_at: String,
-}
 
 #[derive(Object, Debug)]
 pub struct CreateUserRequest {

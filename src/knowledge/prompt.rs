@@ -6,13 +6,13 @@ use serde_json::{Value, json};
 
 use super::{KnowledgeScope, search};
 use crate::{
-    api::knowledge::Passage,
     authz::Scope,
     db::Db,
     llm::{
         context::{ChatMessage, estimate_tokens},
         embeddings::Embedder,
     },
+    model::knowledge::Passage,
 };
 
 /// The passages given to the model for one completion.

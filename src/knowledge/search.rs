@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 
 use crate::{
-    api::knowledge::Passage,
     authz::Scope,
     db::Db,
     error::ApiResult,
     llm::embeddings::Embedder,
+    model::knowledge::Passage,
     store::documents::{
         SearchScope, match_count, nearest_chunks, newest_window, passages_by_rowid, rank_chunks, space_table,
     },

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::api::conversations::Message;
+use crate::model::conversations::Message;
 
 /// One message of a chat-completions request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,7 +99,7 @@ pub fn build_prompt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::conversations::MessageRole;
+    use crate::model::conversations::MessageRole;
 
     fn msg(role: MessageRole, content: &str) -> Message {
         Message {

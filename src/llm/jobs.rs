@@ -22,8 +22,8 @@ use super::{
     context::estimate_tokens,
 };
 use crate::{
-    api::conversations::{Message, MessageRole},
     db::{Db, now},
+    model::conversations::{Message, MessageRole},
     store::{self, completions::JobEnd, conversations::NewMessage},
 };
 

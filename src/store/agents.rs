@@ -3,10 +3,10 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    api::agents::{AgentConfig, AgentType},
     authz::Scope,
     db::{json_col, search_needle},
     error::{ApiError, ApiResult},
+    model::agents::{AgentConfig, AgentType},
     pagination::Page,
 };
 

@@ -3,9 +3,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    api::api_keys::ApiKey,
     authz::{PermissionSet, Scope},
     error::{ApiError, ApiResult},
+    model::api_keys::ApiKey,
     pagination::Page,
     store::auth::caller_from_row,
 };

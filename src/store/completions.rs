@@ -4,9 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    api::completions::Job,
-    api::usage::{UsageGroup, UsageRow},
     error::{ApiResult, conflict_on_unique},
+    model::completions::Job,
+    model::usage::{UsageGroup, UsageRow},
 };
 
 const JOB_COLS: &str = "j.id, j.conversation_id, j.agent_config_id, j.provider, j.model, j.status, \

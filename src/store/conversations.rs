@@ -4,9 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    api::conversations::{Conversation, Message, MessageRole},
     db::{json_col, new_id, search_needle},
     error::{ApiError, ApiResult},
+    model::conversations::{Conversation, Message, MessageRole},
     pagination::Page,
     store::agents::is_active_project_of,
 };

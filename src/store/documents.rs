@@ -4,14 +4,14 @@
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value as SqlValue};
 
 use crate::{
-    api::{
-        documents::{Chunk, Document},
-        knowledge::Passage,
-    },
     authz::Scope,
     db::{json_col, new_id, search_needle},
     error::{ApiError, ApiResult},
     knowledge::chunk::ChunkDraft,
+    model::{
+        documents::{Chunk, Document},
+        knowledge::Passage,
+    },
     pagination::Page,
 };
 

@@ -4,10 +4,10 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    api::organizations::Organization,
     authz::Scope,
     db::{json_col, search_needle},
     error::{ApiError, ApiResult, conflict_on_unique},
+    model::organizations::Organization,
     pagination::Page,
 };
 

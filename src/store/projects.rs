@@ -3,10 +3,10 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    api::{projects::Project, users::User},
     authz::Scope,
     db::{json_col, search_needle},
     error::{ApiError, ApiResult},
+    model::{projects::Project, users::User},
     pagination::Page,
     store::users::{USER_COLS, user_from_row},
 };

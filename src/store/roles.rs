@@ -3,10 +3,10 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    api::roles::{PermissionInfo, Role},
     authz::{PermissionSet, RoleKind, Scope},
     db::search_needle,
     error::{ApiError, ApiResult, conflict_on_unique, is_foreign_key_violation},
+    model::roles::{PermissionInfo, Role},
     pagination::Page,
 };
 

@@ -3,10 +3,10 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    api::users::User,
     authz::{Scope, Standing},
     db::search_needle,
     error::{ApiError, ApiResult, is_unique_violation},
+    model::users::User,
     pagination::Page,
 };
 

@@ -15,6 +15,7 @@ mod conversations;
 mod documents;
 mod hardening;
 mod knowledge;
+mod layers;
 mod operations;
 mod organizations;
 mod projects;
