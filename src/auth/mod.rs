@@ -16,8 +16,15 @@ use crate::{AppState, authz::CurrentUser, error::ApiError, store};
 #[oai(ty = "oauth2", flows(password(token_url = "/api/v1/auth/login")), checker = "authenticate")]
 pub struct BearerAuth(pub CurrentUser);
 
+/// The caller, then `[limits] requests_per_minute` counted for them (per key or per user).
 async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
     let state = req.data::<AppState>().ok_or_else(|| ApiError::internal("application state missing"))?;
+    let user = caller(state, bearer).await?;
+    state.rate_limits.check_caller(&user)?;
+    Ok(user)
+}
+
+async fn caller(state: &AppState, bearer: Bearer) -> poem::Result<CurrentUser> {
     if let Some(key) = bearer.token.trim().strip_prefix(api_key::PREFIX) {
         return Ok(api_key::authenticate(state, key).await?);
     }

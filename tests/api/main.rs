@@ -14,6 +14,7 @@ mod conversations;
 mod documents;
 mod hardening;
 mod knowledge;
+mod limits;
 mod operations;
 mod organizations;
 mod projects;
