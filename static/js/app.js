@@ -12,6 +12,7 @@ import { agentsPage } from './pages/agents.js';
 import { conversationsPage, conversationPage } from './pages/conversations.js';
 import { documentsPage, documentDetailPage } from './pages/documents.js';
 import { apiKeysPage } from './pages/apikeys.js';
+import { usagePage } from './pages/usage.js';
 
 const ROOT = '/admin';
 
@@ -25,6 +26,7 @@ const NAV = [
   { path: '/agents', label: 'Agent configs', need: 'agents:read' },
   { path: '/documents', label: 'Documents', need: 'agents:read' },
   { path: '/conversations', label: 'Conversations', need: 'conversations:write' },
+  { path: '/usage', label: 'Usage' },
   { path: '/api-keys', label: 'API keys' },
 ];
 
@@ -41,6 +43,7 @@ const ROUTES = [
   ['/documents/:id', documentDetailPage, 'Document', 'agents:read'],
   ['/conversations', conversationsPage, 'Conversations', 'conversations:write'],
   ['/conversations/:id', conversationPage, 'Conversation', 'conversations:write'],
+  ['/usage', usagePage, 'Usage'],
   ['/api-keys', apiKeysPage, 'API keys'],
 ];
 
