@@ -448,7 +448,7 @@ fn constrain_properties(schema_name: &str, schema: &mut Value) {
             | "assistant_message_id" => {
                 json!({"format": "uuid"})
             }
-            "created_at" | "updated_at" | "started_at" | "finished_at" => json!({"format": "date-time"}),
+            "created_at" | "updated_at" | "started_at" | "finished_at" | "resets_at" => json!({"format": "date-time"}),
             "settings" | "knowledge_base" | "context" | "metadata" => {
                 json!({"type": "object", "additionalProperties": true})
             }
@@ -474,6 +474,11 @@ fn constrain_properties(schema_name: &str, schema: &mut Value) {
             "content_type" if schema_name == "CreateDocumentRequest" => {
                 json!({"enum": ["text/plain", "text/markdown", "text/html"], "default": "text/plain"})
             }
+            "name" if schema_name == "Budget" => {
+                json!({"enum": [crate::limits::ORG_MONTHLY, crate::limits::USER_DAILY]})
+            }
+            "limit" if schema_name == "Budget" => json!({"minimum": 1}),
+            "used" | "remaining" if schema_name == "Budget" => json!({"minimum": 0}),
             "skip" => json!({"minimum": 0}),
             "limit" => json!({"minimum": 1, "maximum": 100}),
             "total" => json!({"minimum": 0}),
