@@ -242,7 +242,7 @@ async fn at_most_max_jobs_per_user_replies_are_generated_at_once() {
         convs.push(conversation(&app, &token, &agent_id).await);
     }
     for _ in 0..2 {
-        mock.then(Reply::Hang(Duration::from_millis(1500)));
+        mock.then(Reply::Hang(Duration::from_millis(3000)));
     }
     let mut held = vec![];
     for conv in &convs[..2] {
@@ -403,4 +403,57 @@ async fn the_budget_sums_read_only_an_index() {
     assert!(plans[0].contains("COVERING INDEX completion_jobs_org_spend"), "{}", plans[0]);
     assert!(plans[1].contains("COVERING INDEX completion_jobs_user_spend"), "{}", plans[1]);
     assert!(plans[2].contains("completion_jobs_user_running"), "{}", plans[2]);
+}
+
+#[tokio::test]
+async fn budgets_and_the_job_limit_hold_across_processes_on_one_database() {
+    let (app, mock) = spawn_limited(|c| {
+        c.limits.user_daily_tokens = 13;
+        c.limits.max_jobs_per_user = 1;
+    })
+    .await;
+    // a second server on the same database file, opened before any job runs (a start marks the
+    // jobs that it finds running as failed)
+    let mut config = (*app.state.config).clone();
+    config.server.bind = "127.0.0.1:0".into();
+    let (second, _) = copilot::AppState::open(config).expect("second app state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(copilot::serve_on(listener, second, std::future::pending()));
+    let on_other = |conv: &str, token: &str| {
+        app.client
+            .post(format!("{other}/api/v1/conversations/{conv}/completions"))
+            .bearer_auth(token)
+            .json(&json!({"content": "Elsewhere"}))
+    };
+
+    let admin = app.admin_token().await;
+    let agent_id = agent(&app, &admin).await;
+    let (_, token) = app.member("kai").await;
+    let (a, b) = (conversation(&app, &token, &agent_id).await, conversation(&app, &token, &agent_id).await);
+    mock.then(Reply::Hang(Duration::from_millis(3000)));
+    let held = {
+        let req = app
+            .client
+            .post(app.url(&format!("/api/v1/conversations/{a}/completions")))
+            .bearer_auth(&token)
+            .json(&json!({"content": "Take your time"}));
+        tokio::spawn(async move { req.send().await.unwrap().status() })
+    };
+    for _ in 0..100 {
+        if running_jobs(&app).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = app.send(on_other(&b, &token)).await;
+    assert_eq!(r.status, 409, "the reply held on the first server counts on the second: {:?}", r.body);
+    assert_eq!(held.await.unwrap(), 201);
+    // the held reply used a few (estimated) tokens; 13 more on the second server spend the
+    // daily budget on both
+    assert_eq!(app.send(on_other(&b, &token)).await.status, 201);
+    let r = complete(&app, &token, &b).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert!(r.detail().contains("daily token budget (13 tokens)"), "{}", r.detail());
+    assert_eq!(app.send(on_other(&b, &token)).await.status, 429);
 }
