@@ -20,6 +20,7 @@ pub struct Config {
     pub knowledge: KnowledgeConfig,
     pub metrics: MetricsConfig,
     pub audit: AuditConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -190,6 +191,64 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self { retention_days: 365 }
+    }
+}
+
+/// `[limits]`: token budgets, the job limit and request rate limits (SPEC §8); 0 is no limit.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Tokens (prompt + completion) an organization's completions may use per UTC calendar
+    /// month; an organization's `settings.limits.org_monthly_tokens` overrides it.
+    pub org_monthly_tokens: u64,
+    /// Tokens a user's completions may use per UTC day in their organization; overridden by
+    /// `settings.limits.user_daily_tokens`.
+    pub user_daily_tokens: u64,
+    /// Replies generated at once per user; one more answers 409.
+    pub max_jobs_per_user: u32,
+    /// Requests per minute per user, or per API key for requests that come with one.
+    pub requests_per_minute: u32,
+    /// Requests per minute per client address on the endpoints that need no token.
+    pub anonymous_requests_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            org_monthly_tokens: 0,
+            user_daily_tokens: 0,
+            max_jobs_per_user: 4,
+            requests_per_minute: 0,
+            anonymous_requests_per_minute: 0,
+        }
+    }
+}
+
+/// The largest token budget accepted (config and `settings.limits`): 10^15, far beyond any bill.
+pub const MAX_TOKEN_BUDGET: u64 = 1_000_000_000_000_000;
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, value) in [
+            ("limits.org_monthly_tokens", self.org_monthly_tokens),
+            ("limits.user_daily_tokens", self.user_daily_tokens),
+        ] {
+            if value > MAX_TOKEN_BUDGET {
+                return Err((key, format!("must be between 0 (no budget) and {MAX_TOKEN_BUDGET}")));
+            }
+        }
+        if self.max_jobs_per_user > 10_000 {
+            return Err(("limits.max_jobs_per_user", "must be between 0 (no limit) and 10000".into()));
+        }
+        for (key, value) in [
+            ("limits.requests_per_minute", self.requests_per_minute),
+            ("limits.anonymous_requests_per_minute", self.anonymous_requests_per_minute),
+        ] {
+            if value > 1_000_000 {
+                return Err((key, "must be between 0 (no limit) and 1000000".into()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -468,6 +527,7 @@ impl Config {
         if !(1..=1024).contains(&self.knowledge.max_document_mb) {
             return Err(("knowledge.max_document_mb", "must be between 1 and 1024".into()));
         }
+        self.limits.validate()?;
         Ok(())
     }
 }
@@ -668,6 +728,36 @@ mod tests {
         assert_eq!(c.database.path, path.parent().unwrap().join("copilot.db"));
         assert_eq!(c.knowledge.max_document_mb, d.knowledge.max_document_mb);
         assert_eq!(c.knowledge.embedding_model, d.knowledge.embedding_model);
+        let (cl, dl) = (&c.limits, &d.limits);
+        assert_eq!(
+            (cl.org_monthly_tokens, cl.user_daily_tokens, cl.max_jobs_per_user),
+            (dl.org_monthly_tokens, dl.user_daily_tokens, dl.max_jobs_per_user)
+        );
+        assert_eq!(
+            (cl.requests_per_minute, cl.anonymous_requests_per_minute),
+            (dl.requests_per_minute, dl.anonymous_requests_per_minute)
+        );
+    }
+
+    #[test]
+    fn limits_are_read_and_validated() {
+        let (_d, path) = write("[limits]\norg_monthly_tokens = 100000\nrequests_per_minute = 60\n");
+        let env = vec![("COPILOT_LIMITS__USER_DAILY_TOKENS".to_string(), "5000".to_string())];
+        let l = Config::load_with_env(Some(&path), &env).unwrap().limits;
+        assert_eq!((l.org_monthly_tokens, l.user_daily_tokens, l.requests_per_minute), (100_000, 5000, 60));
+        assert_eq!((l.max_jobs_per_user, l.anonymous_requests_per_minute), (4, 0));
+        for (text, key) in [
+            ("[limits]\norg_monthly_tokens = -1\n", "org_monthly_tokens"),
+            ("[limits]\nuser_daily_tokens = 10000000000000000\n", "limits.user_daily_tokens"),
+            ("[limits]\nmax_jobs_per_user = 20000\n", "limits.max_jobs_per_user"),
+            ("[limits]\nrequests_per_minute = 2000000\n", "limits.requests_per_minute"),
+            ("[limits]\nanonymous_requests_per_minute = \"many\"\n", "anonymous_requests_per_minute"),
+            ("[limits]\nrequests_per_hour = 5\n", "requests_per_hour"),
+        ] {
+            let (_d, path) = write(text);
+            let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod knowledge;
+pub mod limits;
 pub mod llm;
 pub mod metrics;
 pub mod middleware;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub ingest: Arc<knowledge::ingest::Ingestor>,
     /// `[metrics] enabled`: what `/metrics` reports; `None` records nothing.
     pub metrics: Option<Arc<metrics::Metrics>>,
+    /// `[limits]` request rate limits of this process (in memory).
+    pub rate_limits: Arc<limits::RateLimits>,
 }
 
 /// What start-up did that the operator must hear about once.
@@ -150,6 +153,7 @@ impl AppState {
             passwords: Arc::new(Passwords::new(config.auth.pbkdf2_iterations, config.auth.max_concurrent_hashes)),
             db,
             metrics: config.metrics.enabled.then(|| Arc::new(metrics::Metrics::new())),
+            rate_limits: Arc::new(limits::RateLimits::new(&config.limits)),
             config: Arc::new(config),
         };
         Ok((state, startup))
@@ -271,11 +275,17 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = Response> {
 
     let allowed_origins = Arc::new(cfg.server.cors_origins.clone());
     let metrics = state.metrics.clone();
+    let rate_limits = state.rate_limits.clone();
     routes
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .with(ForeignOrigins(allowed_origins))
         .catch_all_error(catch_all)
         .with(AllowHeader(Arc::new(allow)))
+        // before the body is read; without `anonymous_requests_per_minute` not even a wrapper
+        .with_if(
+            rate_limits.has_anonymous_limit(),
+            limits::AnonymousLimit { limits: rate_limits.clone(), trusted_proxies: cfg.server.trusted_proxies.clone() },
+        )
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(BodyLimit {
             limit: cfg.server.body_limit_bytes,
@@ -536,6 +546,7 @@ async fn prune_periodically(state: AppState) {
             .db
             .write(move |tx| store::auth::prune(tx, &failures_before, &db::format_ts(now), &revoked_before, BATCH))
             .await;
+        state.rate_limits.forget_idle();
         match pruned {
             Ok(0) => {}
             Ok(rows) => tracing::debug!(rows, "pruned expired login failures and sessions"),

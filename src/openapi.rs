@@ -26,8 +26,8 @@ const fn public(method: &'static str, path: &'static str, id: &'static str, erro
     Operation { method, path, id, errors, public: true }
 }
 
-/// Every operation of `/api/v1`. 413 is listed where a body is read; 429 only where a lockout
-/// applies.
+/// Every operation of `/api/v1`. 413 is listed where a body is read; 429 where a lockout
+/// applies, and [`finish`] adds it to every operation that a rate limit of `[limits]` counts.
 pub const OPERATIONS: &[Operation] = &[
     public("post", "/auth/register", "auth_register", &[400, 403, 409, 413]),
     public("post", "/auth/login", "auth_login", &[400, 401, 403, 413, 429]),
@@ -121,7 +121,10 @@ fn error_description(status: u16) -> &'static str {
         404 => "No such resource (or not visible to the caller)",
         409 => "Uniqueness conflict or a rule the current state forbids",
         413 => "Request body too large",
-        429 => "Too many failed logins for this account; retry after `Retry-After` seconds",
+        429 => {
+            "Too many requests: a failed-login lockout, a request rate limit or a token budget of \
+             `[limits]` (the detail names it); retry after `Retry-After` seconds"
+        }
         415 => "A file of a type the server does not read (the detail names the accepted ones)",
         503 => "No LLM provider serves the agent's model, or the server is shutting down",
         _ => "Internal error",
@@ -141,7 +144,12 @@ pub fn finish(mut doc: Value) -> Value {
             }
             let responses = operation["responses"].as_object_mut().expect("responses");
             responses.retain(|status, _| !status.starts_with('4') && !status.starts_with('5') || status == "503");
-            for &status in row.errors.iter().chain(&[500]) {
+            // the rate limits count every operation but the health probes and /metrics
+            let rate_limited = !row.path.starts_with("/health/") && row.path != "/metrics";
+            let extra: &[u16] = if rate_limited && !row.errors.contains(&429) { &[429, 500] } else { &[500] };
+            let mut statuses: Vec<u16> = row.errors.iter().chain(extra).copied().collect();
+            statuses.sort_unstable();
+            for status in statuses {
                 if status == 503 && responses.contains_key("503") {
                     continue;
                 }
@@ -441,7 +449,7 @@ fn constrain_properties(schema_name: &str, schema: &mut Value) {
             | "assistant_message_id" => {
                 json!({"format": "uuid"})
             }
-            "created_at" | "updated_at" | "started_at" | "finished_at" => json!({"format": "date-time"}),
+            "created_at" | "updated_at" | "started_at" | "finished_at" | "resets_at" => json!({"format": "date-time"}),
             "settings" | "knowledge_base" | "context" | "metadata" => {
                 json!({"type": "object", "additionalProperties": true})
             }
@@ -467,6 +475,11 @@ fn constrain_properties(schema_name: &str, schema: &mut Value) {
             "content_type" if schema_name == "CreateDocumentRequest" => {
                 json!({"enum": ["text/plain", "text/markdown", "text/html"], "default": "text/plain"})
             }
+            "name" if schema_name == "Budget" => {
+                json!({"enum": [crate::limits::ORG_MONTHLY, crate::limits::USER_DAILY]})
+            }
+            "limit" if schema_name == "Budget" => json!({"minimum": 1}),
+            "used" | "remaining" if schema_name == "Budget" => json!({"minimum": 0}),
             "skip" => json!({"minimum": 0}),
             "limit" => json!({"minimum": 1, "maximum": 100}),
             "total" => json!({"minimum": 0}),

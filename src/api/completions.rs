@@ -268,6 +268,7 @@ async fn start_job(
     let job_id = new_id();
     let jid = job_id.clone();
     let user_id = owner.clone();
+    let limits = state.config.limits.clone();
     let prepared = state
         .db
         .write(move |tx| {
@@ -298,6 +299,7 @@ async fn start_job(
                     agent.llm_model
                 ))
             })?;
+            store::limits::admit_job(tx, &limits, &org_id, &owner, time::OffsetDateTime::now_utc())?;
             let now = now();
             let new = NewMessage { role: MessageRole::User, content, metadata: json!({"job_id": jid}).to_string() };
             let user_message = store::conversations::insert_message(tx, &owner, &conversation_id, &new, &now)?

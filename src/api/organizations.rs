@@ -120,7 +120,7 @@ impl OrganizationsApi {
             name: validate::name("name", &body.name)?,
             domain: validate::optional_text("domain", body.domain, validate::NAME_MAX)?,
             description: validate::optional_text("description", body.description, validate::DESCRIPTION_MAX)?,
-            settings: validate::json_object("settings", body.settings)?,
+            settings: crate::limits::org_settings(body.settings)?,
             now: now(),
         };
         let created = self
@@ -142,7 +142,9 @@ impl OrganizationsApi {
     /// Update an organization
     ///
     /// Needs `organizations:write` on the caller's own organization (a superuser: any). Only a
-    /// superuser may change `is_active`.
+    /// superuser may change `is_active`, and `settings.limits` (the organization's token budgets,
+    /// `{"org_monthly_tokens": N, "user_daily_tokens": N}`, 0: no budget; 403 for anyone else,
+    /// whose settings keep the stored `limits` when they leave it out).
     #[oai(path = "/organizations/:id", method = "put")]
     async fn update_organization(
         &self,
@@ -163,7 +165,7 @@ impl OrganizationsApi {
             description: validate::clearable(body.description, |d| {
                 validate::text("description", d.trim(), validate::DESCRIPTION_MAX)
             })?,
-            settings: body.settings.map(|s| validate::json_object("settings", Some(s))).transpose()?,
+            settings: self.settings_update(&auth.0, &id, body.settings).await?,
             is_active: body.is_active,
         };
         let org = self
@@ -243,5 +245,28 @@ impl OrganizationsApi {
             .await?;
         tracing::info!(user_id = %user.id, organization_id = %user.organization_id, "user moved");
         Ok(Json(user))
+    }
+}
+
+impl OrganizationsApi {
+    /// The `settings` of an update as they are stored: `settings.limits` checked (400); someone
+    /// who is not a superuser keeps the stored `limits` and may not change them (403).
+    async fn settings_update(
+        &self,
+        caller: &crate::authz::CurrentUser,
+        id: &str,
+        settings: Option<serde_json::Value>,
+    ) -> ApiResult<Option<String>> {
+        let Some(settings) = settings else { return Ok(None) };
+        let text = crate::limits::org_settings(Some(settings))?;
+        if caller.is_superuser {
+            return Ok(Some(text));
+        }
+        let (scope, id) = (caller.scope(), id.to_string());
+        let stored = self.state.db.read(move |c| store::organizations::get_org(c, &scope, &id)).await?;
+        match stored {
+            Some(org) => Ok(Some(crate::limits::keep_stored_limits(&text, &org.settings.to_string())?)),
+            None => Ok(Some(text)),
+        }
     }
 }

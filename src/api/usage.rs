@@ -10,6 +10,7 @@ use crate::{
     api::ApiTags,
     auth::BearerAuth,
     error::{ApiError, ApiResult},
+    limits::Budget,
     store, validate,
 };
 
@@ -23,6 +24,11 @@ pub struct UsageReport {
     pub group_by: UsageGroup,
     pub data: Vec<UsageRow>,
     pub totals: UsageRow,
+    /// The token budgets in force for the report's scope, each with what is left of it now
+    /// (whatever `from` and `to`): for an organization's report its `org_monthly_tokens`; for
+    /// one user's report their `user_daily_tokens`, then the organization's `org_monthly_tokens`.
+    /// Empty when no budget is set (`[limits]`, or the organization's `settings.limits`)
+    pub budgets: Vec<Budget>,
 }
 
 pub struct UsageApi {
@@ -38,6 +44,7 @@ impl UsageApi {
     /// admins see their whole organization (superusers may pick one with `organization_id`),
     /// everyone else only their own usage. Failed and cancelled requests count with the tokens
     /// they used (estimated as characters / 4 when the provider did not report them).
+    /// `budgets` lists the token budgets in force (SPEC §8) with what is left of each.
     #[oai(path = "/usage", method = "get")]
     async fn usage(
         &self,
@@ -86,7 +93,9 @@ impl UsageApi {
                 t
             },
         );
+        let budgets = self.budgets(&organization_id, user_id.as_deref()).await?;
         Ok(Json(UsageReport {
+            budgets,
             organization_id,
             user_id,
             from: from.to_string(),
@@ -95,6 +104,19 @@ impl UsageApi {
             data,
             totals,
         }))
+    }
+}
+
+impl UsageApi {
+    /// The budgets in force for a report of the organization or of one user in it, as of now.
+    async fn budgets(&self, organization_id: &str, user_id: Option<&str>) -> ApiResult<Vec<Budget>> {
+        let defaults = self.state.config.limits.clone();
+        let (org, uid) = (organization_id.to_string(), user_id.map(str::to_string));
+        let (month, day) = crate::limits::periods(time::OffsetDateTime::now_utc());
+        self.state
+            .db
+            .read(move |c| store::limits::budgets_in_force(c, &defaults, &org, uid.as_deref(), &month, &day))
+            .await
     }
 }
 

@@ -16,6 +16,7 @@ use crate::{AppState, authz::CurrentUser, error::ApiError, middleware, store};
 #[oai(ty = "oauth2", flows(password(token_url = "/api/v1/auth/login")), checker = "authenticate")]
 pub struct BearerAuth(pub CurrentUser);
 
+/// The caller, then `[limits] requests_per_minute` counted for them (per key or per user).
 async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
     let state = req.data::<AppState>().ok_or_else(|| ApiError::internal("application state missing"))?;
     let mut user = match bearer.token.trim().strip_prefix(api_key::PREFIX) {
@@ -30,6 +31,7 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser
                 .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?
         }
     };
+    state.rate_limits.check_caller(&user)?;
     user.client = middleware::client_of(req, &state.config.server.trusted_proxies);
     Ok(user)
 }

@@ -10,6 +10,7 @@ pub mod bootstrap;
 pub mod completions;
 pub mod conversations;
 pub mod documents;
+pub mod limits;
 pub mod organizations;
 pub mod projects;
 pub mod roles;

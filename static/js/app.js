@@ -13,6 +13,7 @@ import { conversationsPage, conversationPage } from './pages/conversations.js';
 import { documentsPage, documentDetailPage } from './pages/documents.js';
 import { apiKeysPage } from './pages/apikeys.js';
 import { auditPage } from './pages/audit.js';
+import { usagePage } from './pages/usage.js';
 
 const ROOT = '/admin';
 
@@ -29,6 +30,7 @@ const NAV = [
   { path: '/agents', label: 'Agent configs', need: 'agents:read' },
   { path: '/documents', label: 'Documents', need: 'agents:read' },
   { path: '/conversations', label: 'Conversations', need: 'conversations:write' },
+  { path: '/usage', label: 'Usage' },
   { path: '/api-keys', label: 'API keys' },
   { path: '/audit', label: 'Audit log', need: ORG_ADMIN },
 ];
@@ -46,6 +48,7 @@ const ROUTES = [
   ['/documents/:id', documentDetailPage, 'Document', 'agents:read'],
   ['/conversations', conversationsPage, 'Conversations', 'conversations:write'],
   ['/conversations/:id', conversationPage, 'Conversation', 'conversations:write'],
+  ['/usage', usagePage, 'Usage'],
   ['/api-keys', apiKeysPage, 'API keys'],
   ['/audit', auditPage, 'Audit log', ORG_ADMIN],
 ];

@@ -16,6 +16,7 @@ mod documents;
 mod hardening;
 mod knowledge;
 mod layers;
+mod limits;
 mod operations;
 mod organizations;
 mod projects;

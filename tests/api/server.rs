@@ -335,8 +335,8 @@ async fn the_openapi_document_is_one_that_generated_clients_can_trust() {
             .contains(&id);
             assert_eq!(op.get("security") == Some(&json!([])), public, "{id}: security");
             assert!(public || responses.contains_key("401"), "{id}: 401");
-            let locks = ["auth_login", "auth_change_password"].contains(&id);
-            assert_eq!(responses.contains_key("429"), locks, "{id}: 429 only where a lockout applies");
+            let unlimited = ["health_live", "health_ready", "metrics_get"].contains(&id);
+            assert_eq!(responses.contains_key("429"), !unlimited, "{id}: 429 wherever a rate limit counts");
             for (status, r) in responses {
                 if status.starts_with('4') {
                     assert_eq!(r["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
@@ -352,6 +352,11 @@ async fn the_openapi_document_is_one_that_generated_clients_can_trust() {
     assert_eq!(schemas["User"]["properties"]["id"]["format"], "uuid");
     assert_eq!(schemas["User"]["properties"]["created_at"]["format"], "date-time");
     assert_eq!(schemas["Organization"]["properties"]["settings"]["type"], "object");
+    // a budget's limit is not a page size
+    let budget = &schemas["Budget"]["properties"];
+    assert_eq!((budget["limit"]["minimum"].as_i64(), budget["limit"].get("maximum")), (Some(1), None));
+    assert_eq!(budget["name"]["enum"], json!(["org_monthly_tokens", "user_daily_tokens"]));
+    assert_eq!(budget["resets_at"]["format"], "date-time");
     assert_eq!(schemas["UpdateUserRequest"]["properties"]["full_name"]["nullable"], true);
     assert_eq!(schemas["CreateAgentConfigRequest"]["properties"]["temperature"]["maximum"], 2.0);
     assert_eq!(schemas["CreateUserRequest"]["properties"]["password"]["minLength"], 8);

@@ -958,6 +958,52 @@ test('at 360px wide: menu, lists and the chat fit the screen', async () => {
   await shot(page, 'mobile-conversation');
 });
 
+test('usage: tokens per day as an SVG bar chart with a table, and each budget as a meter; light and dark pass axe-core', async () => {
+  const token = await adminToken();
+  const me = (await api('GET', '/auth/me', token)).body;
+  const org = (await api('GET', `/organizations/${me.organization_id}`, token)).body;
+  // a superuser gives the organization a monthly budget of its own
+  const limits = { org_monthly_tokens: 1_000_000 };
+  const put = await api('PUT', `/organizations/${org.id}`, token, { settings: { ...org.settings, limits } });
+  assert.equal(put.status, 200, JSON.stringify(put.body));
+  const report = (await api('GET', '/usage', token)).body;
+  const usedDays = report.data.filter((d) => d.total_tokens > 0);
+  assert.ok(usedDays.length > 0, 'the conversation tests left usage');
+  const budget = report.budgets.find((b) => b.name === 'org_monthly_tokens');
+  assert.equal(budget.limit, 1_000_000);
+
+  const found = [];
+  for (const colorScheme of ['light', 'dark']) {
+    const page = await newPage({ colorScheme });
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    await go(page, 'Usage');
+    await page.getByRole('heading', { name: 'Usage', level: 1 }).waitFor();
+    const chart = page.getByRole('img', { name: /^Tokens per day/ });
+    await chart.waitFor();
+    assert.equal(await chart.getAttribute('data-testid'), 'usage-chart');
+    assert.match(await chart.locator('desc').textContent(), /tokens on \d+ of 30 days/);
+    // one bar per day with usage, each with a height, and the same days in the table
+    const bars = chart.locator('rect.chart-bar');
+    assert.equal(await bars.count(), usedDays.length);
+    for (const d of usedDays) {
+      const bar = chart.locator(`rect.chart-bar[data-day="${d.key}"]`);
+      assert.ok(Number(await bar.getAttribute('height')) > 0, `bar of ${d.key}`);
+      assert.match(await bar.locator('title').textContent(), new RegExp(`${d.key}: [\\d,.\\s ]+ tokens`));
+      const row = page.getByTestId('usage-table').locator('tbody tr', { hasText: d.key });
+      assert.match(await row.textContent(), new RegExp(String(d.requests)));
+    }
+    const meter = page.getByRole('meter', { name: /monthly token budget/ });
+    assert.equal(Number(await meter.getAttribute('max')), 1_000_000);
+    assert.equal(Number(await meter.getAttribute('value')), budget.used);
+    assert.match(await page.getByTestId('budget-org_monthly_tokens').textContent(), /of 1[,.\s ]?000[,.\s ]?000 tokens used/);
+    const barFill = await bars.first().evaluate((el) => getComputedStyle(el).fill);
+    assert.notEqual(barFill, 'rgb(0, 0, 0)', 'bars take the theme colour');
+    for (const v of await axeViolations(page)) found.push(`${colorScheme} /admin/usage: ${v}`);
+    if (colorScheme === 'light') await shot(page, 'usage');
+  }
+  assert.deepEqual(found, []);
+});
+
 test('dark colour scheme renders', async () => {
   const page = await newPage({ colorScheme: 'dark' });
   await signIn(page, 'admin', ADMIN_PASSWORD, { from: '/admin/agents' });
@@ -1018,7 +1064,7 @@ test('every page passes axe-core (WCAG 2.1 A and AA: nothing serious or critical
   const token = await adminToken();
   const conversations = await api('GET', '/conversations?limit=1', token);
   const pages = ['/admin/', '/admin/users', '/admin/organizations', '/admin/roles', '/admin/projects',
-    '/admin/agents', '/admin/documents', '/admin/conversations', '/admin/api-keys', '/admin/audit'];
+    '/admin/agents', '/admin/documents', '/admin/conversations', '/admin/api-keys', '/admin/audit', '/admin/usage'];
   if (conversations.body.data.length) pages.push(`/admin/conversations/${conversations.body.data[0].id}`);
   const found = [];
   for (const colorScheme of ['light', 'dark']) {
