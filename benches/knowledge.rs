@@ -197,7 +197,7 @@ fn main() {
             for q in &queries {
                 let t = Instant::now();
                 let query = Query {
-                    scope: Scope::Org(org.clone()),
+                    scope: Scope::system(&org),
                     project_ids: vec![],
                     document_ids: vec![],
                     text: q.clone(),
@@ -212,7 +212,7 @@ fn main() {
                     .db
                     .read(move |c| {
                         let t = thread_cpu();
-                        let scope = Scope::Org(org2);
+                        let scope = Scope::system(&org2);
                         let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
                         search::search(c, &s, &q2, 10)?;
                         Ok(thread_cpu() - t)
@@ -227,7 +227,7 @@ fn main() {
                     .db
                     .read(move |c| {
                         let t = thread_cpu();
-                        let scope = Scope::Org(org);
+                        let scope = Scope::system(&org);
                         let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
                         search::hybrid(c, &s, &q, "chunk_vec_bench", &vector, 10)?;
                         Ok(thread_cpu() - t)

@@ -4,7 +4,8 @@
 -- No foreign keys: an event outlives the user, key or row it names.
 CREATE TABLE audit_events (
     seq              INTEGER PRIMARY KEY,
-    id               TEXT NOT NULL UNIQUE,
+    -- a UUID like every id; nothing looks an event up by it, so it has no index of its own
+    id               TEXT NOT NULL,
     at               TEXT NOT NULL,
     organization_id  TEXT,
     actor_user_id    TEXT,

@@ -1,7 +1,8 @@
-//! The authorization model of SPEC §3 as pure functions: no I/O here.
+//! The authorization model of SPEC §3 as pure functions: no I/O here. Imports only `model` and
+//! `error`.
 //!
 //! A handler states its rule in its first line (`authz::require(&user, Permission::X)?`) and gets
-//! back the tenant [`Scope`] that every store function takes.
+//! back the tenant [`Scope`] that every store function takes; only this module makes one.
 
 use crate::{
     error::ApiError,
@@ -183,9 +184,15 @@ pub struct CurrentUser {
     pub updated_at: String,
 }
 
-/// Which organizations a query may see.
+/// Which organizations a query may see: a capability. Its field is private, so only this module
+/// makes one, from a rule that has run (`require…`, [`CurrentUser::scope`]); a store function that
+/// takes a `Scope` cannot be reached without its caller's check, and puts it in every statement's
+/// WHERE clause.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
+pub struct Scope(Reach);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reach {
     /// A superuser: every organization.
     All,
     /// Everyone else: their own organization only.
@@ -195,9 +202,9 @@ pub enum Scope {
 impl Scope {
     /// The organization to filter on, or `None` for all. For SQL: `(?n IS NULL OR organization_id = ?n)`.
     pub fn org(&self) -> Option<&str> {
-        match self {
-            Scope::All => None,
-            Scope::Org(id) => Some(id),
+        match &self.0 {
+            Reach::All => None,
+            Reach::Org(id) => Some(id),
         }
     }
 
@@ -205,13 +212,25 @@ impl Scope {
     /// Anyone else may name only their own organization: another one is a 403, never their
     /// own rows under another organization's name.
     pub fn narrowed(self, organization_id: Option<&str>) -> Result<Scope, ApiError> {
-        match (self, organization_id) {
-            (Scope::All, Some(org)) => Ok(Scope::Org(org.to_string())),
-            (Scope::Org(own), Some(org)) if own != org => {
+        match (self.0, organization_id) {
+            (Reach::All, Some(org)) => Ok(Scope(Reach::Org(org.to_string()))),
+            (Reach::Org(own), Some(org)) if own != org => {
                 Err(ApiError::forbidden("organization_id may only name your own organization"))
             }
-            (scope, _) => Ok(scope),
+            (reach, _) => Ok(Scope(reach)),
         }
+    }
+
+    /// Work the server does on its own behalf in one organization, after the request that asked
+    /// for it was checked: a reply job's retrieval in the job's organization; benchmarks and tests.
+    /// Never built from request input.
+    pub fn system(organization_id: &str) -> Scope {
+        Scope(Reach::Org(organization_id.to_string()))
+    }
+
+    /// Every organization, for the server's own work (start-up, maintenance) and tests.
+    pub fn system_all() -> Scope {
+        Scope(Reach::All)
     }
 }
 
@@ -231,7 +250,13 @@ impl CurrentUser {
     }
 
     pub fn scope(&self) -> Scope {
-        if self.is_superuser { Scope::All } else { Scope::Org(self.organization_id.clone()) }
+        if self.is_superuser { Scope(Reach::All) } else { Scope(Reach::Org(self.organization_id.clone())) }
+    }
+
+    /// The caller's own organization, also for a superuser: where what they create belongs, and
+    /// what a reply they start may use.
+    pub fn home_scope(&self) -> Scope {
+        Scope(Reach::Org(self.organization_id.clone()))
     }
 
     /// The organization new resources of this caller belong to.
@@ -285,9 +310,17 @@ pub fn require_org_admin(user: &CurrentUser) -> Result<Scope, ApiError> {
     }
 }
 
+/// Whose usage report a caller sees (`GET /usage`): an organization admin the whole organization's
+/// (a superuser any one's, `organization_id`), everyone else only their own. Returns the
+/// organization and, when the report is the caller's own only, their user id.
+pub fn usage_view(user: &CurrentUser, organization_id: Option<&str>) -> Result<(String, Option<String>), ApiError> {
+    let org = user.scope().narrowed(organization_id)?.org().unwrap_or(user.home_org()).to_string();
+    Ok((org, (!user.is_org_admin()).then(|| user.id.clone())))
+}
+
 /// Only superusers.
 pub fn require_superuser(user: &CurrentUser) -> Result<Scope, ApiError> {
-    if user.is_superuser { Ok(Scope::All) } else { Err(ApiError::forbidden("Superuser privileges required")) }
+    if user.is_superuser { Ok(Scope(Reach::All)) } else { Err(ApiError::forbidden("Superuser privileges required")) }
 }
 
 /// The caller may manage a resource created by `created_by`: its creator or an org admin.
@@ -407,7 +440,7 @@ mod tests {
         let m = user(&Permission::MEMBER, "member", true, false);
         assert!(require(&m, ProjectsRead).is_ok());
         assert_eq!(require(&m, UsersWrite).unwrap_err().status, 403);
-        assert_eq!(require(&m, ProjectsRead).unwrap(), Scope::Org("o1".into()));
+        assert_eq!(require(&m, ProjectsRead).unwrap(), Scope(Reach::Org("o1".into())));
         assert!(!m.is_org_admin());
     }
 
@@ -421,10 +454,10 @@ mod tests {
     #[test]
     fn superuser_sees_all_and_may_narrow() {
         let s = user(&[], "member", true, true);
-        assert_eq!(require(&s, RolesWrite).unwrap(), Scope::All);
-        assert_eq!(Scope::All.narrowed(Some("o2")).unwrap(), Scope::Org("o2".into()));
-        assert_eq!(Scope::Org("o1".into()).narrowed(Some("o2")).unwrap_err().status, 403);
-        assert_eq!(Scope::Org("o1".into()).narrowed(Some("o1")).unwrap(), Scope::Org("o1".into()));
+        assert_eq!(require(&s, RolesWrite).unwrap(), Scope(Reach::All));
+        assert_eq!(Scope(Reach::All).narrowed(Some("o2")).unwrap(), Scope(Reach::Org("o2".into())));
+        assert_eq!(Scope(Reach::Org("o1".into())).narrowed(Some("o2")).unwrap_err().status, 403);
+        assert_eq!(Scope(Reach::Org("o1".into())).narrowed(Some("o1")).unwrap(), Scope(Reach::Org("o1".into())));
         assert_eq!(s.effective_permissions().len(), 13);
     }
 

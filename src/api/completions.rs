@@ -102,7 +102,7 @@ impl CompletionsApi {
         let started = tokio::spawn(start_job(
             self.state.clone(),
             auth.0.id.clone(),
-            auth.0.organization_id.clone(),
+            auth.0.home_scope(),
             conversation_id,
             content,
             auth.0.actor(),
@@ -251,12 +251,12 @@ impl CompletionsApi {
 }
 
 /// Stores the user message and the job, then starts the job; the caller has checked the caller.
-/// `org_id` is the caller's current organization: the agent config must be of it, and the job's
+/// `home` is the caller's current organization: the agent config must be of it, and the job's
 /// usage is billed to it.
 async fn start_job(
     state: AppState,
     owner: String,
-    org_id: String,
+    home: Scope,
     conversation_id: String,
     content: String,
     actor: Actor,
@@ -264,6 +264,7 @@ async fn start_job(
     if state.jobs.is_closing() {
         return Err(ApiError::unavailable("The server is shutting down; try again shortly"));
     }
+    let org_id = home.org().unwrap_or_default().to_string();
     let providers = state.llm.clone();
     let job_id = new_id();
     let jid = job_id.clone();
@@ -279,7 +280,7 @@ async fn start_job(
                 ApiError::bad_request("The conversation has no agent config; set agent_config_id on it first")
             })?;
             // of the caller's current organization: a user moved elsewhere keeps nothing of the old one
-            let agent = match store::agents::get_agent_config(tx, &Scope::Org(org_id.clone()), &agent_id)? {
+            let agent = match store::agents::get_agent_config(tx, &home, &agent_id)? {
                 Some(a) if a.is_active => a,
                 Some(_) => {
                     return Err(ApiError::bad_request(

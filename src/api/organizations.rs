@@ -16,7 +16,7 @@ use crate::{
         users::{User, user_filter},
     },
     auth::BearerAuth,
-    authz::{self, Permission, Scope},
+    authz::{self, Permission},
     db::{new_id, now},
     error::{ApiError, ApiResult},
     pagination::{ListResponse, Page, search_term},
@@ -112,7 +112,7 @@ impl OrganizationsApi {
         auth: BearerAuth,
         body: Json<CreateOrganizationRequest>,
     ) -> ApiResult<Created<Organization>> {
-        authz::require_superuser(&auth.0)?;
+        let all = authz::require_superuser(&auth.0)?;
         let (actor, body) = (auth.0.actor(), body.0);
         let audit = changes_of(&body);
         let org = NewOrg {
@@ -131,7 +131,7 @@ impl OrganizationsApi {
                 store::bootstrap::insert_system_roles(tx, &org.id, &org.now)?;
                 let event = Event::new("organization.create", &org.id, "organization", &org.id).changes(audit);
                 store::audit::record(tx, &actor, &event)?;
-                store::organizations::get_org(tx, &Scope::All, &org.id)?
+                store::organizations::get_org(tx, &all, &org.id)?
                     .ok_or_else(|| ApiError::internal("inserted organization vanished"))
             })
             .await?;
@@ -208,7 +208,8 @@ impl OrganizationsApi {
             .db
             .read(move |c| {
                 store::organizations::get_org(c, &scope, &id)?.ok_or_else(org_not_found)?;
-                store::users::list_users(c, &Scope::Org(id), &filter, page)
+                let members = scope.narrowed(Some(&id))?;
+                store::users::list_users(c, &members, &filter, page)
             })
             .await?;
         Ok(Json(page.wrap(rows, total)))
@@ -220,7 +221,7 @@ impl OrganizationsApi {
     /// of their former organization. A user already in the organization is left as is.
     #[oai(path = "/organizations/:id/members/:user_id", method = "post")]
     async fn add_member(&self, auth: BearerAuth, id: Path<String>, user_id: Path<String>) -> ApiResult<Json<User>> {
-        authz::require_superuser(&auth.0)?;
+        let all = authz::require_superuser(&auth.0)?;
         let id = validate::path_id(&id, "Organization")?;
         let user_id = validate::path_id(&user_id, "User")?;
         let actor = auth.0.actor();
@@ -228,9 +229,9 @@ impl OrganizationsApi {
             .state
             .db
             .write(move |tx| {
-                store::organizations::get_org(tx, &Scope::All, &id)?.ok_or_else(org_not_found)?;
-                let user = store::users::get_user(tx, &Scope::All, &user_id)?
-                    .ok_or_else(|| ApiError::not_found("User not found"))?;
+                store::organizations::get_org(tx, &all, &id)?.ok_or_else(org_not_found)?;
+                let user =
+                    store::users::get_user(tx, &all, &user_id)?.ok_or_else(|| ApiError::not_found("User not found"))?;
                 if user.organization_id == id {
                     return Ok(user);
                 }
@@ -239,8 +240,7 @@ impl OrganizationsApi {
                 let event = Event::new("organization.add_member", &id, "user", &user_id)
                     .changes(Some(serde_json::json!({"from_organization_id": user.organization_id})));
                 store::audit::record(tx, &actor, &event)?;
-                store::users::get_user(tx, &Scope::All, &user_id)?
-                    .ok_or_else(|| ApiError::internal("moved user vanished"))
+                store::users::get_user(tx, &all, &user_id)?.ok_or_else(|| ApiError::internal("moved user vanished"))
             })
             .await?;
         tracing::info!(user_id = %user.id, organization_id = %user.organization_id, "user moved");

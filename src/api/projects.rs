@@ -163,7 +163,7 @@ impl ProjectsApi {
             .write(move |tx| {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
-                store::projects::update_project(tx, &id, &changes, &now())?;
+                store::projects::update_project(tx, &scope, &id, &changes, &now())?;
                 let event = Event::new("project.update", &project.organization_id, "project", &id).changes(audit);
                 store::audit::record(tx, &me.actor(), &event)?;
                 store::projects::find_project(tx, &scope, &id)
@@ -186,7 +186,7 @@ impl ProjectsApi {
             .write(move |tx| {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
-                store::projects::deactivate_project(tx, &id, &now())?;
+                store::projects::deactivate_project(tx, &scope, &id, &now())?;
                 let event = Event::new("project.delete", &project.organization_id, "project", &id);
                 store::audit::record(tx, &me.actor(), &event).map(drop)
             })
@@ -244,8 +244,8 @@ impl ProjectsApi {
                     return Err(ApiError::not_found("User not found"));
                 }
                 let now = now();
-                if store::projects::add_member(tx, &id, &user_id, &now)? {
-                    store::projects::update_project(tx, &id, &ProjectChanges::default(), &now)?;
+                if store::projects::add_member(tx, &scope, &id, &user_id, &now)? {
+                    store::projects::update_project(tx, &scope, &id, &ProjectChanges::default(), &now)?;
                     let event = Event::new("project.add_member", &project.organization_id, "project", &id)
                         .changes(Some(serde_json::json!({ "user_id": user_id })));
                     store::audit::record(tx, &me.actor(), &event)?;
@@ -278,10 +278,10 @@ impl ProjectsApi {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
                 let now = now();
-                if !store::projects::remove_member(tx, &id, &user_id)? {
+                if !store::projects::remove_member(tx, &scope, &id, &user_id)? {
                     return Err(ApiError::not_found("User is not a member of this project"));
                 }
-                store::projects::update_project(tx, &id, &ProjectChanges::default(), &now)?;
+                store::projects::update_project(tx, &scope, &id, &ProjectChanges::default(), &now)?;
                 let event = Event::new("project.remove_member", &project.organization_id, "project", &id)
                     .changes(Some(serde_json::json!({ "user_id": user_id })));
                 store::audit::record(tx, &me.actor(), &event)?;

@@ -200,7 +200,7 @@ impl RolesApi {
                 if let Some(set) = changes.permissions {
                     authz::require_may_confer(&me, RoleKind::Custom(set))?;
                 }
-                store::roles::update_role(tx, &id, &changes, &now())?;
+                store::roles::update_role(tx, &scope, &id, &changes, &now())?;
                 let event = Event::new("role.update", &current.organization_id, "role", &id).changes(audit);
                 store::audit::record(tx, &me.actor(), &event)?;
                 store::roles::find_role(tx, &scope, &id)
@@ -222,7 +222,7 @@ impl RolesApi {
             .db
             .write(move |tx| {
                 let role = store::roles::find_custom_role(tx, &scope, &id)?;
-                store::roles::delete_role(tx, &id)?;
+                store::roles::delete_role(tx, &scope, &id)?;
                 let event = Event::new("role.delete", &role.organization_id, "role", &id)
                     .changes(Some(serde_json::json!({ "name": role.name })));
                 store::audit::record(tx, &actor, &event).map(drop)
@@ -256,7 +256,7 @@ impl RolesApi {
                 let mut set = permission_set(&current);
                 set.extend(Permission::from_name(&granted.name));
                 authz::require_may_confer(&me, RoleKind::Custom(set))?;
-                if store::roles::grant(tx, &id, &perm_id, &now())? {
+                if store::roles::grant(tx, &scope, &id, &perm_id, &now())? {
                     let event = Event::new("role.grant_permission", &current.organization_id, "role", &id)
                         .changes(Some(serde_json::json!({ "permission": granted.name })));
                     store::audit::record(tx, &me.actor(), &event)?;
@@ -289,7 +289,7 @@ impl RolesApi {
                 let current = store::roles::find_custom_role(tx, &scope, &id)?;
                 authz::require_may_confer(&me, kind(&current))?;
                 let revoked = store::roles::find_permission(tx, &perm_id)?;
-                if !store::roles::revoke(tx, &id, &perm_id, &now())? {
+                if !store::roles::revoke(tx, &scope, &id, &perm_id, &now())? {
                     return Err(ApiError::not_found("The role does not hold this permission"));
                 }
                 let event = Event::new("role.revoke_permission", &current.organization_id, "role", &id)

@@ -9,6 +9,7 @@ use crate::{
     AppState,
     api::ApiTags,
     auth::BearerAuth,
+    authz,
     error::{ApiError, ApiResult},
     limits::Budget,
     store, validate,
@@ -55,15 +56,12 @@ impl UsageApi {
         organization_id: Query<Option<String>>,
     ) -> ApiResult<Json<UsageReport>> {
         let user = auth.0;
-        let organization_id = match validate::filter_id(organization_id.0) {
-            Some(org) if user.is_superuser => validate::path_id(&org, "Organization")
-                .map_err(|_| ApiError::bad_request("organization_id must be an organization id"))?,
-            Some(org) if org != user.organization_id => {
-                return Err(ApiError::forbidden("organization_id may only name your own organization"));
-            }
-            _ => user.organization_id.clone(),
-        };
-        let user_id = (!user.is_org_admin()).then(|| user.id.clone());
+        let asked = validate::filter_id(organization_id.0);
+        if let (true, Some(org)) = (user.is_superuser, &asked) {
+            validate::path_id(org, "Organization")
+                .map_err(|_| ApiError::bad_request("organization_id must be an organization id"))?;
+        }
+        let (organization_id, user_id) = authz::usage_view(&user, asked.as_deref())?;
         let to = match to.0 {
             Some(raw) => day("to", &raw)?,
             None => time::OffsetDateTime::now_utc().date(),

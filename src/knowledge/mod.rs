@@ -1,6 +1,7 @@
 //! The knowledge base (SPEC §7, issue 12): what a document is made of, how its text is taken
 //! out (`extract`), cut into passages (`chunk`), indexed in the background (`ingest`), and
-//! found again (`search`), also for the completions of an agent (`prompt`).
+//! found again (`search`), also for the completions of an agent (`prompt`). Imports `model`,
+//! `store` and `db`; never `api`.
 
 pub mod chunk;
 pub mod extract;

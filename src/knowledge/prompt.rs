@@ -42,7 +42,7 @@ pub async fn for_completion(
         return None;
     }
     let query = search::Query {
-        scope: Scope::Org(organization_id.to_string()),
+        scope: Scope::system(organization_id),
         limit: kb.top_k,
         project_ids: kb.project_ids,
         document_ids: kb.document_ids,

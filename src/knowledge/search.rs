@@ -104,7 +104,7 @@ pub fn search(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize)
     Ok(ranked.into_iter().filter_map(|(id, bm25)| found.remove(&id).map(|p| Passage { score: -bm25, ..p })).collect())
 }
 
-/// What a retrieval may reach; the organization is always part of it (`Scope::All` only for a
+/// What a retrieval may reach; the organization is always part of it (every organization only for a
 /// superuser's own search).
 pub struct Query {
     pub scope: Scope,
@@ -259,7 +259,7 @@ mod tests {
                     assert_eq!(text, drafts[i].text);
                     assert_eq!(vector, format!("[{:.6},1.000000,0.500000]", i as f32));
                 }
-                let scope = Scope::Org(org.clone());
+                let scope = Scope::system(&org);
                 let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
                 let found = search(tx, &s, "What is the vacation policy?", 10)?;
                 assert_eq!(found.len(), 1, "only the chunk with the rare word is ranked");
@@ -267,7 +267,7 @@ mod tests {
                 // only common words: the newest matching chunks answer
                 let found = search(tx, &s, "the", 10)?;
                 assert_eq!(found.len(), 10);
-                let other = Scope::Org(new_id());
+                let other = Scope::system(&new_id());
                 let s = SearchScope { scope: &other, project_ids: &[], document_ids: &[] };
                 assert!(search(tx, &s, "the vacation", 10)?.is_empty());
                 assert!(search(tx, &s, "the", 10)?.is_empty());

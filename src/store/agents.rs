@@ -145,7 +145,8 @@ pub fn insert_agent_config(conn: &Connection, n: &NewAgentConfig) -> ApiResult<A
         n.created_by,
         n.now
     ])?;
-    get_agent_config(conn, &Scope::All, &n.id)?.ok_or_else(|| ApiError::internal("inserted agent config vanished"))
+    get_agent_config(conn, &Scope::system_all(), &n.id)?
+        .ok_or_else(|| ApiError::internal("inserted agent config vanished"))
 }
 
 /// A partial update: `None` leaves a field as it is; `Some(None)` clears a nullable one.
@@ -186,7 +187,7 @@ pub fn update_agent_config(
     conn.prepare_cached(
         "UPDATE agent_configs SET name = ?2, description = ?3, agent_type = ?4, project_id = ?5, llm_model = ?6, \
          temperature = ?7, max_tokens = ?8, system_prompt = ?9, tools = ?10, knowledge_base = ?11, settings = ?12, \
-         is_active = ?13, updated_at = ?14 WHERE id = ?1",
+         is_active = ?13, updated_at = ?14 WHERE id = ?1 AND (?15 IS NULL OR organization_id = ?15)",
     )?
     .execute(params![
         id,
@@ -202,7 +203,8 @@ pub fn update_agent_config(
         knowledge_base,
         settings,
         c.is_active.unwrap_or(cur.is_active),
-        now
+        now,
+        scope.org()
     ])?;
     get_agent_config(conn, scope, id)
 }

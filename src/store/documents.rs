@@ -157,7 +157,7 @@ pub fn insert_document(conn: &Connection, d: &NewDocument, bytes: &[u8]) -> ApiR
     ])?;
     conn.prepare_cached("INSERT INTO document_files (document_id, bytes) VALUES (?1, ?2)")?
         .execute(params![d.id, bytes])?;
-    find_document(conn, &Scope::All, &d.id)
+    find_document(conn, &Scope::system_all(), &d.id)
 }
 
 pub fn duplicate(existing: &str) -> ApiError {
@@ -223,7 +223,8 @@ pub fn delete_document(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<
     delete_vectors(conn, id)?;
     conn.prepare_cached("DELETE FROM chunks WHERE document_id = ?1")?.execute(params![id])?;
     conn.prepare_cached("DELETE FROM document_files WHERE document_id = ?1")?.execute(params![id])?;
-    conn.prepare_cached("DELETE FROM documents WHERE id = ?1")?.execute(params![id])?;
+    conn.prepare_cached("DELETE FROM documents WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)")?
+        .execute(params![id, scope.org()])?;
     Ok(doc)
 }
 

@@ -1,6 +1,7 @@
-//! SQL, one file per area. Every function that reads tenant data takes the caller's
-//! [`Scope`](crate::authz::Scope) and puts it in the WHERE clause: a row of another organization
-//! is simply not found.
+//! SQL, one file per area. Every function that reads or writes tenant data takes the caller's
+//! [`Scope`](crate::authz::Scope) (conversations: their owner) and puts it in the WHERE clause of
+//! every statement, updates and deletes included: a row of another organization is simply not
+//! found. Store imports `model`, `db` and authz's types; never `api`, `llm` or `auth`.
 
 pub mod agents;
 pub mod api_keys;

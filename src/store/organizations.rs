@@ -139,7 +139,7 @@ pub fn update_org(
 
 /// Whether an organization with this id exists (active or not).
 pub fn org_exists(conn: &Connection, id: &str) -> ApiResult<bool> {
-    Ok(get_org(conn, &Scope::All, id)?.is_some())
+    Ok(get_org(conn, &Scope::system_all(), id)?.is_some())
 }
 
 /// The id of the system `member` role of an organization; every organization has one.

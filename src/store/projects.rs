@@ -92,8 +92,10 @@ pub fn insert_project(conn: &Connection, p: &NewProject) -> ApiResult<Project> {
          created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
     )?
     .execute(params![p.id, p.organization_id, p.name, p.description, p.settings, p.created_by, p.now])?;
-    add_member(conn, &p.id, &p.created_by, &p.now)?;
-    get_project(conn, &Scope::All, &p.id)?.ok_or_else(|| ApiError::internal("inserted project vanished"))
+    // the project is of its own organization: the creator joins it there
+    let own = Scope::system(&p.organization_id);
+    add_member(conn, &own, &p.id, &p.created_by, &p.now)?;
+    get_project(conn, &own, &p.id)?.ok_or_else(|| ApiError::internal("inserted project vanished"))
 }
 
 /// The fields a PUT may change; `None` leaves a field as it is.
@@ -108,10 +110,11 @@ pub struct ProjectChanges {
 }
 
 /// Applies `c` to the project `id` and stamps `updated_at`.
-pub fn update_project(conn: &Connection, id: &str, c: &ProjectChanges, now: &str) -> ApiResult<()> {
+pub fn update_project(conn: &Connection, scope: &Scope, id: &str, c: &ProjectChanges, now: &str) -> ApiResult<()> {
     conn.prepare_cached(
         "UPDATE projects SET name = COALESCE(?2, name), description = CASE WHEN ?7 THEN ?3 ELSE description END, \
-         settings = COALESCE(?4, settings), is_active = COALESCE(?5, is_active), updated_at = ?6 WHERE id = ?1",
+         settings = COALESCE(?4, settings), is_active = COALESCE(?5, is_active), updated_at = ?6 \
+         WHERE id = ?1 AND (?8 IS NULL OR organization_id = ?8)",
     )?
     .execute(params![
         id,
@@ -120,15 +123,18 @@ pub fn update_project(conn: &Connection, id: &str, c: &ProjectChanges, now: &str
         c.settings,
         c.is_active,
         now,
-        c.description.is_some()
+        c.description.is_some(),
+        scope.org()
     ])?;
     Ok(())
 }
 
 /// Soft delete: `is_active = false`.
-pub fn deactivate_project(conn: &Connection, id: &str, now: &str) -> ApiResult<()> {
-    conn.prepare_cached("UPDATE projects SET is_active = 0, updated_at = ?2 WHERE id = ?1")?
-        .execute(params![id, now])?;
+pub fn deactivate_project(conn: &Connection, scope: &Scope, id: &str, now: &str) -> ApiResult<()> {
+    conn.prepare_cached(
+        "UPDATE projects SET is_active = 0, updated_at = ?2 WHERE id = ?1 AND (?3 IS NULL OR organization_id = ?3)",
+    )?
+    .execute(params![id, now, scope.org()])?;
     Ok(())
 }
 
@@ -167,17 +173,23 @@ pub fn user_in_org(conn: &Connection, user_id: &str, organization_id: &str) -> A
 }
 
 /// Makes `user_id` a member; returns false when they already were.
-pub fn add_member(conn: &Connection, project_id: &str, user_id: &str, now: &str) -> ApiResult<bool> {
+pub fn add_member(conn: &Connection, scope: &Scope, project_id: &str, user_id: &str, now: &str) -> ApiResult<bool> {
     let n = conn
-        .prepare_cached("INSERT OR IGNORE INTO user_projects (project_id, user_id, created_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![project_id, user_id, now])?;
+        .prepare_cached(
+            "INSERT OR IGNORE INTO user_projects (project_id, user_id, created_at) \
+             SELECT id, ?2, ?3 FROM projects WHERE id = ?1 AND (?4 IS NULL OR organization_id = ?4)",
+        )?
+        .execute(params![project_id, user_id, now, scope.org()])?;
     Ok(n > 0)
 }
 
 /// Removes a membership; returns false when there was none.
-pub fn remove_member(conn: &Connection, project_id: &str, user_id: &str) -> ApiResult<bool> {
+pub fn remove_member(conn: &Connection, scope: &Scope, project_id: &str, user_id: &str) -> ApiResult<bool> {
     let n = conn
-        .prepare_cached("DELETE FROM user_projects WHERE project_id = ?1 AND user_id = ?2")?
-        .execute(params![project_id, user_id])?;
+        .prepare_cached(
+            "DELETE FROM user_projects WHERE project_id = ?1 AND user_id = ?2 \
+             AND project_id IN (SELECT id FROM projects WHERE id = ?1 AND (?3 IS NULL OR organization_id = ?3))",
+        )?
+        .execute(params![project_id, user_id, scope.org()])?;
     Ok(n > 0)
 }

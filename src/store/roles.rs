@@ -104,7 +104,7 @@ pub fn insert_role(conn: &Connection, r: &NewRole) -> ApiResult<Role> {
     .execute(params![r.id, r.organization_id, r.name, r.description, r.now])
     .map_err(conflict_on_unique(ROLE_NAME_TAKEN))?;
     replace_permissions(conn, &r.id, r.permissions)?;
-    find_role(conn, &Scope::All, &r.id)
+    find_role(conn, &Scope::system_all(), &r.id)
 }
 
 /// The fields a PUT may change; `None` leaves a field as it is.
@@ -116,14 +116,18 @@ pub struct RoleChanges {
     pub permissions: Option<PermissionSet>,
 }
 
-/// Applies `c` to the role `id` and stamps `updated_at`.
-pub fn update_role(conn: &Connection, id: &str, c: &RoleChanges, now: &str) -> ApiResult<()> {
-    conn.prepare_cached(
-        "UPDATE roles SET name = COALESCE(?2, name), description = CASE WHEN ?5 THEN ?3 ELSE description END, \
-         updated_at = ?4 WHERE id = ?1",
-    )?
-    .execute(params![id, c.name, c.description.clone().flatten(), now, c.description.is_some()])
-    .map_err(conflict_on_unique(ROLE_NAME_TAKEN))?;
+/// Applies `c` to the scope's custom role `id` and stamps `updated_at`.
+pub fn update_role(conn: &Connection, scope: &Scope, id: &str, c: &RoleChanges, now: &str) -> ApiResult<()> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE roles SET name = COALESCE(?2, name), description = CASE WHEN ?5 THEN ?3 ELSE description END, \
+             updated_at = ?4 WHERE id = ?1 AND is_system = 0 AND (?6 IS NULL OR organization_id = ?6)",
+        )?
+        .execute(params![id, c.name, c.description.clone().flatten(), now, c.description.is_some(), scope.org()])
+        .map_err(conflict_on_unique(ROLE_NAME_TAKEN))?;
+    if n == 0 {
+        return Err(ApiError::not_found("Role not found"));
+    }
     if let Some(set) = c.permissions {
         replace_permissions(conn, id, set)?;
     }
@@ -143,16 +147,22 @@ pub fn replace_permissions(conn: &Connection, role_id: &str, set: PermissionSet)
 }
 
 /// Deletes a role; one that users hold (active or not) is a 409.
-pub fn delete_role(conn: &Connection, id: &str) -> ApiResult<()> {
+pub fn delete_role(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<()> {
     let holders: i64 =
         conn.prepare_cached("SELECT COUNT(*) FROM users WHERE role_id = ?1")?.query_row([id], |r| r.get(0))?;
     if holders > 0 {
         return Err(held_by_users(holders));
     }
-    conn.prepare_cached("DELETE FROM roles WHERE id = ?1")?.execute([id]).map_err(|e| {
-        // the count above runs in the same transaction; this is the schema's own guard
-        if is_foreign_key_violation(&e) { held_by_users(1) } else { e.into() }
-    })?;
+    let n = conn
+        .prepare_cached("DELETE FROM roles WHERE id = ?1 AND is_system = 0 AND (?2 IS NULL OR organization_id = ?2)")?
+        .execute(params![id, scope.org()])
+        .map_err(|e| {
+            // the count above runs in the same transaction; this is the schema's own guard
+            if is_foreign_key_violation(&e) { held_by_users(1) } else { e.into() }
+        })?;
+    if n == 0 {
+        return Err(ApiError::not_found("Role not found"));
+    }
     Ok(())
 }
 
@@ -162,29 +172,36 @@ fn held_by_users(n: i64) -> ApiError {
 }
 
 /// Grants a permission; returns false when the role already held it.
-pub fn grant(conn: &Connection, role_id: &str, permission_id: &str, now: &str) -> ApiResult<bool> {
+pub fn grant(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &str, now: &str) -> ApiResult<bool> {
     let n = conn
-        .prepare_cached("INSERT OR IGNORE INTO role_permissions (role_id, permission_id) VALUES (?1, ?2)")?
-        .execute(params![role_id, permission_id])?;
+        .prepare_cached(
+            "INSERT OR IGNORE INTO role_permissions (role_id, permission_id) \
+             SELECT id, ?2 FROM roles WHERE id = ?1 AND is_system = 0 AND (?3 IS NULL OR organization_id = ?3)",
+        )?
+        .execute(params![role_id, permission_id, scope.org()])?;
     if n > 0 {
-        touch(conn, role_id, now)?;
+        touch(conn, scope, role_id, now)?;
     }
     Ok(n > 0)
 }
 
 /// Revokes a permission; returns false when the role did not hold it.
-pub fn revoke(conn: &Connection, role_id: &str, permission_id: &str, now: &str) -> ApiResult<bool> {
+pub fn revoke(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &str, now: &str) -> ApiResult<bool> {
     let n = conn
-        .prepare_cached("DELETE FROM role_permissions WHERE role_id = ?1 AND permission_id = ?2")?
-        .execute(params![role_id, permission_id])?;
+        .prepare_cached(
+            "DELETE FROM role_permissions WHERE role_id = ?1 AND permission_id = ?2 AND role_id IN \
+             (SELECT id FROM roles WHERE id = ?1 AND is_system = 0 AND (?3 IS NULL OR organization_id = ?3))",
+        )?
+        .execute(params![role_id, permission_id, scope.org()])?;
     if n > 0 {
-        touch(conn, role_id, now)?;
+        touch(conn, scope, role_id, now)?;
     }
     Ok(n > 0)
 }
 
-fn touch(conn: &Connection, role_id: &str, now: &str) -> ApiResult<()> {
-    conn.prepare_cached("UPDATE roles SET updated_at = ?2 WHERE id = ?1")?.execute(params![role_id, now])?;
+fn touch(conn: &Connection, scope: &Scope, role_id: &str, now: &str) -> ApiResult<()> {
+    conn.prepare_cached("UPDATE roles SET updated_at = ?2 WHERE id = ?1 AND (?3 IS NULL OR organization_id = ?3)")?
+        .execute(params![role_id, now, scope.org()])?;
     Ok(())
 }
 

@@ -71,7 +71,7 @@ pub fn insert_user(conn: &Connection, u: &NewUser) -> ApiResult<User> {
         u.now
     ])
     .map_err(user_conflict)?;
-    get_user(conn, &Scope::All, &u.id)?.ok_or_else(|| ApiError::internal("inserted user vanished"))
+    get_user(conn, &Scope::system_all(), &u.id)?.ok_or_else(|| ApiError::internal("inserted user vanished"))
 }
 
 /// Maps a unique violation on users to a 409 that says which field is taken.
@@ -324,12 +324,12 @@ mod tests {
                 // the index follows updates
                 update_user(
                     tx,
-                    &Scope::All,
+                    &Scope::system_all(),
                     "id1",
                     &UserChanges { full_name: Some(Some("Renamed ZZTOP".into())), ..Default::default() },
                     "t",
                 )?;
-                Ok(Scope::Org("o".into()))
+                Ok(Scope::system("o"))
             })
             .unwrap();
         let terms = [

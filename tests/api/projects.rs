@@ -411,3 +411,41 @@ async fn member_lists_page_search_and_filter() {
     assert_eq!(app.get(&path, Some(&alice_token)).await.body["total"], 6);
     assert_eq!(usernames(&app.get(&format!("{path}?is_active=false"), Some(&alice_token)).await.body), ["user_0"]);
 }
+
+/// The store's writes carry the scope themselves: a write under another organization's scope
+/// changes nothing, even without the handler's read before it.
+#[tokio::test]
+async fn scoped_writes_do_not_reach_another_organization() {
+    use copilot::{authz::Scope, store};
+    let app = spawn_app().await;
+    let (org_a, org_b) = (app.create_org("A").await, app.create_org("B").await);
+    let (admin_a, token_a) = app.create_user_in(&org_a, "admin_a", "admin").await;
+    let project = app.post("/projects", Some(&token_a), json!({"name": "Apollo"})).await.id();
+    let role = app.create_role(&org_a, "ops", &["projects:read"]).await;
+    let root = app.admin_token().await;
+    let perms = app.get("/roles/permissions?limit=100", Some(&root)).await.body;
+    let perm = perms["data"].as_array().unwrap().iter().find(|p| p["name"] == "users:delete").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (p, r) = (project.clone(), role.clone());
+    app.state
+        .db
+        .write(move |tx| {
+            let other = Scope::system(&org_b);
+            let changes = store::projects::ProjectChanges { name: Some("Hijacked".into()), ..Default::default() };
+            store::projects::update_project(tx, &other, &p, &changes, "2030-01-01T00:00:00.000000Z")?;
+            store::projects::deactivate_project(tx, &other, &p, "2030-01-01T00:00:00.000000Z")?;
+            assert!(!store::projects::remove_member(tx, &other, &p, &admin_a)?);
+            assert!(!store::roles::grant(tx, &other, &r, &perm, "t")?);
+            assert_eq!(store::roles::delete_role(tx, &other, &r).unwrap_err().status, 404);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let after = app.get(&format!("/projects/{project}"), Some(&token_a)).await.body;
+    assert_eq!((after["name"].as_str(), after["is_active"].as_bool()), (Some("Apollo"), Some(true)));
+    assert!(after["member_count"].as_i64().unwrap_or(1) >= 1);
+    let role_after = app.get(&format!("/roles/{role}"), Some(&token_a)).await.body;
+    assert_eq!(role_after["permissions"], json!(["projects:read"]));
+}
