@@ -25,11 +25,12 @@ use crate::{
     db::{new_id, now},
     error::{ApiError, ApiResult},
     llm::{
+        FailureKind,
         client::ChatRequest,
         context::PromptBuilder,
         jobs::{self, JobHandle, JobSpec, Outcome, StopReason, StreamEvent},
     },
-    model::audit::Actor,
+    model::{audit::Actor, completions::JobStatus},
     store::{
         self,
         audit::Event,
@@ -115,7 +116,7 @@ impl CompletionsApi {
         }
         let outcome = handle.finished().await;
         match outcome {
-            Outcome { status: "completed", message: Some(message), .. } => {
+            Outcome { status: JobStatus::Completed, message: Some(message), .. } => {
                 Ok(CompletionResponse::Created(Json(message)))
             }
             o => Err(failure_error(&job_id, &o)),
@@ -172,17 +173,9 @@ impl CompletionsApi {
                 data: json!({"job_id": job.id, "message": jobs::message_json(&m)}),
             });
         }
-        if job.status != "running" && after < job.last_event_id {
-            let outcome = Outcome {
-                status: match job.status.as_str() {
-                    "completed" => "completed",
-                    "cancelled" => "cancelled",
-                    _ => "failed",
-                },
-                message: assistant_message,
-                error: job.error.clone(),
-                error_kind: None,
-            };
+        if job.status != JobStatus::Running && after < job.last_event_id {
+            let outcome =
+                Outcome { status: job.status, message: assistant_message, error: job.error.clone(), error_kind: None };
             let (event, data) = jobs::terminal_event(&job.id, &outcome);
             events.push(StreamEvent { id: job.last_event_id, event: event.into(), data });
         }
@@ -225,14 +218,14 @@ impl CompletionsApi {
             }
         };
         let job = self.state.db.read(read_job()).await?.ok_or_else(job_not_found)?;
-        let was_running = job.status == "running";
+        let was_running = job.status == JobStatus::Running;
         if was_running && let Some(h) = self.state.jobs.get(&job_id) {
             h.stop(StopReason::Cancelled);
             h.finished().await;
         }
         let job = self.state.db.read(read_job()).await?.ok_or_else(job_not_found)?;
-        match job.status.as_str() {
-            "cancelled" if was_running => {
+        match job.status {
+            JobStatus::Cancelled if was_running => {
                 // the job's runner stored the cancellation; this records who asked for it
                 let (actor, org, id) = (auth.0.actor(), auth.0.organization_id.clone(), job.id.clone());
                 self.state
@@ -244,8 +237,10 @@ impl CompletionsApi {
                     .await?;
                 Ok(Json(job))
             }
-            "cancelled" => Ok(Json(job)),
-            status => Err(ApiError::conflict(format!("The job is {status}; only a running job can be cancelled"))),
+            JobStatus::Cancelled => Ok(Json(job)),
+            status => {
+                Err(ApiError::conflict(format!("The job is {}; only a running job can be cancelled", status.as_str())))
+            }
         }
     }
 }
@@ -360,7 +355,7 @@ async fn start_job(
                 .db
                 .write(move |tx| {
                     let end = store::completions::JobEnd {
-                        status: "failed",
+                        status: JobStatus::Failed,
                         assistant_message_id: None,
                         error: Some("reading the conversation failed"),
                         finish_reason: None,
@@ -411,10 +406,10 @@ fn job_not_found() -> ApiError {
 fn failure_error(job_id: &str, o: &Outcome) -> ApiError {
     let why = o.error.as_deref().unwrap_or("unknown error");
     let status = match (o.status, o.error_kind) {
-        ("cancelled", _) => StatusCode::CONFLICT,
-        (_, Some("timeout")) => StatusCode::GATEWAY_TIMEOUT,
-        (_, Some("shutdown")) => StatusCode::SERVICE_UNAVAILABLE,
-        (_, Some("storage")) => StatusCode::INTERNAL_SERVER_ERROR,
+        (JobStatus::Cancelled, _) => StatusCode::CONFLICT,
+        (_, Some(FailureKind::Timeout)) => StatusCode::GATEWAY_TIMEOUT,
+        (_, Some(FailureKind::Shutdown)) => StatusCode::SERVICE_UNAVAILABLE,
+        (_, Some(FailureKind::Storage)) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_GATEWAY,
     };
     ApiError::new(

@@ -42,14 +42,15 @@ pub enum Failure {
 
 impl Failure {
     /// A short machine-readable class, stored in message metadata.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> super::FailureKind {
+        use super::FailureKind as K;
         match self {
-            Failure::Timeout(_) => "timeout",
-            Failure::Http { .. } => "http_error",
-            Failure::Transport(_) => "transport",
-            Failure::Malformed(_) => "malformed",
-            Failure::Truncated => "truncated",
-            Failure::Provider(_) => "provider_error",
+            Failure::Timeout(_) => K::Timeout,
+            Failure::Http { .. } => K::HttpError,
+            Failure::Transport(_) => K::Transport,
+            Failure::Malformed(_) => K::Malformed,
+            Failure::Truncated => K::Truncated,
+            Failure::Provider(_) => K::ProviderError,
         }
     }
 }

@@ -17,13 +17,16 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::{
-    Provider,
+    FailureKind, Provider,
     client::{self, ChatRequest, Completion},
     context::estimate_tokens,
 };
 use crate::{
     db::{Db, now},
-    model::conversations::{Message, MessageRole},
+    model::{
+        completions::JobStatus,
+        conversations::{Message, MessageRole},
+    },
     store::{self, completions::JobEnd, conversations::NewMessage},
 };
 
@@ -58,11 +61,10 @@ pub enum StopReason {
 /// How a job ended, for a request that waits for it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub status: &'static str,
+    pub status: JobStatus,
     pub message: Option<Message>,
     pub error: Option<String>,
-    /// `timeout`, `http_error`, ... (see `client::Failure::kind`), `cancelled`, `shutdown`, `storage`
-    pub error_kind: Option<&'static str>,
+    pub error_kind: Option<FailureKind>,
 }
 
 #[derive(Default)]
@@ -227,11 +229,11 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn record(&self, status: &str, prompt_tokens: i64, completion_tokens: i64) {
+    fn record(&self, status: JobStatus, prompt_tokens: i64, completion_tokens: i64) {
         let counter = match status {
-            "completed" => &self.completed,
-            "cancelled" => &self.cancelled,
-            _ => &self.failed,
+            JobStatus::Completed => &self.completed,
+            JobStatus::Cancelled => &self.cancelled,
+            JobStatus::Failed | JobStatus::Running => &self.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.prompt_tokens.fetch_add(prompt_tokens.max(0) as u64, Ordering::Relaxed);
@@ -310,23 +312,25 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
     let JobSpec { handle: h, provider, request, estimated_prompt_tokens, citations } = spec;
     let started = Instant::now();
     let mut stop_rx = h.stop.subscribe();
-    let result: Result<Completion, (String, &'static str)> = tokio::select! {
+    let result: Result<Completion, (String, FailureKind)> = tokio::select! {
         r = client::stream_chat(&http, &provider, &request, |t| h.push_text(t)) => {
             r.map_err(|f| (f.to_string(), f.kind()))
         }
         reason = stop_rx.wait_for(Option::is_some) => {
             match reason.ok().and_then(|r| *r) {
-                Some(StopReason::Cancelled) => Err(("cancelled by the user".to_string(), "cancelled")),
-                _ => Err(("the server stopped during generation".to_string(), "shutdown")),
+                Some(StopReason::Cancelled) => Err(("cancelled by the user".to_string(), FailureKind::Cancelled)),
+                _ => Err(("the server stopped during generation".to_string(), FailureKind::Shutdown)),
             }
         }
     };
     let latency_ms = started.elapsed().as_millis() as i64;
     let text = h.text();
     let (status, error, error_kind, completion) = match result {
-        Ok(c) => ("completed", None, None, c),
-        Err((e, "cancelled")) => ("cancelled", Some(e), Some("cancelled"), Completion::default()),
-        Err((e, kind)) => ("failed", Some(e), Some(kind), Completion::default()),
+        Ok(c) => (JobStatus::Completed, None, None, c),
+        Err((e, FailureKind::Cancelled)) => {
+            (JobStatus::Cancelled, Some(e), Some(FailureKind::Cancelled), Completion::default())
+        }
+        Err((e, kind)) => (JobStatus::Failed, Some(e), Some(kind), Completion::default()),
     };
     let usage_estimated = completion.prompt_tokens.is_none() || completion.completion_tokens.is_none();
     let prompt_tokens = completion.prompt_tokens.unwrap_or(estimated_prompt_tokens as i64);
@@ -340,18 +344,18 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
         "usage_estimated": usage_estimated,
         "latency_ms": latency_ms,
         "job_id": h.id,
-        "status": status,
+        "status": status.as_str(),
     });
     if let Some(c) = citations {
         metadata["citations"] = c;
     }
     if let Some(e) = &error {
         metadata["error"] = json!(e);
-        metadata["error_kind"] = json!(error_kind);
+        metadata["error_kind"] = json!(error_kind.map(FailureKind::as_str));
         metadata["partial"] = json!(true);
     }
     // a failure before any text leaves only the user message and the job's error
-    let store_message = status == "completed" || !text.is_empty();
+    let store_message = status == JobStatus::Completed || !text.is_empty();
     let final_id = h.next_event_id();
     let (job_id, conversation_id, owner) = (h.id.clone(), h.conversation_id.clone(), h.user_id.clone());
     let (err, finish_reason) = (error.clone(), completion.finish_reason.clone());
@@ -377,7 +381,7 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
             Ok(message)
         })
         .await;
-    tracing::info!(job_id = %h.id, provider = %provider.name, model = %request.model, status, latency_ms,
+    tracing::info!(job_id = %h.id, provider = %provider.name, model = %request.model, status = status.as_str(), latency_ms,
         prompt_tokens, completion_tokens, "completion job finished");
     tally.record(status, prompt_tokens, completion_tokens);
     match stored {
@@ -392,7 +396,7 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
             let _ = db
                 .write(move |tx| {
                     let end = JobEnd {
-                        status: "failed",
+                        status: JobStatus::Failed,
                         assistant_message_id: None,
                         error: Some("the reply could not be stored"),
                         finish_reason: None,
@@ -404,10 +408,10 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
                 })
                 .await;
             let outcome = Outcome {
-                status: "failed",
+                status: JobStatus::Failed,
                 message: None,
                 error: Some("the reply could not be stored".into()),
-                error_kind: Some("storage"),
+                error_kind: Some(FailureKind::Storage),
             };
             let (event, data) = terminal_event(&h.id, &outcome);
             h.finish(event, data, outcome);
@@ -419,17 +423,17 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
 pub fn terminal_event(job_id: &str, o: &Outcome) -> (&'static str, Value) {
     let message = o.message.as_ref().map(message_json).unwrap_or(Value::Null);
     match o.status {
-        "completed" => {
+        JobStatus::Completed => {
             let citations = message.pointer("/metadata/citations").cloned();
-            let mut data = json!({"job_id": job_id, "status": o.status, "message": message});
+            let mut data = json!({"job_id": job_id, "status": o.status.as_str(), "message": message});
             if let Some(c) = citations {
                 data["citations"] = c;
             }
             ("done", data)
         }
         status => (
-            if status == "cancelled" { "cancelled" } else { "error" },
-            json!({"job_id": job_id, "status": status, "detail": o.error, "message": message}),
+            if status == JobStatus::Cancelled { "cancelled" } else { "error" },
+            json!({"job_id": job_id, "status": status.as_str(), "detail": o.error, "message": message}),
         ),
     }
 }

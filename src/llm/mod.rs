@@ -124,3 +124,37 @@ mod tests {
         assert!(Providers::from_config(&cfg(""), |_| None).unwrap().for_model("m").is_some());
     }
 }
+
+/// Why a reply was not generated: the provider's failure (see [`client::Failure`]), or the
+/// job's own end. Stored as `error_kind` in the message metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Timeout,
+    HttpError,
+    Transport,
+    Malformed,
+    Truncated,
+    ProviderError,
+    /// The user cancelled the job.
+    Cancelled,
+    /// The server stopped during generation.
+    Shutdown,
+    /// The reply could not be stored.
+    Storage,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::HttpError => "http_error",
+            FailureKind::Transport => "transport",
+            FailureKind::Malformed => "malformed",
+            FailureKind::Truncated => "truncated",
+            FailureKind::ProviderError => "provider_error",
+            FailureKind::Cancelled => "cancelled",
+            FailureKind::Shutdown => "shutdown",
+            FailureKind::Storage => "storage",
+        }
+    }
+}

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
     error::{ApiResult, conflict_on_unique},
-    model::completions::Job,
+    model::completions::{Job, JobStatus},
     model::usage::{UsageGroup, UsageRow},
 };
 
@@ -20,7 +20,16 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         agent_config_id: r.get(2)?,
         provider: r.get(3)?,
         model: r.get(4)?,
-        status: r.get(5)?,
+        status: {
+            let s: String = r.get(5)?;
+            JobStatus::parse(&s).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    5,
+                    rusqlite::types::Type::Text,
+                    format!("job status {s:?}").into(),
+                )
+            })?
+        },
         user_message_id: r.get(6)?,
         assistant_message_id: r.get(7)?,
         error: r.get(8)?,
@@ -67,7 +76,7 @@ pub fn insert_job(conn: &Connection, n: &NewJob, now: &str) -> ApiResult<()> {
 
 /// How a job ended.
 pub struct JobEnd<'a> {
-    pub status: &'a str,
+    pub status: JobStatus,
     pub assistant_message_id: Option<&'a str>,
     pub error: Option<&'a str>,
     pub finish_reason: Option<&'a str>,
@@ -85,7 +94,7 @@ pub fn finish_job(conn: &Connection, id: &str, e: &JobEnd<'_>, now: &str) -> Api
     )?
     .execute(params![
         id,
-        e.status,
+        e.status.as_str(),
         e.assistant_message_id,
         e.error,
         e.finish_reason,
