@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+/// A job id that names no job.
+const NO_JOB: &str = "00000000-0000-7000-8000-000000000000";
+
 const CALLERS: [&str; 5] = ["superuser", "admin A", "member A", "custom A", "admin B"];
 
 /// The custom role's permissions: reading, but no writes and no conversations.
@@ -192,6 +195,11 @@ fn cases(w: &World, n: usize) -> Vec<(&'static str, String, Value, [u16; 5])> {
         ),
         ("GET", format!("/conversations/{c}/messages/{m}"), Value::Null, [404, 200, 404, 403, 404]),
         ("DELETE", format!("/conversations/{c}/messages/{m}"), Value::Null, [404, 204, 404, 403, 404]),
+        // completions: the conversation's owner only (it has no agent config: 400); an unknown job is 404
+        ("POST", format!("/conversations/{c}/completions"), json!({"content": "hi"}), [404, 400, 404, 403, 404]),
+        ("GET", format!("/conversations/{c}/completions/{NO_JOB}"), Value::Null, [404, 404, 404, 403, 404]),
+        ("POST", format!("/conversations/{c}/completions/{NO_JOB}/cancel"), Value::Null, [404, 404, 404, 403, 404]),
+        ("DELETE", format!("/conversations/{c}/completions/{NO_JOB}"), Value::Null, [404, 404, 404, 403, 404]),
         ("DELETE", format!("/conversations/{c}"), Value::Null, [404, 204, 404, 403, 404]),
         // documents and the knowledge base: agents:read reads, agents:write changes
         ("GET", "/documents".into(), Value::Null, [200, 200, 200, 200, 200]),
@@ -214,6 +222,18 @@ fn cases(w: &World, n: usize) -> Vec<(&'static str, String, Value, [u16; 5])> {
         ("POST", "/api-keys".into(), json!({"name": "k", "permissions": ["agents:read"]}), [201, 201, 201, 201, 201]),
         ("POST", "/api-keys".into(), json!({"name": "k", "permissions": ["users:delete"]}), [201, 201, 403, 403, 201]),
         ("DELETE", format!("/api-keys/{api_key}"), Value::Null, [204, 204, 404, 404, 404]),
+        // usage: everyone their own; another organization's only for a superuser
+        ("GET", "/usage".into(), Value::Null, [200, 200, 200, 200, 200]),
+        ("GET", format!("/usage?organization_id={org_b}"), Value::Null, [200, 403, 403, 403, 200]),
+        // status and health: everyone; changing a password needs the current one
+        ("GET", "/status".into(), Value::Null, [200, 200, 200, 200, 200]),
+        ("GET", "/health/ready".into(), Value::Null, [200, 200, 200, 200, 200]),
+        (
+            "POST",
+            "/auth/change-password".into(),
+            json!({"current_password": "not-the-password", "new_password": "another-password-1"}),
+            [400, 400, 400, 400, 400],
+        ),
         // the audit log: org admins (their organization) and superusers (any)
         ("GET", "/audit-events".into(), Value::Null, [200, 200, 403, 403, 200]),
         ("GET", format!("/audit-events?organization_id={org_a}"), Value::Null, [200, 200, 403, 403, 403]),
@@ -376,4 +396,50 @@ async fn no_caller_confers_more_than_they_hold() {
     assert_eq!(app.post("/roles", Some(&admin), json!({"name": "everything", "permissions": all})).await.status, 201);
     let r = app.post(&format!("/users/{role_writer_id}/role"), Some(&admin), json!({"role_id": admin_role})).await;
     assert_eq!(r.status, 200);
+}
+
+/// Every operation that takes a token has at least one row above; the public ones (no token: the
+/// same answer for every caller) are tested where they live, and logout would end the session
+/// the other rows' set-up uses (tests/api/auth.rs covers it for each kind of caller's own token).
+#[test]
+fn the_matrix_covers_every_operation_that_takes_a_token() {
+    let w = World {
+        org_a: "W".into(),
+        org_b: "W".into(),
+        user: "W".into(),
+        victim: "W".into(),
+        mover: "W".into(),
+        member_role: "W".into(),
+        project: "W".into(),
+        project_victim: "W".into(),
+        project_member: "W".into(),
+        role: "W".into(),
+        role_victim: "W".into(),
+        perm_users_read: "W".into(),
+        perm_projects_read: "W".into(),
+        agent: "W".into(),
+        agent_victim: "W".into(),
+        conversation: "W".into(),
+        message: "W".into(),
+        document: "W".into(),
+        document_victim: "W".into(),
+        api_key: "W".into(),
+    };
+    let template = |path: &str| {
+        let path = path.split('?').next().unwrap();
+        path.split('/').map(|s| if s == "W" || s == NO_JOB { "{}" } else { s }).collect::<Vec<_>>().join("/")
+    };
+    let covered: std::collections::HashSet<(String, String)> =
+        cases(&w, 0).iter().map(|(m, p, _, _)| (m.to_string(), template(p))).collect();
+    let missing: Vec<String> = copilot::openapi::OPERATIONS
+        .iter()
+        .filter(|o| !o.public && o.id != "auth_logout")
+        .filter(|o| {
+            let path: String =
+                o.path.split('/').map(|s| if s.starts_with('{') { "{}" } else { s }).collect::<Vec<_>>().join("/");
+            !covered.contains(&(o.method.to_ascii_uppercase(), path))
+        })
+        .map(|o| format!("{} {}", o.method, o.path))
+        .collect();
+    assert!(missing.is_empty(), "operations without a row in the authorization matrix: {missing:?}");
 }
