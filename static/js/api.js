@@ -130,20 +130,25 @@ function qs(query) {
   return s ? '?' + s : '';
 }
 
-/** api('GET', '/users', {query: {limit: 5}}) → parsed JSON (null for 204). Throws ApiError. */
-export async function api(method, path, { body, query } = {}) {
+/**
+ * One request with the session's token: refreshed first when it is about to expire, and once more
+ * on a 401 (unless another tab or request refreshed it meanwhile). Resolves with a 2xx Response;
+ * throws ApiError otherwise (an AbortError from opts.signal as it is).
+ */
+async function send(method, path, { body, query, accept, headers: extra, signal, cache }) {
   const url = BASE + path + qs(query);
   if (session && session.expiresAt - Date.now() < 10_000) await refresh().catch(() => {});
   for (let attempt = 0; ; attempt++) {
     const token = session && session.access;
-    const headers = { accept: 'application/json' };
+    const headers = { accept, ...(extra || {}) };
     if (token) headers.authorization = 'Bearer ' + token;
     if (body !== undefined) headers['content-type'] = 'application/json';
     let r;
     busy(1);
     try {
-      r = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    } catch {
+      r = await fetch(url, { method, headers, signal, cache, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (e) {
+      if (e && e.name === 'AbortError') throw e;
       throw new ApiError(0, 'Cannot reach the server. Check that it is running and try again.');
     } finally {
       busy(-1);
@@ -158,10 +163,16 @@ export async function api(method, path, { body, query } = {}) {
       throw new ApiError(401, detail);
     }
     if (!r.ok) throw new ApiError(r.status, await detailOf(r), r.headers.get('retry-after'));
-    if (r.status === 204) return null;
-    const text = await r.text();
-    return text ? JSON.parse(text) : null;
+    return r;
   }
+}
+
+/** api('GET', '/users', {query: {limit: 5}}) → parsed JSON (null for 204). Throws ApiError. */
+export async function api(method, path, { body, query } = {}) {
+  const r = await send(method, path, { body, query, accept: 'application/json' });
+  if (r.status === 204) return null;
+  const text = await r.text();
+  return text ? JSON.parse(text) : null;
 }
 
 /**
@@ -169,36 +180,8 @@ export async function api(method, path, { body, query } = {}) {
  * token refresh and errors, but resolves with the Response (2xx) for the caller to read.
  * opts.headers are added (e.g. Last-Event-ID); opts.signal aborts it.
  */
-export async function apiStream(method, path, { body, query, headers: extra, signal } = {}) {
-  const url = BASE + path + qs(query);
-  if (session && session.expiresAt - Date.now() < 10_000) await refresh().catch(() => {});
-  for (let attempt = 0; ; attempt++) {
-    const token = session && session.access;
-    const headers = { accept: 'text/event-stream', ...(extra || {}) };
-    if (token) headers.authorization = 'Bearer ' + token;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let r;
-    busy(1);
-    try {
-      r = await fetch(url, { method, headers, signal, cache: 'no-store', body: body === undefined ? undefined : JSON.stringify(body) });
-    } catch (e) {
-      if (e && e.name === 'AbortError') throw e;
-      throw new ApiError(0, 'Cannot reach the server. Check that it is running and try again.');
-    } finally {
-      busy(-1);
-    }
-    if (r.status === 401 && token) {
-      const detail = await detailOf(r);
-      if (attempt === 0) {
-        if (session && session.access !== token) continue;
-        try { await refresh(); continue; } catch { /* falls through */ }
-      }
-      expire('Your session has ended. Please sign in again.');
-      throw new ApiError(401, detail);
-    }
-    if (!r.ok) throw new ApiError(r.status, await detailOf(r), r.headers.get('retry-after'));
-    return r;
-  }
+export function apiStream(method, path, { body, query, headers, signal } = {}) {
+  return send(method, path, { body, query, headers, signal, accept: 'text/event-stream', cache: 'no-store' });
 }
 
 /**
