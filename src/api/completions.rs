@@ -28,7 +28,7 @@ use crate::{
         FailureKind,
         client::ChatRequest,
         context::PromptBuilder,
-        jobs::{self, JobHandle, JobSpec, Outcome, StopReason, StreamEvent},
+        jobs::{self, JobHandle, JobSpec, Outcome, StreamEvent},
     },
     model::{audit::Actor, completions::JobStatus},
     store::{
@@ -165,20 +165,7 @@ impl CompletionsApi {
             })
             .await?
             .ok_or_else(job_not_found)?;
-        let mut events = vec![];
-        if let Some(m) = user_message.filter(|_| after < 1) {
-            events.push(StreamEvent {
-                id: 1,
-                event: "user_message".into(),
-                data: json!({"job_id": job.id, "message": jobs::message_json(&m)}),
-            });
-        }
-        if job.status != JobStatus::Running && after < job.last_event_id {
-            let outcome =
-                Outcome { status: job.status, message: assistant_message, error: job.error.clone(), error_kind: None };
-            let (event, data) = jobs::terminal_event(&job.id, &outcome);
-            events.push(StreamEvent { id: job.last_event_id, event: event.into(), data });
-        }
+        let events = jobs::replay_stored(&job, user_message, assistant_message, after);
         Ok(JobEvents::Stream(self.event_stream(futures_util::stream::iter(events).boxed())))
     }
 
@@ -219,9 +206,8 @@ impl CompletionsApi {
         };
         let job = self.state.db.read(read_job()).await?.ok_or_else(job_not_found)?;
         let was_running = job.status == JobStatus::Running;
-        if was_running && let Some(h) = self.state.jobs.get(&job_id) {
-            h.stop(StopReason::Cancelled);
-            h.finished().await;
+        if was_running {
+            self.state.jobs.cancel(&job_id).await;
         }
         let job = self.state.db.read(read_job()).await?.ok_or_else(job_not_found)?;
         match job.status {

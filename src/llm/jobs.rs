@@ -24,7 +24,7 @@ use super::{
 use crate::{
     db::{Db, now},
     model::{
-        completions::JobStatus,
+        completions::{Job, JobStatus},
         conversations::{Message, MessageRole},
     },
     store::{self, completions::JobEnd, conversations::NewMessage},
@@ -255,6 +255,15 @@ impl Jobs {
         self.lock().get(id).cloned()
     }
 
+    /// Stops the job `id` of this process as cancelled by its user and waits until its end is
+    /// stored. A job this process does not run is left alone.
+    pub async fn cancel(&self, id: &str) {
+        if let Some(h) = self.get(id) {
+            h.stop(StopReason::Cancelled);
+            h.finished().await;
+        }
+    }
+
     /// Jobs of this process still generating.
     pub fn running(&self) -> usize {
         self.lock().values().filter(|h| !h.is_finished()).count()
@@ -417,6 +426,25 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
             h.finish(event, data, outcome);
         }
     }
+}
+
+/// The events of a job no longer in memory, rebuilt from what is stored: its `user_message`
+/// (event 1) and, once it ended, its last event, each only when after `after`.
+pub fn replay_stored(job: &Job, user: Option<Message>, assistant: Option<Message>, after: i64) -> Vec<StreamEvent> {
+    let mut events = vec![];
+    if let Some(m) = user.filter(|_| after < 1) {
+        events.push(StreamEvent {
+            id: 1,
+            event: "user_message".into(),
+            data: json!({"job_id": job.id, "message": message_json(&m)}),
+        });
+    }
+    if job.status != JobStatus::Running && after < job.last_event_id {
+        let outcome = Outcome { status: job.status, message: assistant, error: job.error.clone(), error_kind: None };
+        let (event, data) = terminal_event(&job.id, &outcome);
+        events.push(StreamEvent { id: job.last_event_id, event: event.into(), data });
+    }
+    events
 }
 
 /// The last event of a job: `done`, `cancelled` or `error`, with the stored assistant message.

@@ -55,9 +55,17 @@ pub fn start(dir: &std::path::Path, envs: &[(&str, &str)]) -> (std::process::Chi
         .envs(envs.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // what it says on stderr, for the message of a start that fails
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (stderr, log) = (child.stderr.take().unwrap(), said.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log.lock().unwrap().push(line);
+        }
+    });
     // read the banner on a thread, so a server that never gets ready fails the test instead of hanging it
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();
@@ -68,7 +76,7 @@ pub fn start(dir: &std::path::Path, envs: &[(&str, &str)]) -> (std::process::Chi
     });
     let mut lines = vec![];
     let mut base = String::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
         if let Some(rest) = line.trim().strip_prefix(&format!("copilot {} listening on ", env!("CARGO_PKG_VERSION"))) {
             base = rest.to_string();
         }
@@ -78,7 +86,11 @@ pub fn start(dir: &std::path::Path, envs: &[(&str, &str)]) -> (std::process::Chi
             break;
         }
     }
-    assert!(!base.is_empty(), "no listening line in {lines:?}");
+    if base.is_empty() {
+        let status = child.try_wait().ok().flatten();
+        std::thread::sleep(Duration::from_millis(200));
+        panic!("no listening line in {lines:?}; exit status {status:?}; stderr: {:?}", said.lock().unwrap());
+    }
     (child, base, lines)
 }
 

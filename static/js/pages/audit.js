@@ -28,16 +28,31 @@ function csvField(v) {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
+/** Usernames by user id, each asked once per page visit (null: not readable, e.g. no users:read). */
+const usernames = new Map();
+function username(id) {
+  if (!usernames.has(id)) usernames.set(id, api('GET', `/users/${id}`).then((u) => u.username, () => null));
+  return usernames.get(id);
+}
+
+/** A user id shown by its username once known. */
+function userRef(id) {
+  const el = h('code', { class: 'small', title: id }, id.slice(0, 8));
+  username(id).then((name) => { if (name) el.replaceWith(h('span', { title: id }, name)); });
+  return el;
+}
+
 function who(e, ctx) {
   if (!e.actor_user_id) return h('span', { class: 'muted' }, 'nobody signed in');
-  const user = e.actor_user_id === ctx.me.id ? 'you' : h('code', { class: 'small' }, e.actor_user_id);
+  const user = e.actor_user_id === ctx.me.id ? 'you' : userRef(e.actor_user_id);
   return e.actor_api_key_id ? h('span', null, user, h('span', { class: 'muted small' }, ' with API key')) : user;
 }
 
 function details(e) {
   const rows = [
     ['When', fmtDate(e.at)], ['Action', e.action], ['Organization', e.organization_id || '—'],
-    ['Actor', e.actor_user_id || 'nobody signed in'], ['API key', e.actor_api_key_id || '—'],
+    ['Actor', e.actor_user_id ? h('span', null, userRef(e.actor_user_id), ' ', h('code', { class: 'small' }, e.actor_user_id)) : 'nobody signed in'],
+    ['API key', e.actor_api_key_id || '—'],
     ['Target', e.target_type ? `${e.target_type} ${e.target_id || ''}` : '—'],
     ['Client address', e.ip || '—'], ['User agent', e.user_agent || '—'],
   ];
@@ -55,6 +70,7 @@ function details(e) {
 }
 
 export async function auditPage(main, _params, ctx) {
+  usernames.clear();
   const params = new URLSearchParams(location.search);
   const inputs = {
     action: h('select', { id: 'audit-action' }, [h('option', { value: '' }, 'All'), ...ACTIONS.map((a) => h('option', { value: a, selected: params.get('action') === a }, a))]),
