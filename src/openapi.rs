@@ -450,7 +450,8 @@ fn constrain_properties(schema_name: &str, schema: &mut Value) {
                 json!({"format": "uuid"})
             }
             "created_at" | "updated_at" | "started_at" | "finished_at" | "resets_at" => json!({"format": "date-time"}),
-            "settings" | "knowledge_base" | "context" | "metadata" => {
+            "at" if schema_name == "AuditEvent" => json!({"format": "date-time"}),
+            "settings" | "knowledge_base" | "context" | "metadata" | "changes" => {
                 json!({"type": "object", "additionalProperties": true})
             }
             "email" => json!({"format": "email", "maxLength": 255}),
