@@ -315,8 +315,7 @@ impl<E: Endpoint> Endpoint for AnonymousLimitEndpoint<E> {
         let path = req.uri().path().trim_end_matches('/');
         let counted = self.routes.iter().any(|(m, p)| m == req.method() && p == path);
         if counted
-            && let Some(ip) =
-                crate::middleware::client_of(&req, &self.trusted_proxies).ip.and_then(|ip| ip.parse().ok())
+            && let Some(ip) = crate::middleware::client_of(&req, &self.trusted_proxies).ip
             && let Err(e) = self.limits.check_anonymous(ip)
         {
             return Ok(e.into_response());

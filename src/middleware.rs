@@ -209,9 +209,6 @@ impl IpRange {
     }
 }
 
-/// The longest `User-Agent` kept in the audit log.
-const USER_AGENT_MAX: usize = 512;
-
 /// Where a request came from. The peer address, unless the peer is a trusted proxy: then the
 /// right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
 pub fn client_of(req: &Request, trusted_proxies: &[String]) -> crate::model::audit::Client {
@@ -243,18 +240,7 @@ fn client_from(
         }
         other => other,
     };
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| {
-        let end = ua.char_indices().nth(USER_AGENT_MAX).map_or(ua.len(), |(i, _)| i);
-        ua[..end].to_string()
-    });
-    crate::model::audit::Client { ip: ip.map(|ip| canonical(ip).to_string()), user_agent }
-}
-
-fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
-    match ip {
-        std::net::IpAddr::V6(v6) => v6.to_canonical(),
-        v4 => v4,
-    }
+    crate::model::audit::Client { ip, user_agent: headers.get(header::USER_AGENT).cloned() }
 }
 
 #[cfg(test)]
@@ -286,12 +272,18 @@ mod client_tests {
         };
         let trusted = vec!["127.0.0.1".to_string(), "10.0.0.0/8".to_string()];
         let c = client_of(req("127.0.0.1:5000", "203.0.113.9, 10.1.2.3"), &trusted);
-        assert_eq!(c.ip.as_deref(), Some("203.0.113.9"));
-        assert_eq!(c.user_agent.as_deref(), Some("curl/8"));
+        assert_eq!(c.ip_text().as_deref(), Some("203.0.113.9"));
+        assert_eq!(c.user_agent_text().as_deref(), Some("curl/8"));
         // a spoofed header from an untrusted peer is ignored
         let c = client_of(req("198.51.100.7:5000", "203.0.113.9"), &trusted);
-        assert_eq!(c.ip.as_deref(), Some("198.51.100.7"));
+        assert_eq!(c.ip_text().as_deref(), Some("198.51.100.7"));
         // no proxies configured: the peer
-        assert_eq!(client_of(req("127.0.0.1:5000", "203.0.113.9"), &[]).ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(client_of(req("127.0.0.1:5000", "203.0.113.9"), &[]).ip_text().as_deref(), Some("127.0.0.1"));
+        // recorded as text: a mapped IPv6 peer as IPv4, a long User-Agent cut at 512 characters
+        let (_, mut h) = req("127.0.0.1:1", "x");
+        h.insert(header::USER_AGENT, HeaderValue::from_str(&"a".repeat(600)).unwrap());
+        let c = client_from(Some("::ffff:10.1.2.3".parse().unwrap()), &h, &[]);
+        assert_eq!(c.ip_text().as_deref(), Some("10.1.2.3"));
+        assert_eq!(c.user_agent_text().unwrap().chars().count(), 512);
     }
 }

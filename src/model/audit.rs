@@ -2,11 +2,33 @@
 
 use poem_openapi::Object;
 
-/// Where a request came from: its client address and `User-Agent`.
+/// Where a request came from: its client address and `User-Agent`, as read from the request.
+/// Every authenticated request carries one, so nothing is copied or formatted until an event is
+/// recorded (the header value is shared with the request, not copied).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Client {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
+    pub user_agent: Option<poem::http::HeaderValue>,
+}
+
+/// The longest `User-Agent` kept in the audit log.
+const USER_AGENT_MAX: usize = 512;
+
+impl Client {
+    /// The address as recorded: IPv4-mapped IPv6 addresses as plain IPv4.
+    pub fn ip_text(&self) -> Option<String> {
+        self.ip.map(|ip| match ip {
+            std::net::IpAddr::V6(v6) => v6.to_canonical().to_string(),
+            v4 => v4.to_string(),
+        })
+    }
+
+    /// The `User-Agent` as recorded: text only, at most 512 characters.
+    pub fn user_agent_text(&self) -> Option<String> {
+        let ua = self.user_agent.as_ref()?.to_str().ok()?;
+        let end = ua.char_indices().nth(USER_AGENT_MAX).map_or(ua.len(), |(i, _)| i);
+        Some(ua[..end].to_string())
+    }
 }
 
 /// Who made a request (nobody, for a failed login), and from where.

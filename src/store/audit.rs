@@ -50,8 +50,8 @@ pub fn record(conn: &Connection, actor: &Actor, event: &Event<'_>) -> ApiResult<
         event.action,
         event.target_type,
         event.target_id,
-        actor.client.ip,
-        actor.client.user_agent,
+        actor.client.ip_text(),
+        actor.client.user_agent_text(),
         changes,
     ])?;
     Ok(conn.last_insert_rowid())

@@ -48,7 +48,8 @@ async fn spawn_with(timeout: u64, budget: u64, change: impl FnOnce(&mut Config))
 // ---------------------------------------------------------------------------------------------
 // Client helpers
 
-async fn agent(app: &TestApp, admin: &str, body: Value) -> String {
+/// An agent config serving the mock's model, with `body`'s fields on top.
+pub async fn agent(app: &TestApp, admin: &str, body: Value) -> String {
     let mut b = json!({"name": "helper", "agent_type": "documentation", "llm_model": MODEL});
     b.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
     let r = app.post("/agent-configs", Some(admin), b).await;
@@ -56,7 +57,8 @@ async fn agent(app: &TestApp, admin: &str, body: Value) -> String {
     r.id()
 }
 
-async fn conversation(app: &TestApp, token: &str, agent_id: &str) -> String {
+/// A conversation of `token`'s user with the agent config `agent_id`.
+pub async fn conversation(app: &TestApp, token: &str, agent_id: &str) -> String {
     let r = app.post("/conversations", Some(token), json!({"agent_config_id": agent_id})).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     r.id()

@@ -6,7 +6,10 @@ use std::time::Duration;
 use copilot::config::{Config, LlmProviderConfig};
 use serde_json::{Value, json};
 
-use crate::completions::mock::{MODEL, Mock, Reply, spawn_mock};
+use crate::completions::{
+    agent, conversation,
+    mock::{MODEL, Mock, Reply, spawn_mock},
+};
 use crate::helpers::*;
 
 /// A server whose `[llm]` points at a fresh scripted provider (its default reply: 11 prompt + 2
@@ -26,24 +29,6 @@ async fn spawn_limited(change: impl FnOnce(&mut Config)) -> (TestApp, Mock) {
     })
     .await;
     (app, mock)
-}
-
-async fn agent(app: &TestApp, admin: &str) -> String {
-    let r = app
-        .post(
-            "/agent-configs",
-            Some(admin),
-            json!({"name": "helper", "agent_type": "documentation", "llm_model": MODEL}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    r.id()
-}
-
-async fn conversation(app: &TestApp, token: &str, agent_id: &str) -> String {
-    let r = app.post("/conversations", Some(token), json!({"agent_config_id": agent_id})).await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    r.id()
 }
 
 async fn complete(app: &TestApp, token: &str, conv: &str) -> Resp {
@@ -70,7 +55,7 @@ async fn running_jobs(app: &TestApp) -> i64 {
 async fn budgets_answer_429_naming_the_budget_and_an_organization_overrides_the_defaults() {
     let (app, _mock) = spawn_limited(|c| c.limits.user_daily_tokens = 20).await;
     let admin = app.admin_token().await;
-    let agent_id = agent(&app, &admin).await;
+    let agent_id = agent(&app, &admin, json!({})).await;
     let (_, token) = app.member("bea").await;
     let conv = conversation(&app, &token, &agent_id).await;
 
@@ -154,7 +139,7 @@ async fn a_budget_of_another_organization_or_user_does_not_count() {
     })
     .await;
     let admin = app.admin_token().await;
-    let agent_id = agent(&app, &admin).await;
+    let agent_id = agent(&app, &admin, json!({})).await;
     let (_, a) = app.member("ada").await;
     let conv = conversation(&app, &a, &agent_id).await;
     assert_eq!(complete(&app, &a, &conv).await.status, 201);
@@ -168,7 +153,7 @@ async fn a_budget_of_another_organization_or_user_does_not_count() {
     // another organization has its own budget
     let acme = app.create_org("Acme").await;
     let (_, acme_admin) = app.create_user_in(&acme, "amy", "admin").await;
-    let acme_agent = agent(&app, &acme_admin).await;
+    let acme_agent = agent(&app, &acme_admin, json!({})).await;
     let acme_conv = conversation(&app, &acme_admin, &acme_agent).await;
     assert_eq!(complete(&app, &acme_admin, &acme_conv).await.status, 201);
     let usage = app.get("/usage", Some(&acme_admin)).await;
@@ -235,7 +220,7 @@ async fn only_a_superuser_sets_settings_limits_and_bad_values_are_400() {
 async fn at_most_max_jobs_per_user_replies_are_generated_at_once() {
     let (app, mock) = spawn_limited(|c| c.limits.max_jobs_per_user = 2).await;
     let admin = app.admin_token().await;
-    let agent_id = agent(&app, &admin).await;
+    let agent_id = agent(&app, &admin, json!({})).await;
     let (_, token) = app.member("dan").await;
     let mut convs = vec![];
     for _ in 0..3 {
@@ -283,7 +268,7 @@ async fn at_most_max_jobs_per_user_replies_are_generated_at_once() {
 async fn two_racing_requests_cannot_both_pass_the_job_limit() {
     let (app, mock) = spawn_limited(|c| c.limits.max_jobs_per_user = 1).await;
     let admin = app.admin_token().await;
-    let agent_id = agent(&app, &admin).await;
+    let agent_id = agent(&app, &admin, json!({})).await;
     let (_, token) = app.member("fay").await;
     let (a, b) = (conversation(&app, &token, &agent_id).await, conversation(&app, &token, &agent_id).await);
     mock.then(Reply::Hang(Duration::from_millis(800)));
@@ -444,7 +429,7 @@ async fn budgets_and_the_job_limit_hold_across_processes_on_one_database() {
     };
 
     let admin = app.admin_token().await;
-    let agent_id = agent(&app, &admin).await;
+    let agent_id = agent(&app, &admin, json!({})).await;
     let (_, token) = app.member("kai").await;
     let (a, b) = (conversation(&app, &token, &agent_id).await, conversation(&app, &token, &agent_id).await);
     mock.then(Reply::Hang(Duration::from_millis(3000)));
