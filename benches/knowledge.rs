@@ -18,6 +18,7 @@
 //! cargo bench --bench knowledge -- --db /tmp/kb.db   # keep the database (the file must not exist)
 //! ```
 
+use copilot::store::error::StoreResult;
 use std::time::{Duration, Instant};
 
 use copilot::{
@@ -94,7 +95,7 @@ fn main() {
     let vocab = vocabulary(&mut rng);
     let (org, admin): (String, String) = state
         .db
-        .write_blocking(|tx| {
+        .write_blocking(|tx| -> StoreResult<_> {
             Ok((
                 copilot::store::bootstrap::registration_org_id(tx)?.unwrap(),
                 tx.query_row("SELECT id FROM users WHERE is_superuser = 1", [], |r| r.get(0))?,
@@ -136,7 +137,11 @@ fn main() {
         loop {
             let left: i64 = state
                 .db
-                .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM documents WHERE status <> 'ready'", [], |r| r.get(0))?))
+                .read(|c| {
+                    StoreResult::Ok(
+                        c.query_row("SELECT COUNT(*) FROM documents WHERE status <> 'ready'", [], |r| r.get(0))?,
+                    )
+                })
                 .await
                 .unwrap();
             if left == 0 {
@@ -148,8 +153,10 @@ fn main() {
     });
     let secs = started.elapsed().as_secs_f64();
     let cpu = process_cpu() - cpu_before;
-    let ingested: i64 =
-        state.db.write_blocking(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?)).unwrap();
+    let ingested: i64 = state
+        .db
+        .write_blocking(|tx| StoreResult::Ok(tx.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?))
+        .unwrap();
     let mbytes = total_bytes as f64 / 1048576.0;
     println!(
         "ingestion (plain text, full text only): {mbytes:.1} MB in {docs} documents, {ingested} chunks, {secs:.2} s: \
@@ -161,7 +168,7 @@ fn main() {
     // ---------------------------------------------------------------- search at 10k and 100k chunks
     state
         .db
-        .write_blocking(|tx| {
+        .write_blocking(|tx| -> StoreResult<_> {
             tx.execute(
                 "INSERT INTO embedding_spaces (model, dims, table_name, created_at) VALUES ('bench', ?1, 'chunk_vec_bench', ?2)",
                 params![DIMS as i64, now()],
@@ -188,8 +195,10 @@ fn main() {
     let mut last_p99 = None;
     for target in [10_000usize, max_chunks] {
         fill_chunks(&state, &org, &admin, target, &vocab, &mut rng);
-        let n: i64 =
-            state.db.write_blocking(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?)).unwrap();
+        let n: i64 = state
+            .db
+            .write_blocking(|tx| StoreResult::Ok(tx.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?))
+            .unwrap();
         let mut text_times = vec![];
         let mut hybrid_times = vec![];
         let (mut text_cpu, mut hybrid_cpu) = (vec![], vec![]);
@@ -210,7 +219,7 @@ fn main() {
                 let (q2, org2) = (q.clone(), org.clone());
                 let cpu = state
                     .db
-                    .read(move |c| {
+                    .read(move |c| -> StoreResult<_> {
                         let t = thread_cpu();
                         let scope = Scope::system(&org2);
                         let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
@@ -225,7 +234,7 @@ fn main() {
                 let t = Instant::now();
                 let cpu = state
                     .db
-                    .read(move |c| {
+                    .read(move |c| -> StoreResult<_> {
                         let t = thread_cpu();
                         let scope = Scope::system(&org);
                         let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
@@ -273,15 +282,17 @@ fn insert_vector(tx: &rusqlite::Connection, id: i64, org: &str, doc: &str, rng: 
 /// there are `target`.
 fn fill_chunks(state: &AppState, org: &str, admin: &str, target: usize, vocab: &[String], rng: &mut StdRng) {
     loop {
-        let n: i64 =
-            state.db.write_blocking(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?)).unwrap();
+        let n: i64 = state
+            .db
+            .write_blocking(|tx| StoreResult::Ok(tx.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?))
+            .unwrap();
         if n as usize >= target {
             return;
         }
         let batch = (target - n as usize).min(1000);
         state
             .db
-            .write_blocking(|tx| {
+            .write_blocking(|tx| -> StoreResult<_> {
                 let doc = new_id();
                 tx.execute(
                     "INSERT INTO documents (id, organization_id, title, filename, content_type, size_bytes, sha256, status, \
@@ -412,7 +423,7 @@ fn ingest_pdf_child(path: &str) {
     let size = bytes.len();
     state
         .db
-        .write_blocking(|tx| {
+        .write_blocking(|tx| -> StoreResult<_> {
             let org = copilot::store::bootstrap::registration_org_id(tx)?.unwrap();
             let admin: String = tx.query_row("SELECT id FROM users WHERE is_superuser = 1", [], |r| r.get(0))?;
             let new = copilot::store::documents::NewDocument {
@@ -438,7 +449,7 @@ fn ingest_pdf_child(path: &str) {
         loop {
             let row: (String, i64, Option<i64>) = state
                 .db
-                .read(|c| {
+                .read(|c| -> StoreResult<_> {
                     Ok(c.query_row("SELECT status, chunk_count, page_count FROM documents", [], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?)

@@ -6,7 +6,10 @@
 
 use crate::{
     error::ApiError,
-    model::audit::{Actor, Client},
+    model::{
+        audit::{Actor, Client},
+        roles::Role,
+    },
 };
 
 /// The 13 system permissions. Their names are part of the API contract.
@@ -116,6 +119,10 @@ impl Permission {
 pub struct PermissionSet(u16);
 
 impl PermissionSet {
+    /// The permissions a role read back from the store holds (names it does not know are none).
+    pub fn of_role(role: &Role) -> PermissionSet {
+        role.permissions.iter().filter_map(|n| Permission::from_name(n)).collect()
+    }
     pub fn contains(self, p: Permission) -> bool {
         self.0 & p.bit() != 0
     }
@@ -351,6 +358,30 @@ impl RoleKind {
             (false, _) => RoleKind::Custom(permissions),
         }
     }
+}
+
+impl RoleKind {
+    /// The escalation rule's view of a role read back from the store.
+    pub fn of_role(role: &Role) -> RoleKind {
+        RoleKind::of(role.is_system, &role.name, PermissionSet::of_role(role))
+    }
+}
+
+/// System roles cannot be changed or deleted, by anyone.
+pub fn require_custom_role(role: &Role) -> Result<(), ApiError> {
+    if role.is_system { Err(ApiError::forbidden("System roles cannot be changed or deleted")) } else { Ok(()) }
+}
+
+/// Editing a role (its fields, a grant, a revocation): a custom role, whose permissions the
+/// caller could confer, before and — when the edit gives it `permissions` — after.
+pub fn require_may_edit_role(
+    user: &CurrentUser,
+    role: &Role,
+    permissions: Option<PermissionSet>,
+) -> Result<(), ApiError> {
+    require_custom_role(role)?;
+    require_may_confer(user, RoleKind::of_role(role))?;
+    permissions.map_or(Ok(()), |set| require_may_confer(user, RoleKind::Custom(set)))
 }
 
 /// What the escalation rule needs to know of a user someone wants to change.

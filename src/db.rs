@@ -10,9 +10,20 @@ use std::{path::Path, time::Duration};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use crate::error::{ApiError, ApiResult};
-
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// A failure of the database itself, below any meaning in the domain: what every closure given to
+/// [`Db`] must be able to answer (store's `DbError` and api's `ApiError` convert from it).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// The blocking task was cancelled: the runtime is stopping.
+    #[error("the runtime is stopping")]
+    Stopped,
+}
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -82,15 +93,17 @@ impl Db {
         Ok(Db { read, write, _alive: alive })
     }
 
-    /// Runs `f` on a read connection, inside one snapshot.
-    pub async fn read<T, F>(&self, f: F) -> ApiResult<T>
+    /// Runs `f` on a read connection, inside one snapshot. `f` answers its own error type (a
+    /// handler's `ApiError`, a store's `StoreError`), which the database's failures convert to.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> ApiResult<T> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let pool = self.read.clone();
         blocking(move || {
-            let conn = pool.get()?;
+            let conn = pool.get().map_err(DbError::from)?;
             snapshot(&conn, f)
         })
         .await
@@ -100,10 +113,11 @@ impl Db {
     /// connection right here, without the trip to the blocking pool, whose two thread switches
     /// cost more than such a lookup (see README, Performance); when no connection is idle it
     /// waits for one on the blocking pool like [`Db::read`]. One statement is one snapshot.
-    pub async fn lookup<T, F>(&self, f: F) -> ApiResult<T>
+    pub async fn lookup<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> ApiResult<T> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         match self.read.try_get() {
             Some(conn) => f(&conn),
@@ -112,33 +126,31 @@ impl Db {
     }
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`); commits when it returns `Ok`.
-    pub async fn write<T, F>(&self, f: F) -> ApiResult<T>
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction) -> ApiResult<T> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Transaction) -> Result<T, E> + Send + 'static,
     {
         let pool = self.write.clone();
         blocking(move || {
-            let mut conn = pool.get()?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
+            let mut conn = pool.get().map_err(DbError::from)?;
+            in_transaction(&mut conn, f)
         })
         .await
     }
 
     /// `SELECT 1` on a read connection.
-    pub async fn ping(&self) -> ApiResult<()> {
+    pub async fn ping(&self) -> Result<(), DbError> {
         self.lookup(|c| Ok(c.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?)).await
     }
 
     /// Whether the database answers and has every migration of this build applied (the
     /// readiness check of `/health/ready`).
-    pub async fn migrations_applied(&self) -> ApiResult<bool> {
+    pub async fn migrations_applied(&self) -> Result<bool, DbError> {
         let latest = embedded::migrations::runner().get_migrations().iter().map(|m| i64::from(m.version())).max();
         let applied: Option<i64> = self
-            .lookup(|c| {
+            .lookup(|c| -> Result<_, DbError> {
                 Ok(c.prepare_cached("SELECT MAX(version) FROM refinery_schema_history")?.query_row([], |r| r.get(0))?)
             })
             .await?;
@@ -152,13 +164,21 @@ impl Db {
     }
 
     /// Synchronous access to the writer, for start-up work outside the runtime.
-    pub fn write_blocking<T>(&self, f: impl FnOnce(&Transaction) -> ApiResult<T>) -> ApiResult<T> {
-        let mut conn = self.write.get()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+    pub fn write_blocking<T, E: From<DbError>>(&self, f: impl FnOnce(&Transaction) -> Result<T, E>) -> Result<T, E> {
+        let mut conn = self.write.get().map_err(DbError::from)?;
+        in_transaction(&mut conn, f)
     }
+}
+
+/// `f` in `BEGIN IMMEDIATE`, committed when it answers `Ok`.
+fn in_transaction<T, E: From<DbError>>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction) -> Result<T, E>,
+) -> Result<T, E> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(DbError::from)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(DbError::from)?;
+    Ok(out)
 }
 
 /// Every `interval`, while the `Db` lives: a PASSIVE checkpoint (at most one fsync of the
@@ -226,7 +246,7 @@ pub fn register_sqlite_vec() -> Result<(), String> {
 
 /// Runs `f` in a deferred read transaction, so that a count and its page come from one snapshot.
 /// BEGIN and COMMIT are cached statements: rusqlite's `Transaction` parses them on every call.
-fn snapshot<T>(conn: &Connection, f: impl FnOnce(&Connection) -> ApiResult<T>) -> ApiResult<T> {
+fn snapshot<T, E: From<DbError>>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
     /// Ends the transaction also when `f` fails or panics, so the pooled connection comes back clean.
     struct Snapshot<'c>(&'c Connection);
     impl Drop for Snapshot<'_> {
@@ -236,24 +256,27 @@ fn snapshot<T>(conn: &Connection, f: impl FnOnce(&Connection) -> ApiResult<T>) -
             }
         }
     }
-    conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(DbError::from);
+    run("BEGIN DEFERRED")?;
     let guard = Snapshot(conn);
     let out = f(conn)?;
-    conn.prepare_cached("COMMIT")?.execute([])?;
+    run("COMMIT")?;
     drop(guard);
     Ok(out)
 }
 
 /// Runs blocking work on tokio's blocking pool; a panic there is re-raised here.
-pub async fn blocking<T, F>(f: F) -> ApiResult<T>
+pub async fn blocking<T, E, F>(f: F) -> Result<T, E>
 where
     T: Send + 'static,
-    F: FnOnce() -> ApiResult<T> + Send + 'static,
+    E: From<DbError> + Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
 {
     match tokio::task::spawn_blocking(f).await {
         Ok(out) => out,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(ApiError::internal(e)),
+        // the runtime is shutting down
+        Err(_) => Err(DbError::Stopped.into()),
     }
 }
 
@@ -309,7 +332,7 @@ mod tests {
         for p in [&path, &old] {
             let db = super::Db::open(p, 1, std::time::Duration::from_secs(1), Some(std::time::Duration::from_secs(1)))
                 .unwrap();
-            db.write_blocking(|tx| Ok(tx.execute("CREATE TABLE t (x)", [])?)).unwrap();
+            db.write_blocking(|tx| Ok::<_, super::DbError>(tx.execute("CREATE TABLE t (x)", [])?)).unwrap();
             for file in [p.to_path_buf(), super::sidecar(p, "-wal"), super::sidecar(p, "-shm")] {
                 let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
                 assert_eq!(mode, 0o600, "{}", file.display());

@@ -3,6 +3,7 @@
 //! Internal causes (SQLite, I/O, panics) are logged where they are converted and answered as a
 //! plain 500; the client never sees them.
 
+use crate::{db::DbError, store::error::StoreError};
 use poem::{
     IntoResponse, Response,
     http::{HeaderValue, StatusCode, header},
@@ -70,28 +71,22 @@ impl From<rusqlite::Error> for ApiError {
     }
 }
 
-impl From<r2d2::Error> for ApiError {
-    fn from(e: r2d2::Error) -> Self {
-        Self::internal(format_args!("database pool: {e}"))
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        Self::internal(e)
     }
 }
 
-/// True when `e` is a UNIQUE or PRIMARY KEY violation.
-pub fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
-}
-
-/// True when `e` is a FOREIGN KEY violation.
-pub fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
-}
-
-/// Maps a unique violation to 409 with `detail`; anything else stays internal.
-pub fn conflict_on_unique(detail: &'static str) -> impl Fn(rusqlite::Error) -> ApiError {
-    move |e| if is_unique_violation(&e) { ApiError::conflict(detail) } else { e.into() }
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Invalid(detail) => Self::bad_request(detail),
+            StoreError::Conflict(detail) => Self::conflict(detail),
+            StoreError::Exhausted { detail, retry_after } => Self::too_many_requests(detail, retry_after),
+            StoreError::Database(_) | StoreError::Internal(_) => Self::internal(e),
+        }
+    }
 }
 
 /// A JSON `{"detail"}` response; 401 carries `WWW-Authenticate: Bearer`.

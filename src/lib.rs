@@ -87,7 +87,7 @@ impl AppState {
         let mut startup = Startup::default();
         let needs_bootstrap = !db
             .write_blocking(|tx| store::bootstrap::is_bootstrapped(tx))
-            .map_err(|e| format!("reading the database: {}", e.detail))?;
+            .map_err(|e| format!("reading the database: {}", e))?;
         if needs_bootstrap {
             let b = &config.bootstrap;
             let username = validate::Username::parse(&b.admin_username)
@@ -111,17 +111,17 @@ impl AppState {
             };
             startup.bootstrapped = db
                 .write_blocking(|tx| store::bootstrap::bootstrap(tx, &admin))
-                .map_err(|e| format!("bootstrapping the database: {}", e.detail))?;
+                .map_err(|e| format!("bootstrapping the database: {}", e))?;
             if !startup.bootstrapped {
                 startup.generated_admin_password = None;
             }
         }
         db.write_blocking(|tx| store::bootstrap::ensure_registration_org(tx))
-            .map_err(|e| format!("reading the registration organization: {}", e.detail))?;
+            .map_err(|e| format!("reading the registration organization: {}", e))?;
         let secret = if config.auth.jwt_secret.is_empty() {
             let candidate = Alphanumeric.sample_string(&mut rand::rng(), 64);
             db.write_blocking(|tx| store::auth::init_setting(tx, "jwt_secret", &candidate, &db::now()))
-                .map_err(|e| format!("storing the JWT secret: {}", e.detail))?
+                .map_err(|e| format!("storing the JWT secret: {}", e))?
         } else {
             config.auth.jwt_secret.clone()
         };
@@ -129,14 +129,14 @@ impl AppState {
         // a job of a previous process cannot be resumed: its partial text was only in memory
         let interrupted = db
             .write_blocking(|tx| store::completions::fail_interrupted_jobs(tx, "server restarted", &db::now()))
-            .map_err(|e| format!("recovering completion jobs: {}", e.detail))?;
+            .map_err(|e| format!("recovering completion jobs: {}", e))?;
         if interrupted > 0 {
             tracing::warn!(jobs = interrupted, "marked completion jobs of a previous run as failed");
         }
         // one process serves the SQLite file: what a previous one was ingesting is redone
         let requeued = db
             .write_blocking(|tx| store::documents::requeue_interrupted(tx, &db::now()))
-            .map_err(|e| format!("recovering document ingestion: {}", e.detail))?;
+            .map_err(|e| format!("recovering document ingestion: {}", e))?;
         if requeued > 0 {
             tracing::warn!(documents = requeued, "resuming the ingestion of documents interrupted by a stop");
         }
@@ -550,7 +550,7 @@ async fn prune_periodically(state: AppState) {
         match pruned {
             Ok(0) => {}
             Ok(rows) => tracing::debug!(rows, "pruned expired login failures and sessions"),
-            Err(e) => tracing::warn!(error = %e.detail, "pruning expired rows failed"),
+            Err(e) => tracing::warn!(error = %e, "pruning expired rows failed"),
         }
         prune_audit_log(&state, now).await;
     }
@@ -571,7 +571,7 @@ async fn prune_audit_log(state: &AppState, now: time::OffsetDateTime) {
                 return;
             }
             Ok(_) => tokio::task::yield_now().await,
-            Err(e) => return tracing::warn!(error = %e.detail, "pruning old audit events failed"),
+            Err(e) => return tracing::warn!(error = %e, "pruning old audit events failed"),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::{
     config::{LimitsConfig, MAX_TOKEN_BUDGET},
     db::format_ts,
     error::{ApiError, ApiResult},
+    store::error::StoreError,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ impl Period {
 
 /// The 429 of a spent budget: the detail names it and when it resets; `Retry-After` is the
 /// seconds until then.
-pub fn budget_spent(b: &Budget, period: &Period, now: OffsetDateTime) -> ApiError {
+pub fn budget_spent(b: &Budget, period: &Period, now: OffsetDateTime) -> StoreError {
     let day = &b.resets_at[..10];
     let detail = match b.name.as_str() {
         ORG_MONTHLY => {
@@ -122,12 +123,12 @@ pub fn budget_spent(b: &Budget, period: &Period, now: OffsetDateTime) -> ApiErro
         }
         _ => format!("Your daily token budget ({} tokens) is spent; it resets at {} (UTC)", b.limit, b.resets_at),
     };
-    ApiError::too_many_requests(detail, period.seconds_left(now))
+    StoreError::Exhausted { detail, retry_after: period.seconds_left(now) }
 }
 
 /// The 409 of a user with `max` replies being generated already.
-pub fn too_many_jobs(max: u32) -> ApiError {
-    ApiError::conflict(format!(
+pub fn too_many_jobs(max: u32) -> StoreError {
+    StoreError::conflict(format!(
         "You already have {max} replies being generated, the most allowed at once ([limits] max_jobs_per_user); \
          wait for one to finish or cancel it"
     ))
@@ -350,7 +351,7 @@ mod tests {
         assert_eq!(day.seconds_left(now), 30);
         let b = month.budget(ORG_MONTHLY, 100_000, 100_250);
         assert_eq!((b.remaining, b.resets_at.as_str()), (0, "2027-01-01T00:00:00.000000Z"));
-        let e = budget_spent(&b, &month, now);
+        let e = ApiError::from(budget_spent(&b, &month, now));
         assert_eq!((e.status.as_u16(), e.retry_after), (429, Some(30)));
         assert_eq!(
             e.detail,

@@ -20,7 +20,7 @@ use poem::{
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use rusqlite::params;
 
-use crate::{AppState, config::MetricsConfig, error::ApiError};
+use crate::{AppState, config::MetricsConfig, error::ApiError, store::error::StoreResult};
 
 /// The content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -164,7 +164,7 @@ impl Metrics {
         }
         let counts: Vec<(String, i64)> = state
             .db
-            .read(|c| {
+            .read(|c| -> StoreResult<_> {
                 let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM documents GROUP BY status")?;
                 let rows = stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -191,7 +191,7 @@ impl AgentConfigsApi {
         let config = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 store::documents::check_knowledge_scope(tx, &new.organization_id, &kb_scope)?;
                 let config = store::agents::insert_agent_config(tx, &new)?;
                 let event = Event::new("agent_config.create", &config.organization_id, "agent_config", &config.id)
@@ -246,7 +246,7 @@ impl AgentConfigsApi {
         let config = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 if let Some(kb) = &kb_scope {
                     let org = store::agents::get_agent_config(tx, &scope, &id)?.ok_or_else(not_found)?.organization_id;
                     store::documents::check_knowledge_scope(tx, &org, kb)?;
@@ -270,7 +270,7 @@ impl AgentConfigsApi {
         let found = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let config = store::agents::set_agent_config_active(tx, &scope, &id, false, &now())?;
                 agent_event(tx, &actor, "agent_config.delete", config.as_ref(), None)?;
                 Ok(config)
@@ -291,7 +291,7 @@ impl AgentConfigsApi {
         let config = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let config = store::agents::set_agent_config_active(tx, &scope, &id, true, &now())?;
                 agent_event(tx, &actor, "agent_config.activate", config.as_ref(), None)?;
                 Ok(config)

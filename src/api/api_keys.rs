@@ -95,7 +95,7 @@ impl ApiKeysApi {
         let stored = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let new = store::api_keys::NewKey {
                     id: &id,
                     user_id: &me.id,

@@ -166,7 +166,7 @@ fn login_failure(
         target_id: who.map(|w| w.1),
         changes: Some(serde_json::json!({"username": username, "reason": reason})),
     };
-    store::audit::record(tx, &Actor { client: client.clone(), ..Actor::default() }, &event)
+    Ok(store::audit::record(tx, &Actor { client: client.clone(), ..Actor::default() }, &event)?)
 }
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
@@ -189,7 +189,7 @@ impl AuthApi {
         let user = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let org = store::bootstrap::registration_org_id(tx)?
                     .ok_or_else(|| ApiError::internal("the registration organization is missing"))?;
                 let role_id = store::users::role_id_by_name(tx, &org, "member")?;
@@ -245,7 +245,7 @@ impl AuthApi {
             let client = client.clone();
             self.state
                 .db
-                .write(move |tx| {
+                .write(move |tx| -> ApiResult<_> {
                     let candidate = store::auth::find_login_candidate(tx, &lookup)?;
                     let key = match &candidate {
                         Some(u) => u.id.clone(),
@@ -331,7 +331,7 @@ impl AuthApi {
         let outcome = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let now = now();
                 let user = store::auth::candidate_by_id(tx, &claims.user_id)?;
                 match user {
@@ -419,7 +419,7 @@ impl AuthApi {
         let (current, attempt, failure_event) = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let hash = store::auth::candidate_by_id(tx, &uid)?.map(|u| u.password_hash);
                 let attempt = store::auth::reserve_attempt(tx, &uid, &now_s, &since, max)?;
                 // counted and logged as a failure now; taken back below if the password is right

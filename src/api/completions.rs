@@ -152,7 +152,7 @@ impl CompletionsApi {
         let (job, user_message, assistant_message) = self
             .state
             .db
-            .read(move |c| {
+            .read(move |c| -> ApiResult<_> {
                 let Some(job) = store::completions::get_job(c, &owner, &conversation_id, &job_id)? else {
                     return Ok(None);
                 };

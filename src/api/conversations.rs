@@ -137,7 +137,7 @@ impl ConversationsApi {
         let found = self
             .state
             .db
-            .read(move |c| {
+            .read(move |c| -> ApiResult<_> {
                 let Some(conversation) = store::conversations::get_conversation(c, &owner, &id)? else {
                     return Ok(None);
                 };
@@ -178,7 +178,7 @@ impl ConversationsApi {
         let conversation = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let c = store::conversations::insert_conversation(tx, &new, &now())?;
                 let event = Event::new("conversation.create", &c.organization_id, "conversation", &c.id).changes(audit);
                 store::audit::record(tx, &actor, &event)?;
@@ -215,7 +215,7 @@ impl ConversationsApi {
         let conversation = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let c = store::conversations::update_conversation(tx, &owner, &id, &changes, &now())?;
                 if let Some(c) = &c {
                     let event =
@@ -240,7 +240,7 @@ impl ConversationsApi {
         let deleted = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let deleted = store::conversations::delete_conversation(tx, &me.id, &id, &now())?;
                 if deleted {
                     let event = Event::new("conversation.delete", &me.organization_id, "conversation", &id);
@@ -302,7 +302,7 @@ impl ConversationsApi {
         let message = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let m = store::conversations::insert_message(tx, &me.id, &id, &new, &now())?;
                 if let Some(m) = &m {
                     let event = Event::new("message.create", &me.organization_id, "message", &m.id).changes(audit);
@@ -340,7 +340,7 @@ impl ConversationsApi {
         let deleted = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let deleted = store::conversations::delete_message(tx, &me.id, &id, &msg_id, &now())?;
                 if deleted {
                     let event = Event::new("message.delete", &me.organization_id, "message", &msg_id);
@@ -405,7 +405,7 @@ fn conversation_body(db: Db, conversation: Conversation, last: Option<MessageKey
         let page =
             w.db.read(move |c| store::conversations::messages_between(c, &cid, &after, &u, MESSAGES_PER_STEP))
                 .await
-                .map_err(|e| std::io::Error::other(e.detail))?;
+                .map_err(std::io::Error::other)?;
         let Some(newest) = page.last() else { return Ok(None) };
         w.after = MessageKey::of(newest);
         if w.after == until {

@@ -374,7 +374,7 @@ impl DocumentsApi {
         let doc = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let doc = store::documents::request_reindex(tx, &scope, &id, &now())?;
                 store::audit::record(
                     tx,

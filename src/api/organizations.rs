@@ -126,7 +126,7 @@ impl OrganizationsApi {
         let created = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 store::organizations::insert_org(tx, &org)?;
                 store::bootstrap::insert_system_roles(tx, &org.id, &org.now)?;
                 let event = Event::new("organization.create", &org.id, "organization", &org.id).changes(audit);
@@ -171,7 +171,7 @@ impl OrganizationsApi {
         let org = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let org = store::organizations::update_org(tx, &scope, &id, &changes, &now())?;
                 if org.is_some() {
                     let event = Event::new("organization.update", &id, "organization", &id).changes(audit);
@@ -206,10 +206,10 @@ impl OrganizationsApi {
         let (rows, total) = self
             .state
             .db
-            .read(move |c| {
+            .read(move |c| -> ApiResult<_> {
                 store::organizations::get_org(c, &scope, &id)?.ok_or_else(org_not_found)?;
                 let members = scope.narrowed(Some(&id))?;
-                store::users::list_users(c, &members, &filter, page)
+                Ok(store::users::list_users(c, &members, &filter, page)?)
             })
             .await?;
         Ok(Json(page.wrap(rows, total)))

@@ -114,7 +114,7 @@ impl ProjectsApi {
         let project = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let project = store::projects::insert_project(tx, &new)?;
                 let event =
                     Event::new("project.create", &project.organization_id, "project", &project.id).changes(audit);
@@ -160,13 +160,13 @@ impl ProjectsApi {
         let project = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
                 store::projects::update_project(tx, &scope, &id, &changes, &now())?;
                 let event = Event::new("project.update", &project.organization_id, "project", &id).changes(audit);
                 store::audit::record(tx, &me.actor(), &event)?;
-                store::projects::find_project(tx, &scope, &id)
+                Ok(store::projects::find_project(tx, &scope, &id)?)
             })
             .await?;
         Ok(Json(project))
@@ -183,12 +183,13 @@ impl ProjectsApi {
         let me = auth.0;
         self.state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
                 store::projects::deactivate_project(tx, &scope, &id, &now())?;
                 let event = Event::new("project.delete", &project.organization_id, "project", &id);
-                store::audit::record(tx, &me.actor(), &event).map(drop)
+                store::audit::record(tx, &me.actor(), &event)?;
+                Ok(())
             })
             .await?;
         Ok(Deleted::NoContent)
@@ -250,7 +251,7 @@ impl ProjectsApi {
                         .changes(Some(serde_json::json!({ "user_id": user_id })));
                     store::audit::record(tx, &me.actor(), &event)?;
                 }
-                store::projects::find_project(tx, &scope, &id)
+                Ok(store::projects::find_project(tx, &scope, &id)?)
             })
             .await?;
         Ok(Json(project))
@@ -285,7 +286,7 @@ impl ProjectsApi {
                 let event = Event::new("project.remove_member", &project.organization_id, "project", &id)
                     .changes(Some(serde_json::json!({ "user_id": user_id })));
                 store::audit::record(tx, &me.actor(), &event)?;
-                store::projects::find_project(tx, &scope, &id)
+                Ok(store::projects::find_project(tx, &scope, &id)?)
             })
             .await?;
         Ok(Json(project))

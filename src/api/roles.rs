@@ -58,15 +58,6 @@ fn parse_permissions(names: &[Text]) -> ApiResult<PermissionSet> {
         .collect()
 }
 
-fn permission_set(role: &Role) -> PermissionSet {
-    role.permissions.iter().filter_map(|n| Permission::from_name(n)).collect()
-}
-
-/// The escalation rule's view of a role read back from the store.
-fn kind(role: &Role) -> RoleKind {
-    RoleKind::of(role.is_system, &role.name, permission_set(role))
-}
-
 pub struct RolesApi {
     pub state: AppState,
 }
@@ -157,7 +148,7 @@ impl RolesApi {
         let role = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let role = store::roles::insert_role(tx, &new)?;
                 let event = Event::new("role.create", &role.organization_id, "role", &role.id).changes(audit);
                 store::audit::record(tx, &actor, &event)?;
@@ -194,16 +185,13 @@ impl RolesApi {
         let role = self
             .state
             .db
-            .write(move |tx| {
-                let current = store::roles::find_custom_role(tx, &scope, &id)?;
-                authz::require_may_confer(&me, kind(&current))?;
-                if let Some(set) = changes.permissions {
-                    authz::require_may_confer(&me, RoleKind::Custom(set))?;
-                }
+            .write(move |tx| -> ApiResult<_> {
+                let current = store::roles::find_role(tx, &scope, &id)?;
+                authz::require_may_edit_role(&me, &current, changes.permissions)?;
                 store::roles::update_role(tx, &scope, &id, &changes, &now())?;
                 let event = Event::new("role.update", &current.organization_id, "role", &id).changes(audit);
                 store::audit::record(tx, &me.actor(), &event)?;
-                store::roles::find_role(tx, &scope, &id)
+                Ok(store::roles::find_role(tx, &scope, &id)?)
             })
             .await?;
         Ok(Json(role))
@@ -220,12 +208,14 @@ impl RolesApi {
         let actor = auth.0.actor();
         self.state
             .db
-            .write(move |tx| {
-                let role = store::roles::find_custom_role(tx, &scope, &id)?;
+            .write(move |tx| -> ApiResult<_> {
+                let role = store::roles::find_role(tx, &scope, &id)?;
+                authz::require_custom_role(&role)?;
                 store::roles::delete_role(tx, &scope, &id)?;
                 let event = Event::new("role.delete", &role.organization_id, "role", &id)
                     .changes(Some(serde_json::json!({ "name": role.name })));
-                store::audit::record(tx, &actor, &event).map(drop)
+                store::audit::record(tx, &actor, &event)?;
+                Ok(())
             })
             .await?;
         tracing::info!("role deleted");
@@ -250,18 +240,17 @@ impl RolesApi {
         let role = self
             .state
             .db
-            .write(move |tx| {
-                let current = store::roles::find_custom_role(tx, &scope, &id)?;
+            .write(move |tx| -> ApiResult<_> {
+                let current = store::roles::find_role(tx, &scope, &id)?;
                 let granted = store::roles::find_permission(tx, &perm_id)?;
-                let mut set = permission_set(&current);
-                set.extend(Permission::from_name(&granted.name));
-                authz::require_may_confer(&me, RoleKind::Custom(set))?;
+                let with_it = PermissionSet::of_role(&current).iter().chain(Permission::from_name(&granted.name));
+                authz::require_may_edit_role(&me, &current, Some(with_it.collect()))?;
                 if store::roles::grant(tx, &scope, &id, &perm_id, &now())? {
                     let event = Event::new("role.grant_permission", &current.organization_id, "role", &id)
                         .changes(Some(serde_json::json!({ "permission": granted.name })));
                     store::audit::record(tx, &me.actor(), &event)?;
                 }
-                store::roles::find_role(tx, &scope, &id)
+                Ok(store::roles::find_role(tx, &scope, &id)?)
             })
             .await?;
         Ok(Json(role))
@@ -286,8 +275,8 @@ impl RolesApi {
             .state
             .db
             .write(move |tx| {
-                let current = store::roles::find_custom_role(tx, &scope, &id)?;
-                authz::require_may_confer(&me, kind(&current))?;
+                let current = store::roles::find_role(tx, &scope, &id)?;
+                authz::require_may_edit_role(&me, &current, None)?;
                 let revoked = store::roles::find_permission(tx, &perm_id)?;
                 if !store::roles::revoke(tx, &scope, &id, &perm_id, &now())? {
                     return Err(ApiError::not_found("The role does not hold this permission"));
@@ -295,7 +284,7 @@ impl RolesApi {
                 let event = Event::new("role.revoke_permission", &current.organization_id, "role", &id)
                     .changes(Some(serde_json::json!({ "permission": revoked.name })));
                 store::audit::record(tx, &me.actor(), &event)?;
-                store::roles::find_role(tx, &scope, &id)
+                Ok(store::roles::find_role(tx, &scope, &id)?)
             })
             .await?;
         Ok(Json(role))

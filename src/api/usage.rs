@@ -115,6 +115,7 @@ impl UsageApi {
             .db
             .read(move |c| store::limits::budgets_in_force(c, &defaults, &org, uid.as_deref(), &month, &day))
             .await
+            .map_err(Into::into)
     }
 }
 

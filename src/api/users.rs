@@ -88,7 +88,7 @@ fn require_self_or(me: &CurrentUser, id: &str, p: Permission) -> ApiResult<Scope
 
 /// The escalation rule's view of the user `id` of the scope, or 404.
 fn standing(conn: &rusqlite::Connection, scope: &Scope, id: &str) -> ApiResult<Standing> {
-    store::users::standing(conn, &store::users::get_user(conn, scope, id)?.ok_or_else(user_not_found)?)
+    Ok(store::users::standing(conn, &store::users::get_user(conn, scope, id)?.ok_or_else(user_not_found)?)?)
 }
 
 fn user_not_found() -> ApiError {
@@ -164,7 +164,7 @@ impl UsersApi {
         let user = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 if !store::organizations::org_exists(tx, &organization_id)? {
                     return Err(ApiError::bad_request("organization_id does not name an existing organization"));
                 }
@@ -249,7 +249,7 @@ impl UsersApi {
         let user = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let target = standing(tx, &scope, &id)?;
                 if changes.email.is_some() || changes.is_active.is_some() || changes.password_hash.is_some() {
                     authz::require_may_manage(&me, target)?;
@@ -287,14 +287,15 @@ impl UsersApi {
         let user_id = id.clone();
         self.state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
                 authz::require_may_manage(&me, store::users::standing(tx, &target)?)?;
                 let now = now();
                 store::users::set_active(tx, &scope, &id, false, &now)?;
                 store::auth::revoke_user_sessions(tx, &id, None, "user deactivated", &now)?;
                 let event = Event::new("user.deactivate", &target.organization_id, "user", &id);
-                store::audit::record(tx, &me.actor(), &event).map(drop)
+                store::audit::record(tx, &me.actor(), &event)?;
+                Ok(())
             })
             .await?;
         tracing::info!(%user_id, "user deactivated");
@@ -313,7 +314,7 @@ impl UsersApi {
         let user = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> ApiResult<_> {
                 authz::require_may_manage(&me, standing(tx, &scope, &id)?)?;
                 store::users::set_active(tx, &scope, &id, true, &now())?;
                 let user = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;

@@ -52,7 +52,7 @@ pub async fn authenticate(state: &AppState, secret: &str) -> ApiResult<CurrentUs
         // off the request's path: a failed touch only delays last_used_at
         tokio::spawn(async move {
             if let Err(e) = db.write(move |tx| store::api_keys::touch_key(tx, &id, &now)).await {
-                tracing::warn!(error = %e.detail, "recording an API key's use failed");
+                tracing::warn!(error = %e, "recording an API key's use failed");
             }
         });
     }

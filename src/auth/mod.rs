@@ -27,7 +27,8 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser
             state
                 .db
                 .lookup(move |c| store::auth::current_user(c, &claims.sid, &claims.user_id))
-                .await?
+                .await
+                .map_err(ApiError::from)?
                 .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?
         }
     };

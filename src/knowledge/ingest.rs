@@ -20,8 +20,8 @@ use tokio::sync::{Notify, watch};
 use super::{Format, PIPELINE_VERSION, chunk, extract};
 use crate::{
     db::{self, Db, new_id, now},
-    error::ApiResult,
     llm::embeddings::Embedder,
+    store::error::StoreResult,
     store::{self, documents::Vectors},
 };
 
@@ -95,7 +95,7 @@ impl Ingestor {
             let idle = match self.run_one().await {
                 Ok(worked) => !worked,
                 Err(e) => {
-                    tracing::error!(error = %e.detail, "document ingestion");
+                    tracing::error!(error = %e, "document ingestion");
                     true
                 }
             };
@@ -110,7 +110,7 @@ impl Ingestor {
     }
 
     /// Ingests one document; `false` when the queue was empty.
-    async fn run_one(&self) -> ApiResult<bool> {
+    async fn run_one(&self) -> StoreResult<bool> {
         let token = new_id();
         let t = token.clone();
         let claimed =
@@ -119,7 +119,7 @@ impl Ingestor {
         let (id, sha256) = (doc.id.clone(), doc.sha256.clone());
         tracing::info!(document_id = %id, "ingesting document");
         let format = Format::from_content_type(&doc.content_type);
-        let work = db::blocking(move || Ok(process(format, &doc.bytes)));
+        let work = db::blocking(move || -> StoreResult<_> { Ok(process(format, &doc.bytes)) });
         tokio::pin!(work);
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
         let result = loop {

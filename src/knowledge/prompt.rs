@@ -50,7 +50,7 @@ pub async fn for_completion(
     };
     let found = search::retrieve(db, embedder, query).await;
     let passages = found.unwrap_or_else(|e| {
-        tracing::error!(error = %e.detail, "knowledge retrieval failed; answering without passages");
+        tracing::error!(error = %e, "knowledge retrieval failed; answering without passages");
         vec![]
     });
     Some(build(passages, budget))

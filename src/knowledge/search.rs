@@ -11,12 +11,12 @@ use rusqlite::Connection;
 use crate::{
     authz::Scope,
     db::Db,
-    error::ApiResult,
     llm::embeddings::Embedder,
     model::knowledge::Passage,
     store::documents::{
         SearchScope, match_count, nearest_chunks, newest_window, passages_by_rowid, rank_chunks, space_table,
     },
+    store::error::StoreResult,
 };
 
 /// The constant of reciprocal rank fusion: score = Σ 1 / (RRF_K + rank).
@@ -66,7 +66,7 @@ pub fn fts5_query(q: &str) -> Option<String> {
 /// the match: they would make BM25 rank most of the index for a weight near zero). When every
 /// word is common, all of them are ORed over the newest [`COMMON_WINDOW`] matching chunks of the
 /// scope. Either way the work is bounded by the number of words, not by the size of the index.
-pub fn rank_text(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize) -> ApiResult<Vec<(i64, f64)>> {
+pub fn rank_text(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize) -> StoreResult<Vec<(i64, f64)>> {
     let terms = fts5_terms(q);
     if terms.is_empty() {
         return Ok(vec![]);
@@ -97,7 +97,7 @@ pub fn rank_text(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usi
 }
 
 /// The best `limit` passages for `q` by full text alone, best first; `score` is −bm25.
-pub fn search(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize) -> ApiResult<Vec<Passage>> {
+pub fn search(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize) -> StoreResult<Vec<Passage>> {
     let ranked = rank_text(conn, scope, q, limit)?;
     let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
     let mut found: HashMap<i64, Passage> = passages_by_rowid(conn, scope, &ids)?.into_iter().collect();
@@ -117,7 +117,7 @@ pub struct Query {
 /// Full text, and vectors when `embedder` is configured and answers: the best `limit` passages,
 /// best first. `score` is −BM25 for full text alone, the RRF value when fused. An embedding
 /// failure leaves full-text retrieval working.
-pub async fn retrieve(db: &Db, embedder: Option<&Embedder>, q: Query) -> ApiResult<Vec<Passage>> {
+pub async fn retrieve(db: &Db, embedder: Option<&Embedder>, q: Query) -> StoreResult<Vec<Passage>> {
     let vector = match embedder {
         Some(e) => match e.embed(std::slice::from_ref(&q.text)).await {
             Ok(mut v) => v.pop().map(|v| (e.model.clone(), v)),
@@ -151,7 +151,7 @@ pub fn hybrid(
     table: &str,
     vector: &[f32],
     limit: usize,
-) -> ApiResult<Vec<Passage>> {
+) -> StoreResult<Vec<Passage>> {
     let n = (4 * limit).max(50);
     let text_hits = rank_text(conn, s, q, n)?;
     let vector_hits = nearest_chunks(conn, s, table, vector, n)?;
@@ -177,7 +177,7 @@ pub fn fuse(a: impl Iterator<Item = i64>, b: impl Iterator<Item = i64>, limit: u
 
 #[cfg(test)]
 mod tests {
-    use super::{COMMON_DF, fts5_query, fts5_terms, fuse, search};
+    use super::{COMMON_DF, StoreResult, fts5_query, fts5_terms, fuse, search};
     use crate::{
         authz::Scope,
         db::{new_id, now},
@@ -230,7 +230,7 @@ mod tests {
         let vectors: Vec<Vec<f32>> = (0..n).map(|i| vec![i as f32, 1.0, 0.5]).collect();
         let org = state
             .db
-            .write_blocking(|tx| {
+            .write_blocking(|tx| -> StoreResult<_> {
                 let org = crate::store::bootstrap::registration_org_id(tx)?.unwrap();
                 tx.execute(
                     "INSERT INTO documents (id, organization_id, title, filename, content_type, size_bytes, sha256, \
@@ -245,7 +245,7 @@ mod tests {
             .unwrap();
         state
             .db
-            .write_blocking(|tx| {
+            .write_blocking(|tx| -> StoreResult<_> {
                 let rows: Vec<(i64, i64, String, String)> = tx
                     .prepare(
                         "SELECT c.ordinal, c.page, c.text, vec_to_json(v.embedding) FROM chunks c \

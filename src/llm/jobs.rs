@@ -27,7 +27,7 @@ use crate::{
         completions::{Job, JobStatus},
         conversations::{Message, MessageRole},
     },
-    store::{self, completions::JobEnd, conversations::NewMessage},
+    store::{self, completions::JobEnd, conversations::NewMessage, error::StoreResult},
 };
 
 /// How long a finished job's events stay in memory for late re-attaches; after that the stored
@@ -369,7 +369,7 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
     let (job_id, conversation_id, owner) = (h.id.clone(), h.conversation_id.clone(), h.user_id.clone());
     let (err, finish_reason) = (error.clone(), completion.finish_reason.clone());
     let stored = db
-        .write(move |tx| {
+        .write(move |tx| -> StoreResult<_> {
             let now = now();
             let message = if store_message {
                 let new = NewMessage { role: MessageRole::Assistant, content: text, metadata: metadata.to_string() };
@@ -400,7 +400,7 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
             h.finish(event, data, outcome);
         }
         Err(e) => {
-            tracing::error!(job_id = %h.id, error = %e.detail, "storing the reply failed");
+            tracing::error!(job_id = %h.id, error = %e, "storing the reply failed");
             let job_id = h.id.clone();
             let _ = db
                 .write(move |tx| {

@@ -5,9 +5,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     authz::Scope,
     db::{json_col, search_needle},
-    error::{ApiError, ApiResult},
     model::agents::{AgentConfig, AgentType},
     pagination::Page,
+    store::error::{StoreError, StoreResult},
 };
 
 const COLS: &str = "id, organization_id, project_id, name, description, agent_type, llm_model, temperature, \
@@ -52,7 +52,7 @@ pub fn list_agent_configs(
     scope: &Scope,
     f: &AgentConfigFilter,
     page: Page,
-) -> ApiResult<(Vec<AgentConfig>, i64)> {
+) -> StoreResult<(Vec<AgentConfig>, i64)> {
     const WHERE: &str = "WHERE (?1 IS NULL OR organization_id = ?1) AND is_active = ?2 \
                          AND (?3 IS NULL OR agent_type = ?3) AND (?4 IS NULL OR project_id = ?4) \
                          AND (?5 IS NULL OR instr(lower(name), ?5) > 0 OR instr(lower(description), ?5) > 0)";
@@ -74,7 +74,7 @@ pub fn list_agent_configs(
 }
 
 /// An agent config of the scope, active or not.
-pub fn get_agent_config(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Option<AgentConfig>> {
+pub fn get_agent_config(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<Option<AgentConfig>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLS} FROM agent_configs WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)"
@@ -84,7 +84,7 @@ pub fn get_agent_config(conn: &Connection, scope: &Scope, id: &str) -> ApiResult
 }
 
 /// Whether `project_id` names an active project of `organization_id`.
-pub fn is_active_project_of(conn: &Connection, organization_id: &str, project_id: &str) -> ApiResult<bool> {
+pub fn is_active_project_of(conn: &Connection, organization_id: &str, project_id: &str) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM projects WHERE id = ?1 AND organization_id = ?2 AND is_active = 1")?
         .query_row(params![project_id, organization_id], |_| Ok(()))
@@ -92,10 +92,10 @@ pub fn is_active_project_of(conn: &Connection, organization_id: &str, project_id
         .is_some())
 }
 
-fn require_project(conn: &Connection, organization_id: &str, project_id: Option<&str>) -> ApiResult<()> {
+fn require_project(conn: &Connection, organization_id: &str, project_id: Option<&str>) -> StoreResult<()> {
     match project_id {
         Some(p) if !is_active_project_of(conn, organization_id, p)? => {
-            Err(ApiError::bad_request("project_id does not name an active project of the organization"))
+            Err(StoreError::invalid("project_id does not name an active project of the organization"))
         }
         _ => Ok(()),
     }
@@ -122,7 +122,7 @@ pub struct NewAgentConfig {
 }
 
 /// Inserts an agent config after checking its project belongs to the same organization.
-pub fn insert_agent_config(conn: &Connection, n: &NewAgentConfig) -> ApiResult<AgentConfig> {
+pub fn insert_agent_config(conn: &Connection, n: &NewAgentConfig) -> StoreResult<AgentConfig> {
     require_project(conn, &n.organization_id, n.project_id.as_deref())?;
     conn.prepare_cached(&format!(
         "INSERT INTO agent_configs ({COLS}) \
@@ -146,7 +146,7 @@ pub fn insert_agent_config(conn: &Connection, n: &NewAgentConfig) -> ApiResult<A
         n.now
     ])?;
     get_agent_config(conn, &Scope::system_all(), &n.id)?
-        .ok_or_else(|| ApiError::internal("inserted agent config vanished"))
+        .ok_or_else(|| StoreError::internal("inserted agent config vanished"))
 }
 
 /// A partial update: `None` leaves a field as it is; `Some(None)` clears a nullable one.
@@ -175,7 +175,7 @@ pub fn update_agent_config(
     id: &str,
     c: &AgentConfigChanges,
     now: &str,
-) -> ApiResult<Option<AgentConfig>> {
+) -> StoreResult<Option<AgentConfig>> {
     let Some(cur) = get_agent_config(conn, scope, id)? else {
         return Ok(None);
     };
@@ -216,7 +216,7 @@ pub fn set_agent_config_active(
     id: &str,
     active: bool,
     now: &str,
-) -> ApiResult<Option<AgentConfig>> {
+) -> StoreResult<Option<AgentConfig>> {
     let changed = conn
         .prepare_cached(
             "UPDATE agent_configs SET is_active = ?3, updated_at = ?4 \

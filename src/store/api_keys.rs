@@ -4,10 +4,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     authz::{PermissionSet, Scope},
-    error::{ApiError, ApiResult},
     model::api_keys::ApiKey,
     pagination::Page,
     store::auth::caller_from_row,
+    store::error::{StoreError, StoreResult},
 };
 
 const COLS: &str = "k.id, k.name, k.prefix, k.permissions, k.user_id, k.expires_at, k.last_used_at, k.created_at";
@@ -38,7 +38,7 @@ pub struct NewKey<'a> {
     pub now: &'a str,
 }
 
-pub fn insert_key(conn: &Connection, k: &NewKey<'_>) -> ApiResult<ApiKey> {
+pub fn insert_key(conn: &Connection, k: &NewKey<'_>) -> StoreResult<ApiKey> {
     conn.prepare_cached(
         "INSERT INTO api_keys (id, user_id, organization_id, name, prefix, secret_sha256, permissions, expires_at, \
          created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -65,7 +65,7 @@ pub enum Owners<'a> {
     Scope(&'a Scope, Option<&'a str>),
 }
 
-pub fn list_keys(conn: &Connection, owners: &Owners<'_>, page: Page) -> ApiResult<(Vec<ApiKey>, i64)> {
+pub fn list_keys(conn: &Connection, owners: &Owners<'_>, page: Page) -> StoreResult<(Vec<ApiKey>, i64)> {
     let (user, org, filter_user) = match owners {
         Owners::User(u) => (Some(*u), None, None),
         Owners::Scope(s, u) => (None, s.org(), *u),
@@ -87,7 +87,7 @@ pub fn list_keys(conn: &Connection, owners: &Owners<'_>, page: Page) -> ApiResul
 /// Deletes a key the caller may manage (their own, or, for an org admin, one of the scope);
 /// any other is not found.
 /// Deletes a key of `owners`; returns its organization and name.
-pub fn delete_key(conn: &Connection, owners: &Owners<'_>, id: &str) -> ApiResult<(String, String)> {
+pub fn delete_key(conn: &Connection, owners: &Owners<'_>, id: &str) -> StoreResult<(String, String)> {
     let (user, org) = match owners {
         Owners::User(u) => (Some(*u), None),
         Owners::Scope(s, _) => (None, s.org()),
@@ -98,7 +98,7 @@ pub fn delete_key(conn: &Connection, owners: &Owners<'_>, id: &str) -> ApiResult
     )?
     .query_row(params![id, user, org], |r| Ok((r.get(0)?, r.get(1)?)))
     .optional()?
-    .ok_or_else(|| ApiError::not_found("API key not found"))
+    .ok_or_else(|| StoreError::NotFound("API key not found"))
 }
 
 /// The key presented, with its owner as they are now: `None` when no such key exists, it
@@ -110,7 +110,7 @@ pub struct KeyOwner {
     pub owner: crate::authz::CurrentUser,
 }
 
-pub fn key_owner(conn: &Connection, secret_sha256: &str, now: &str) -> ApiResult<Option<KeyOwner>> {
+pub fn key_owner(conn: &Connection, secret_sha256: &str, now: &str) -> StoreResult<Option<KeyOwner>> {
     Ok(conn
         .prepare_cached(concat!(
             "SELECT ",
@@ -134,7 +134,7 @@ pub fn key_owner(conn: &Connection, secret_sha256: &str, now: &str) -> ApiResult
 }
 
 /// Records a use of the key (the caller throttles: at most about once a minute per key).
-pub fn touch_key(conn: &Connection, id: &str, now: &str) -> ApiResult<()> {
+pub fn touch_key(conn: &Connection, id: &str, now: &str) -> StoreResult<()> {
     conn.prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")?.execute(params![id, now])?;
     Ok(())
 }

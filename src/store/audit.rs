@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use crate::{
     db,
-    error::ApiResult,
     model::audit::{Actor, AuditEvent},
     pagination::Page,
+    store::error::StoreResult,
 };
 
 /// What happened.
@@ -35,7 +35,7 @@ impl<'a> Event<'a> {
 
 /// Appends one event, in the caller's transaction: it commits or rolls back with the write.
 /// Returns its sequence number, for [`retract`].
-pub fn record(conn: &Connection, actor: &Actor, event: &Event<'_>) -> ApiResult<i64> {
+pub fn record(conn: &Connection, actor: &Actor, event: &Event<'_>) -> StoreResult<i64> {
     let changes = event.changes.as_ref().map(Value::to_string);
     conn.prepare_cached(
         "INSERT INTO audit_events (id, at, organization_id, actor_user_id, actor_api_key_id, action, target_type, \
@@ -59,7 +59,7 @@ pub fn record(conn: &Connection, actor: &Actor, event: &Event<'_>) -> ApiResult<
 
 /// Takes back an event recorded ahead of its outcome: a login attempt is logged as failed when it
 /// is reserved, and that event is replaced when the password turns out right.
-pub fn retract(conn: &Connection, seq: i64) -> ApiResult<()> {
+pub fn retract(conn: &Connection, seq: i64) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM audit_events WHERE seq = ?1")?.execute([seq])?;
     Ok(())
 }
@@ -81,7 +81,7 @@ const WHERE: &str = "WHERE (?1 IS NULL OR organization_id = ?1) AND (?2 IS NULL 
                      AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR target_type = ?4) \
                      AND (?5 IS NULL OR target_id = ?5) AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at <= ?7)";
 
-pub fn list(conn: &Connection, f: &Filter, page: Page) -> ApiResult<(Vec<AuditEvent>, i64)> {
+pub fn list(conn: &Connection, f: &Filter, page: Page) -> StoreResult<(Vec<AuditEvent>, i64)> {
     let p = params![f.organization_id, f.actor_user_id, f.action, f.target_type, f.target_id, f.from, f.to];
     let total: i64 =
         conn.prepare_cached(&format!("SELECT COUNT(*) FROM audit_events {WHERE}"))?.query_row(p, |r| r.get(0))?;
@@ -125,7 +125,7 @@ pub fn list(conn: &Connection, f: &Filter, page: Page) -> ApiResult<(Vec<AuditEv
 
 /// Deletes at most `limit` of the oldest events recorded before `before`; returns how many went.
 /// Events are appended in time order, so the oldest by `seq` are the oldest by `at`.
-pub fn prune(conn: &Connection, before: &str, limit: u32) -> ApiResult<usize> {
+pub fn prune(conn: &Connection, before: &str, limit: u32) -> StoreResult<usize> {
     Ok(conn
         .prepare_cached(
             "DELETE FROM audit_events WHERE seq IN (SELECT seq FROM audit_events ORDER BY seq LIMIT ?2) AND at < ?1",
@@ -176,7 +176,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::Db::open(&dir.path().join("t.db"), 1, std::time::Duration::from_secs(5), None).unwrap();
         let left = db
-            .write_blocking(|tx| {
+            .write_blocking(|tx| -> StoreResult<_> {
                 let actor = Actor::default();
                 for _ in 0..5 {
                     record(tx, &actor, &Event::new("user.create", "o", "user", "u"))?;
@@ -186,7 +186,7 @@ mod tests {
                 assert_eq!(prune(tx, "2025-06-01T00:00:00.000000Z", 2)?, 2);
                 assert_eq!(prune(tx, "2025-06-01T00:00:00.000000Z", 2)?, 1);
                 assert_eq!(prune(tx, "2025-06-01T00:00:00.000000Z", 2)?, 0);
-                let (rows, total) = list(tx, &Filter::default(), Page::new(None, None)?)?;
+                let (rows, total) = list(tx, &Filter::default(), Page::new(None, None).unwrap())?;
                 Ok((rows.len(), total))
             })
             .unwrap();

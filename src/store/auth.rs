@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     authz::{CurrentUser, PermissionSet},
-    error::ApiResult,
+    store::error::StoreResult,
 };
 
 /// The user a login names, with what the login needs to decide.
@@ -35,14 +35,14 @@ fn candidate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LoginCandidate>
 }
 
 /// By username or e-mail, regardless of letter case.
-pub fn find_login_candidate(conn: &Connection, login: &str) -> ApiResult<Option<LoginCandidate>> {
+pub fn find_login_candidate(conn: &Connection, login: &str) -> StoreResult<Option<LoginCandidate>> {
     Ok(conn
         .prepare_cached(&format!("{CANDIDATE_SQL} WHERE u.username = ?1 OR u.email = ?1 LIMIT 1"))?
         .query_row([login], candidate_from_row)
         .optional()?)
 }
 
-pub fn candidate_by_id(conn: &Connection, user_id: &str) -> ApiResult<Option<LoginCandidate>> {
+pub fn candidate_by_id(conn: &Connection, user_id: &str) -> StoreResult<Option<LoginCandidate>> {
     Ok(conn
         .prepare_cached(&format!("{CANDIDATE_SQL} WHERE u.id = ?1"))?
         .query_row([user_id], candidate_from_row)
@@ -61,7 +61,7 @@ pub enum Attempt {
 /// Reserves one failed-login attempt of `account_key` before its password is checked, in the
 /// caller's write transaction: of any burst, at most the attempts left in the window get through.
 /// Failures older than `since` are dropped on the way; attempts while locked are not counted.
-pub fn reserve_attempt(conn: &Connection, account_key: &str, now: &str, since: &str, max: u32) -> ApiResult<Attempt> {
+pub fn reserve_attempt(conn: &Connection, account_key: &str, now: &str, since: &str, max: u32) -> StoreResult<Attempt> {
     let (failures, oldest) = recent_failures(conn, account_key, since, max)?;
     if failures >= max {
         return Ok(Attempt::Locked(oldest));
@@ -71,7 +71,7 @@ pub fn reserve_attempt(conn: &Connection, account_key: &str, now: &str, since: &
 }
 
 /// Takes a reserved attempt back: it was not a failure.
-pub fn forget_attempt(conn: &Connection, attempt: i64) -> ApiResult<()> {
+pub fn forget_attempt(conn: &Connection, attempt: i64) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM login_failures WHERE rowid = ?1")?.execute([attempt])?;
     Ok(())
 }
@@ -84,7 +84,7 @@ pub fn prune(
     now: &str,
     revoked_before: &str,
     limit: u32,
-) -> ApiResult<usize> {
+) -> StoreResult<usize> {
     let failures = conn
         .prepare_cached(
             "DELETE FROM login_failures WHERE rowid IN \
@@ -101,7 +101,12 @@ pub fn prune(
 }
 
 /// Failures of `account_key` since `since`: how many, and the oldest of the newest `limit`.
-fn recent_failures(conn: &Connection, account_key: &str, since: &str, limit: u32) -> ApiResult<(u32, Option<String>)> {
+fn recent_failures(
+    conn: &Connection,
+    account_key: &str,
+    since: &str,
+    limit: u32,
+) -> StoreResult<(u32, Option<String>)> {
     let mut stmt = conn.prepare_cached(
         "SELECT failed_at FROM login_failures WHERE account_key = ?1 AND failed_at > ?2 \
          ORDER BY failed_at DESC LIMIT ?3",
@@ -111,7 +116,7 @@ fn recent_failures(conn: &Connection, account_key: &str, since: &str, limit: u32
     Ok((times.len() as u32, times.last().cloned()))
 }
 
-fn record_failure(conn: &Connection, account_key: &str, now: &str, since: &str) -> ApiResult<()> {
+fn record_failure(conn: &Connection, account_key: &str, now: &str, since: &str) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM login_failures WHERE account_key = ?1 AND failed_at <= ?2")?
         .execute(params![account_key, since])?;
     conn.prepare_cached("INSERT INTO login_failures (account_key, failed_at) VALUES (?1, ?2)")?
@@ -119,7 +124,7 @@ fn record_failure(conn: &Connection, account_key: &str, now: &str, since: &str) 
     Ok(())
 }
 
-pub fn clear_failures(conn: &Connection, account_key: &str) -> ApiResult<()> {
+pub fn clear_failures(conn: &Connection, account_key: &str) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM login_failures WHERE account_key = ?1")?.execute([account_key])?;
     Ok(())
 }
@@ -131,7 +136,7 @@ pub fn create_session(
     refresh_jti: &str,
     now: &str,
     expires_at: &str,
-) -> ApiResult<()> {
+) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO sessions (id, user_id, refresh_jti, created_at, last_used_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
@@ -158,7 +163,7 @@ pub fn rotate_refresh(
     presented_jti: &str,
     new_jti: &str,
     now: &str,
-) -> ApiResult<Rotation> {
+) -> StoreResult<Rotation> {
     let row: Option<(String, Option<String>, String)> = conn
         .prepare_cached("SELECT refresh_jti, revoked_at, expires_at FROM sessions WHERE id = ?1 AND user_id = ?2")?
         .query_row(params![sid, user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -176,7 +181,7 @@ pub fn rotate_refresh(
     Ok(Rotation::Rotated)
 }
 
-pub fn revoke_session(conn: &Connection, sid: &str, reason: &str, now: &str) -> ApiResult<()> {
+pub fn revoke_session(conn: &Connection, sid: &str, reason: &str, now: &str) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
     )?
@@ -191,7 +196,7 @@ pub fn revoke_user_sessions(
     keep: Option<&str>,
     reason: &str,
     now: &str,
-) -> ApiResult<usize> {
+) -> StoreResult<usize> {
     Ok(conn
         .prepare_cached(
             "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4 \
@@ -237,7 +242,7 @@ pub fn caller_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CurrentUser> {
 
 /// The caller as the database says now: active user, live session, current role and permissions,
 /// and the rest of the user row, so that `/auth/me` needs no second statement.
-pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Option<CurrentUser>> {
+pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> StoreResult<Option<CurrentUser>> {
     let row = conn
         .prepare_cached(concat!(
             "SELECT ",
@@ -252,7 +257,7 @@ pub fn current_user(conn: &Connection, sid: &str, user_id: &str) -> ApiResult<Op
     Ok(row)
 }
 
-pub fn get_setting(conn: &Connection, key: &str) -> ApiResult<Option<String>> {
+pub fn get_setting(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT value FROM server_settings WHERE key = ?1")?
         .query_row([key], |r| r.get(0))
@@ -260,7 +265,7 @@ pub fn get_setting(conn: &Connection, key: &str) -> ApiResult<Option<String>> {
 }
 
 /// Stores `value` unless the key already has one; returns the value that is stored.
-pub fn init_setting(conn: &Connection, key: &str, value: &str, now: &str) -> ApiResult<String> {
+pub fn init_setting(conn: &Connection, key: &str, value: &str, now: &str) -> StoreResult<String> {
     conn.prepare_cached("INSERT OR IGNORE INTO server_settings (key, value, created_at) VALUES (?1, ?2, ?3)")?
         .execute(params![key, value, now])?;
     Ok(get_setting(conn, key)?.unwrap_or_default())

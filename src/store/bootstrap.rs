@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 use crate::{
     authz::Permission,
     db::{new_id, now},
-    error::ApiResult,
+    store::error::StoreResult,
     store::{
         auth::{get_setting, init_setting},
         users::{NewUser, insert_user},
@@ -18,7 +18,7 @@ const DONE_KEY: &str = "bootstrapped_at";
 const REGISTRATION_ORG_KEY: &str = "registration_organization_id";
 
 /// Inserts the permissions that are missing (by name).
-pub fn ensure_permissions(conn: &Connection) -> ApiResult<()> {
+pub fn ensure_permissions(conn: &Connection) -> StoreResult<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO permissions (id, name, resource, action, description) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -29,7 +29,7 @@ pub fn ensure_permissions(conn: &Connection) -> ApiResult<()> {
 }
 
 /// The `admin` (all 13) and `member` system roles of a new organization.
-pub fn insert_system_roles(conn: &Connection, organization_id: &str, now: &str) -> ApiResult<()> {
+pub fn insert_system_roles(conn: &Connection, organization_id: &str, now: &str) -> StoreResult<()> {
     let roles: [(&str, &str, &[Permission]); 2] = [
         ("admin", "Organization administrator: every permission", &Permission::ALL),
         ("member", "Default role of new users", &Permission::MEMBER),
@@ -53,7 +53,7 @@ pub struct Admin {
 }
 
 /// Runs the first-start work once; returns true when it ran.
-pub fn bootstrap(conn: &Connection, admin: &Admin) -> ApiResult<bool> {
+pub fn bootstrap(conn: &Connection, admin: &Admin) -> StoreResult<bool> {
     if get_setting(conn, DONE_KEY)?.is_some() {
         return Ok(false);
     }
@@ -94,19 +94,19 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> ApiResult<bool> {
 }
 
 /// Whether the first-start work has run on this database.
-pub fn is_bootstrapped(conn: &Connection) -> ApiResult<bool> {
+pub fn is_bootstrapped(conn: &Connection) -> StoreResult<bool> {
     Ok(get_setting(conn, DONE_KEY)?.is_some())
 }
 
 /// The organization that registrations join: the one the first start created, kept by id so
 /// that renaming organizations changes nothing.
-pub fn registration_org_id(conn: &Connection) -> ApiResult<Option<String>> {
+pub fn registration_org_id(conn: &Connection) -> StoreResult<Option<String>> {
     get_setting(conn, REGISTRATION_ORG_KEY)
 }
 
 /// Databases bootstrapped before the registration organization was kept by id: keep the one
 /// named `Default` now, once.
-pub fn ensure_registration_org(conn: &Connection) -> ApiResult<()> {
+pub fn ensure_registration_org(conn: &Connection) -> StoreResult<()> {
     use rusqlite::OptionalExtension;
     if get_setting(conn, REGISTRATION_ORG_KEY)?.is_some() {
         return Ok(());

@@ -4,9 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    error::{ApiResult, conflict_on_unique},
     model::completions::{Job, JobStatus},
     model::usage::{UsageGroup, UsageRow},
+    store::error::{StoreResult, conflict_on_unique},
 };
 
 const JOB_COLS: &str = "j.id, j.conversation_id, j.agent_config_id, j.provider, j.model, j.status, \
@@ -54,7 +54,7 @@ pub struct NewJob {
 }
 
 /// Records a running job; a conversation that already has one answers 409.
-pub fn insert_job(conn: &Connection, n: &NewJob, now: &str) -> ApiResult<()> {
+pub fn insert_job(conn: &Connection, n: &NewJob, now: &str) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, agent_config_id, provider, \
          model, status, user_message_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
@@ -86,7 +86,7 @@ pub struct JobEnd<'a> {
 }
 
 /// Closes a running job; a job already closed (e.g. by start-up recovery) stays as it is.
-pub fn finish_job(conn: &Connection, id: &str, e: &JobEnd<'_>, now: &str) -> ApiResult<()> {
+pub fn finish_job(conn: &Connection, id: &str, e: &JobEnd<'_>, now: &str) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE completion_jobs SET status = ?2, assistant_message_id = ?3, error = ?4, finish_reason = ?5, \
          prompt_tokens = ?6, completion_tokens = ?7, last_event_id = ?8, finished_at = ?9 \
@@ -107,7 +107,7 @@ pub fn finish_job(conn: &Connection, id: &str, e: &JobEnd<'_>, now: &str) -> Api
 }
 
 /// Job `id` of `owner`'s live conversation `conversation_id`.
-pub fn get_job(conn: &Connection, owner: &str, conversation_id: &str, id: &str) -> ApiResult<Option<Job>> {
+pub fn get_job(conn: &Connection, owner: &str, conversation_id: &str, id: &str) -> StoreResult<Option<Job>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {JOB_COLS} FROM completion_jobs j JOIN conversations c ON c.id = j.conversation_id \
@@ -118,7 +118,7 @@ pub fn get_job(conn: &Connection, owner: &str, conversation_id: &str, id: &str) 
 }
 
 /// Marks jobs that a previous process left running as failed; returns how many.
-pub fn fail_interrupted_jobs(conn: &Connection, reason: &str, now: &str) -> ApiResult<usize> {
+pub fn fail_interrupted_jobs(conn: &Connection, reason: &str, now: &str) -> StoreResult<usize> {
     Ok(conn
         .prepare_cached(
             "UPDATE completion_jobs SET status = 'failed', error = ?1, finished_at = ?2, \
@@ -136,7 +136,7 @@ pub fn usage(
     from: &str,
     to: &str,
     group: UsageGroup,
-) -> ApiResult<Vec<UsageRow>> {
+) -> StoreResult<Vec<UsageRow>> {
     let (key, label) = match group {
         UsageGroup::User => ("j.user_id", "MAX(u.username)"),
         UsageGroup::AgentConfig => ("j.agent_config_id", "MAX(a.name)"),

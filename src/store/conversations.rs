@@ -5,10 +5,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
     db::{json_col, new_id, search_needle},
-    error::{ApiError, ApiResult},
     model::conversations::{Conversation, Message, MessageRole},
     pagination::Page,
     store::agents::is_active_project_of,
+    store::error::{StoreError, StoreResult},
 };
 
 const CONVERSATION_COLS: &str = "id, user_id, organization_id, agent_config_id, project_id, title, context, \
@@ -59,7 +59,7 @@ pub fn list_conversations(
     owner: &str,
     f: &ConversationFilter,
     page: Page,
-) -> ApiResult<(Vec<Conversation>, i64)> {
+) -> StoreResult<(Vec<Conversation>, i64)> {
     const WHERE: &str = "WHERE user_id = ?1 AND is_active = 1 AND (?2 IS NULL OR is_archived = ?2) \
                          AND (?3 IS NULL OR agent_config_id = ?3) AND (?4 IS NULL OR project_id = ?4) \
                          AND (?5 IS NULL OR instr(lower(title), ?5) > 0)";
@@ -81,7 +81,7 @@ pub fn list_conversations(
 }
 
 /// `owner`'s live conversation `id`.
-pub fn get_conversation(conn: &Connection, owner: &str, id: &str) -> ApiResult<Option<Conversation>> {
+pub fn get_conversation(conn: &Connection, owner: &str, id: &str) -> StoreResult<Option<Conversation>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {CONVERSATION_COLS} FROM conversations WHERE id = ?1 AND user_id = ?2 AND is_active = 1"
@@ -109,7 +109,7 @@ impl MessageKey {
 }
 
 /// The key of the newest live message of a conversation (the caller has checked ownership).
-pub fn last_message_key(conn: &Connection, conversation_id: &str) -> ApiResult<Option<MessageKey>> {
+pub fn last_message_key(conn: &Connection, conversation_id: &str) -> StoreResult<Option<MessageKey>> {
     Ok(conn
         .prepare_cached(
             "SELECT m.created_at, m.id FROM messages m INDEXED BY messages_conversation_created \
@@ -128,7 +128,7 @@ pub fn messages_between(
     after: &MessageKey,
     until: &MessageKey,
     limit: i64,
-) -> ApiResult<Vec<Message>> {
+) -> StoreResult<Vec<Message>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {MESSAGE_COLS} FROM messages m INDEXED BY messages_conversation_created \
@@ -150,7 +150,7 @@ pub fn newest_messages(
     conversation_id: &str,
     until: &MessageKey,
     mut take: impl FnMut(Message) -> bool,
-) -> ApiResult<()> {
+) -> StoreResult<()> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLS} FROM messages m INDEXED BY messages_conversation_created \
          WHERE m.conversation_id = ?1 AND m.is_active = 1 AND (m.created_at, m.id) <= (?2, ?3) \
@@ -167,7 +167,7 @@ pub fn newest_messages(
 
 /// One page of the live messages of `owner`'s conversation `id`, oldest first, with the
 /// conversation's `message_count` as the total; `None` when there is no such conversation.
-pub fn list_messages(conn: &Connection, owner: &str, id: &str, page: Page) -> ApiResult<Option<(Vec<Message>, i64)>> {
+pub fn list_messages(conn: &Connection, owner: &str, id: &str, page: Page) -> StoreResult<Option<(Vec<Message>, i64)>> {
     let total: Option<i64> = conn
         .prepare_cached("SELECT message_count FROM conversations WHERE id = ?1 AND user_id = ?2 AND is_active = 1")?
         .query_row(params![id, owner], |r| r.get(0))
@@ -197,7 +197,7 @@ pub struct NewConversation {
 
 /// Inserts a conversation after checking its agent config (active, same organization) and
 /// project (active, same organization); either failing is a 400 naming the field.
-pub fn insert_conversation(conn: &Connection, n: &NewConversation, now: &str) -> ApiResult<Conversation> {
+pub fn insert_conversation(conn: &Connection, n: &NewConversation, now: &str) -> StoreResult<Conversation> {
     if let Some(agent_config_id) = &n.agent_config_id {
         let active: Option<bool> = conn
             .prepare_cached("SELECT is_active FROM agent_configs WHERE id = ?1 AND organization_id = ?2")?
@@ -205,16 +205,16 @@ pub fn insert_conversation(conn: &Connection, n: &NewConversation, now: &str) ->
             .optional()?;
         match active {
             None => {
-                return Err(ApiError::bad_request("agent_config_id does not name an agent config of the organization"));
+                return Err(StoreError::invalid("agent_config_id does not name an agent config of the organization"));
             }
-            Some(false) => return Err(ApiError::bad_request("agent_config_id names an inactive agent config")),
+            Some(false) => return Err(StoreError::invalid("agent_config_id names an inactive agent config")),
             Some(true) => {}
         }
     }
     if let Some(project_id) = &n.project_id
         && !is_active_project_of(conn, &n.organization_id, project_id)?
     {
-        return Err(ApiError::bad_request("project_id does not name an active project of the organization"));
+        return Err(StoreError::invalid("project_id does not name an active project of the organization"));
     }
     let id = new_id();
     conn.prepare_cached(&format!(
@@ -231,7 +231,7 @@ pub fn insert_conversation(conn: &Connection, n: &NewConversation, now: &str) ->
         n.context,
         now
     ])?;
-    get_conversation(conn, &n.user_id, &id)?.ok_or_else(|| ApiError::internal("inserted conversation vanished"))
+    get_conversation(conn, &n.user_id, &id)?.ok_or_else(|| StoreError::internal("inserted conversation vanished"))
 }
 
 /// A partial update: `None` leaves a field as it is; `title: Some(None)` clears the title.
@@ -250,7 +250,7 @@ pub fn update_conversation(
     id: &str,
     c: &ConversationChanges,
     now: &str,
-) -> ApiResult<Option<Conversation>> {
+) -> StoreResult<Option<Conversation>> {
     let changed = conn
         .prepare_cached(
             "UPDATE conversations SET title = CASE WHEN ?3 THEN ?4 ELSE title END, \
@@ -265,7 +265,7 @@ pub fn update_conversation(
 }
 
 /// Soft-deletes `owner`'s conversation `id`; false when there is no such conversation.
-pub fn delete_conversation(conn: &Connection, owner: &str, id: &str, now: &str) -> ApiResult<bool> {
+pub fn delete_conversation(conn: &Connection, owner: &str, id: &str, now: &str) -> StoreResult<bool> {
     let changed = conn
         .prepare_cached(
             "UPDATE conversations SET is_active = 0, updated_at = ?3 WHERE id = ?1 AND user_id = ?2 AND is_active = 1",
@@ -289,7 +289,7 @@ pub fn insert_message(
     conversation_id: &str,
     n: &NewMessage,
     now: &str,
-) -> ApiResult<Option<Message>> {
+) -> StoreResult<Option<Message>> {
     let counted = conn
         .prepare_cached(
             "UPDATE conversations SET message_count = message_count + 1, updated_at = ?3 \
@@ -310,13 +310,13 @@ pub fn insert_message(
         conversation_id: conversation_id.to_string(),
         role: n.role,
         content: n.content.clone(),
-        metadata: serde_json::from_str(&n.metadata).map_err(ApiError::internal)?,
+        metadata: serde_json::from_str(&n.metadata).map_err(StoreError::internal)?,
         created_at: now.to_string(),
     }))
 }
 
 /// A live message of `owner`'s live conversation.
-pub fn get_message(conn: &Connection, owner: &str, conversation_id: &str, id: &str) -> ApiResult<Option<Message>> {
+pub fn get_message(conn: &Connection, owner: &str, conversation_id: &str, id: &str) -> StoreResult<Option<Message>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {MESSAGE_COLS} FROM messages m JOIN conversations c ON c.id = m.conversation_id \
@@ -328,7 +328,7 @@ pub fn get_message(conn: &Connection, owner: &str, conversation_id: &str, id: &s
 
 /// Soft-deletes a message of `owner`'s conversation and uncounts it there (one transaction);
 /// false when there is no such live message.
-pub fn delete_message(conn: &Connection, owner: &str, conversation_id: &str, id: &str, now: &str) -> ApiResult<bool> {
+pub fn delete_message(conn: &Connection, owner: &str, conversation_id: &str, id: &str, now: &str) -> StoreResult<bool> {
     let deleted = conn
         .prepare_cached(
             "UPDATE messages SET is_active = 0 WHERE id = ?1 AND conversation_id = ?2 AND is_active = 1 \

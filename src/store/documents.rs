@@ -6,13 +6,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, typ
 use crate::{
     authz::Scope,
     db::{json_col, new_id, search_needle},
-    error::{ApiError, ApiResult},
     knowledge::chunk::ChunkDraft,
     model::{
         documents::{Chunk, Document},
         knowledge::Passage,
     },
     pagination::Page,
+    store::error::{StoreError, StoreResult},
 };
 
 const COLS: &str = "d.id, d.organization_id, d.project_id, d.title, d.filename, d.content_type, d.size_bytes, \
@@ -40,8 +40,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Document> {
     })
 }
 
-pub fn not_found() -> ApiError {
-    ApiError::not_found("Document not found")
+pub fn not_found() -> StoreError {
+    StoreError::NotFound("Document not found")
 }
 
 pub struct DocumentFilter {
@@ -56,7 +56,7 @@ pub fn list_documents(
     scope: &Scope,
     f: &DocumentFilter,
     page: Page,
-) -> ApiResult<(Vec<Document>, i64)> {
+) -> StoreResult<(Vec<Document>, i64)> {
     const WHERE: &str = "WHERE (?1 IS NULL OR d.organization_id = ?1) AND (?2 IS NULL OR d.project_id = ?2) \
                          AND (?3 IS NULL OR d.status = ?3) \
                          AND (?4 IS NULL OR instr(lower(d.title), ?4) > 0 OR instr(lower(d.filename), ?4) > 0)";
@@ -74,7 +74,7 @@ pub fn list_documents(
 }
 
 /// A document of the scope, or 404.
-pub fn find_document(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Document> {
+pub fn find_document(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<Document> {
     conn.prepare_cached(&format!(
         "SELECT {COLS} FROM documents d WHERE d.id = ?1 AND (?2 IS NULL OR d.organization_id = ?2)"
     ))?
@@ -89,7 +89,7 @@ pub fn find_same_bytes(
     organization_id: &str,
     project_id: Option<&str>,
     sha256: &str,
-) -> ApiResult<Option<String>> {
+) -> StoreResult<Option<String>> {
     Ok(conn
         .prepare_cached(
             "SELECT id FROM documents WHERE organization_id = ?1 AND ifnull(project_id, '') = ifnull(?2, '') \
@@ -100,7 +100,7 @@ pub fn find_same_bytes(
 }
 
 /// Whether `project_id` names a project (active or not) of `organization_id`.
-pub fn project_in_org(conn: &Connection, organization_id: &str, project_id: &str) -> ApiResult<bool> {
+pub fn project_in_org(conn: &Connection, organization_id: &str, project_id: &str) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM projects WHERE id = ?1 AND organization_id = ?2")?
         .query_row(params![project_id, organization_id], |_| Ok(()))
@@ -109,7 +109,7 @@ pub fn project_in_org(conn: &Connection, organization_id: &str, project_id: &str
 }
 
 /// Whether `document_id` names a document of `organization_id`.
-pub fn document_in_org(conn: &Connection, organization_id: &str, document_id: &str) -> ApiResult<bool> {
+pub fn document_in_org(conn: &Connection, organization_id: &str, document_id: &str) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM documents WHERE id = ?1 AND organization_id = ?2")?
         .query_row(params![document_id, organization_id], |_| Ok(()))
@@ -133,7 +133,7 @@ pub struct NewDocument {
 
 /// Stores a `pending` document and its bytes; the same bytes in the same organization and
 /// project answer 409 naming the existing document.
-pub fn insert_document(conn: &Connection, d: &NewDocument, bytes: &[u8]) -> ApiResult<Document> {
+pub fn insert_document(conn: &Connection, d: &NewDocument, bytes: &[u8]) -> StoreResult<Document> {
     if let Some(existing) = find_same_bytes(conn, &d.organization_id, d.project_id.as_deref(), &d.sha256)? {
         return Err(duplicate(&existing));
     }
@@ -160,14 +160,14 @@ pub fn insert_document(conn: &Connection, d: &NewDocument, bytes: &[u8]) -> ApiR
     find_document(conn, &Scope::system_all(), &d.id)
 }
 
-pub fn duplicate(existing: &str) -> ApiError {
-    ApiError::conflict(format!(
+pub fn duplicate(existing: &str) -> StoreError {
+    StoreError::conflict(format!(
         "A document with the same content already exists in this organization and project: {existing}"
     ))
 }
 
 /// The original bytes of a document of the scope: (filename, content type, bytes).
-pub fn document_file(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<(String, String, Vec<u8>)> {
+pub fn document_file(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<(String, String, Vec<u8>)> {
     conn.prepare_cached(
         "SELECT d.filename, d.content_type, f.bytes FROM documents d JOIN document_files f ON f.document_id = d.id \
          WHERE d.id = ?1 AND (?2 IS NULL OR d.organization_id = ?2)",
@@ -178,7 +178,7 @@ pub fn document_file(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<(S
 }
 
 /// One page of a document's chunks, in document order.
-pub fn list_chunks(conn: &Connection, document_id: &str, page: Page) -> ApiResult<(Vec<Chunk>, i64)> {
+pub fn list_chunks(conn: &Connection, document_id: &str, page: Page) -> StoreResult<(Vec<Chunk>, i64)> {
     let total: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM chunks WHERE document_id = ?1")?
         .query_row(params![document_id], |r| r.get(0))?;
@@ -203,7 +203,7 @@ pub fn list_chunks(conn: &Connection, document_id: &str, page: Page) -> ApiResul
 
 /// Puts a document of the scope back in the queue; its current chunks stay searchable until
 /// the new ones replace them.
-pub fn request_reindex(conn: &Connection, scope: &Scope, id: &str, now: &str) -> ApiResult<Document> {
+pub fn request_reindex(conn: &Connection, scope: &Scope, id: &str, now: &str) -> StoreResult<Document> {
     let n = conn
         .prepare_cached(
             "UPDATE documents SET status = 'pending', error = NULL, attempts = 0, lease_token = NULL, \
@@ -218,7 +218,7 @@ pub fn request_reindex(conn: &Connection, scope: &Scope, id: &str, now: &str) ->
 
 /// Deletes a document of the scope with its file and chunks (the FTS rows follow by trigger);
 /// returns it as it was.
-pub fn delete_document(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Document> {
+pub fn delete_document(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<Document> {
     let doc = find_document(conn, scope, id)?;
     delete_vectors(conn, id)?;
     conn.prepare_cached("DELETE FROM chunks WHERE document_id = ?1")?.execute(params![id])?;
@@ -234,17 +234,17 @@ pub fn check_knowledge_scope(
     conn: &Connection,
     organization_id: &str,
     kb: &crate::knowledge::KnowledgeScope,
-) -> ApiResult<()> {
+) -> StoreResult<()> {
     for p in &kb.project_ids {
         if !project_in_org(conn, organization_id, p)? {
-            return Err(ApiError::bad_request(format!(
+            return Err(StoreError::invalid(format!(
                 "knowledge_base.project_ids: {p} does not name a project of this organization"
             )));
         }
     }
     for d in &kb.document_ids {
         if !document_in_org(conn, organization_id, d)? {
-            return Err(ApiError::bad_request(format!(
+            return Err(StoreError::invalid(format!(
                 "knowledge_base.document_ids: {d} does not name a document of this organization"
             )));
         }
@@ -265,7 +265,7 @@ pub struct Claimed {
 
 /// At start-up (one process serves the SQLite file): work that a stopped process held goes
 /// back to the queue. Returns how many documents.
-pub fn requeue_interrupted(conn: &Connection, now: &str) -> ApiResult<usize> {
+pub fn requeue_interrupted(conn: &Connection, now: &str) -> StoreResult<usize> {
     Ok(conn
         .prepare_cached(
             "UPDATE documents SET status = 'pending', lease_token = NULL, lease_until = NULL, updated_at = ?1 \
@@ -282,7 +282,7 @@ pub fn claim(
     lease_until: &str,
     now: &str,
     max_attempts: i64,
-) -> ApiResult<Option<Claimed>> {
+) -> StoreResult<Option<Claimed>> {
     conn.prepare_cached(
         "UPDATE documents SET status = 'failed', error = ?3, lease_token = NULL, lease_until = NULL, updated_at = ?1 \
          WHERE attempts >= ?2 AND (status = 'pending' OR (status = 'processing' AND lease_until < ?1))",
@@ -309,7 +309,7 @@ pub fn claim(
 }
 
 /// Extends a lease that `token` still holds.
-pub fn renew_lease(conn: &Connection, id: &str, token: &str, lease_until: &str) -> ApiResult<bool> {
+pub fn renew_lease(conn: &Connection, id: &str, token: &str, lease_until: &str) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached("UPDATE documents SET lease_until = ?3 WHERE id = ?1 AND lease_token = ?2")?
         .execute(params![id, token, lease_until])?
@@ -332,7 +332,7 @@ pub fn commit_chunks(
     page_count: Option<i64>,
     indexed_key: &str,
     now: &str,
-) -> ApiResult<bool> {
+) -> StoreResult<bool> {
     let owner: Option<(String, Option<String>)> = conn
         .prepare_cached(
             "UPDATE documents SET status = 'ready', error = ?7, chunk_count = ?3, page_count = ?4, indexed_key = ?5, \
@@ -398,7 +398,7 @@ fn vector_blob(v: &[f32]) -> Vec<u8> {
 }
 
 /// The vec0 table of the vector space (model, dims), if it exists.
-pub fn space_table(conn: &Connection, model: &str, dims: usize) -> ApiResult<Option<String>> {
+pub fn space_table(conn: &Connection, model: &str, dims: usize) -> StoreResult<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT table_name FROM embedding_spaces WHERE model = ?1 AND dims = ?2")?
         .query_row(params![model, dims as i64], |r| r.get(0))
@@ -407,7 +407,7 @@ pub fn space_table(conn: &Connection, model: &str, dims: usize) -> ApiResult<Opt
 
 /// The vec0 table of (model, dims), created on first use: a vec0 table's dimension is fixed, so
 /// each model (and dimension) gets its own, and changing the model never mixes vectors.
-fn ensure_space(conn: &Connection, model: &str, dims: usize, now: &str) -> ApiResult<String> {
+fn ensure_space(conn: &Connection, model: &str, dims: usize, now: &str) -> StoreResult<String> {
     if let Some(table) = space_table(conn, model, dims)? {
         return Ok(table);
     }
@@ -426,7 +426,7 @@ fn ensure_space(conn: &Connection, model: &str, dims: usize, now: &str) -> ApiRe
 
 /// Removes the vectors of a document's current chunks from every vector space (vec0 rows have
 /// no foreign key; deleting by primary key avoids a scan of the metadata column).
-fn delete_vectors(conn: &Connection, document_id: &str) -> ApiResult<()> {
+fn delete_vectors(conn: &Connection, document_id: &str) -> StoreResult<()> {
     let tables: Vec<String> = conn
         .prepare_cached("SELECT table_name FROM embedding_spaces")?
         .query_map([], |r| r.get(0))?
@@ -448,7 +448,7 @@ fn delete_vectors(conn: &Connection, document_id: &str) -> ApiResult<()> {
 }
 
 /// Marks the document failed with `error` (fenced like [`commit_chunks`]); its chunks go.
-pub fn commit_failure(conn: &Connection, id: &str, token: &str, error: &str, now: &str) -> ApiResult<bool> {
+pub fn commit_failure(conn: &Connection, id: &str, token: &str, error: &str, now: &str) -> StoreResult<bool> {
     let n = conn
         .prepare_cached(
             "UPDATE documents SET status = 'failed', error = ?3, chunk_count = 0, lease_token = NULL, \
@@ -475,7 +475,7 @@ pub struct SearchScope<'a> {
 
 /// How many chunks (of every organization) the FTS5 query `fts` matches, counted no further
 /// than `cap`: reading a doclist up to `cap` rowids is cheap, ranking all of it is not.
-pub fn match_count(conn: &Connection, fts: &str, cap: usize) -> ApiResult<usize> {
+pub fn match_count(conn: &Connection, fts: &str, cap: usize) -> StoreResult<usize> {
     let n: i64 = conn
         .prepare_cached("SELECT count(*) FROM (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)")?
         .query_row(params![fts, cap as i64], |r| r.get(0))?;
@@ -484,7 +484,7 @@ pub fn match_count(conn: &Connection, fts: &str, cap: usize) -> ApiResult<usize>
 
 /// The chunk rowid at or above which the `window` newest chunks of the scope matching `fts`
 /// lie, or `None` when fewer match. Bounds the ranking of a query made only of common words.
-pub fn newest_window(conn: &Connection, s: &SearchScope<'_>, fts: &str, window: usize) -> ApiResult<Option<i64>> {
+pub fn newest_window(conn: &Connection, s: &SearchScope<'_>, fts: &str, window: usize) -> StoreResult<Option<i64>> {
     let mut sql = String::from(
         "SELECT chunks_fts.rowid FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?1",
     );
@@ -506,7 +506,7 @@ pub fn rank_chunks(
     fts: &str,
     from: Option<i64>,
     limit: usize,
-) -> ApiResult<Vec<(i64, f64)>> {
+) -> StoreResult<Vec<(i64, f64)>> {
     let mut sql = String::from(
         "SELECT chunks_fts.rowid, bm25(chunks_fts, 2.0, 1.0) AS s FROM chunks_fts JOIN chunks c \
          ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?1",
@@ -533,7 +533,7 @@ pub fn search_chunks(
     s: &SearchScope<'_>,
     fts: &str,
     limit: usize,
-) -> ApiResult<Vec<(i64, Passage)>> {
+) -> StoreResult<Vec<(i64, Passage)>> {
     let ranked = rank_chunks(conn, s, fts, None, limit)?;
     let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
     let mut found: std::collections::HashMap<i64, Passage> = passages_by_rowid(conn, s, &ids)?.into_iter().collect();
@@ -589,7 +589,7 @@ pub fn nearest_chunks(
     table: &str,
     query: &[f32],
     k: usize,
-) -> ApiResult<Vec<i64>> {
+) -> StoreResult<Vec<i64>> {
     let mut sql = format!("SELECT chunk_id FROM {table} WHERE embedding MATCH ?1 AND k = ?2");
     let mut args: Vec<SqlValue> = vec![SqlValue::Blob(vector_blob(query)), SqlValue::Integer(k.min(4096) as i64)];
     scope_filters(&mut sql, &mut args, s, "organization_id", "project_id", "document_id");
@@ -599,7 +599,7 @@ pub fn nearest_chunks(
 }
 
 /// Passages by chunk rowid, checked against the scope's organization a second time.
-pub fn passages_by_rowid(conn: &Connection, s: &SearchScope<'_>, ids: &[i64]) -> ApiResult<Vec<(i64, Passage)>> {
+pub fn passages_by_rowid(conn: &Connection, s: &SearchScope<'_>, ids: &[i64]) -> StoreResult<Vec<(i64, Passage)>> {
     let mut out = vec![];
     let mut stmt = conn.prepare_cached(
         "SELECT c.public_id, c.document_id, d.title, c.page, c.heading, c.text, c.id FROM chunks c \

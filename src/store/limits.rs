@@ -7,12 +7,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
     config::LimitsConfig,
-    error::ApiResult,
     limits::{Budget, Budgets, ORG_MONTHLY, Period, USER_DAILY},
+    store::error::StoreResult,
 };
 
 /// The budgets of `organization_id`: `[limits]`, overridden by its `settings.limits`.
-pub fn org_budgets(conn: &Connection, defaults: &LimitsConfig, organization_id: &str) -> ApiResult<Budgets> {
+pub fn org_budgets(conn: &Connection, defaults: &LimitsConfig, organization_id: &str) -> StoreResult<Budgets> {
     let own: Option<(Option<i64>, Option<i64>)> = conn
         .prepare_cached(
             "SELECT json_extract(settings, '$.limits.org_monthly_tokens'), \
@@ -26,7 +26,7 @@ pub fn org_budgets(conn: &Connection, defaults: &LimitsConfig, organization_id: 
 }
 
 /// Tokens of the organization's completion jobs created in `period`.
-pub fn org_spent(conn: &Connection, organization_id: &str, period: &Period) -> ApiResult<i64> {
+pub fn org_spent(conn: &Connection, organization_id: &str, period: &Period) -> StoreResult<i64> {
     Ok(conn
         .prepare_cached(
             "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM completion_jobs \
@@ -36,7 +36,7 @@ pub fn org_spent(conn: &Connection, organization_id: &str, period: &Period) -> A
 }
 
 /// Tokens of `user_id`'s completion jobs in the organization created in `period`.
-pub fn user_spent(conn: &Connection, organization_id: &str, user_id: &str, period: &Period) -> ApiResult<i64> {
+pub fn user_spent(conn: &Connection, organization_id: &str, user_id: &str, period: &Period) -> StoreResult<i64> {
     Ok(conn
         .prepare_cached(
             "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM completion_jobs \
@@ -54,7 +54,7 @@ pub fn budgets_in_force(
     user_id: Option<&str>,
     month: &Period,
     day: &Period,
-) -> ApiResult<Vec<Budget>> {
+) -> StoreResult<Vec<Budget>> {
     let b = org_budgets(conn, defaults, organization_id)?;
     let mut out = vec![];
     if let Some(uid) = user_id
@@ -69,7 +69,7 @@ pub fn budgets_in_force(
 }
 
 /// Replies `user_id` has being generated now (in any process on this database).
-pub fn running_jobs(conn: &Connection, user_id: &str) -> ApiResult<i64> {
+pub fn running_jobs(conn: &Connection, user_id: &str) -> StoreResult<i64> {
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM completion_jobs WHERE user_id = ?1 AND status = 'running'")?
         .query_row([user_id], |r| r.get(0))?)
@@ -84,7 +84,7 @@ pub fn admit_job(
     organization_id: &str,
     user_id: &str,
     now: time::OffsetDateTime,
-) -> ApiResult<()> {
+) -> StoreResult<()> {
     let max = defaults.max_jobs_per_user;
     if max > 0 && running_jobs(conn, user_id)? >= i64::from(max) {
         return Err(crate::limits::too_many_jobs(max));

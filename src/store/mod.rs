@@ -1,7 +1,9 @@
 //! SQL, one file per area. Every function that reads or writes tenant data takes the caller's
 //! [`Scope`](crate::authz::Scope) (conversations: their owner) and puts it in the WHERE clause of
 //! every statement, updates and deletes included: a row of another organization is simply not
-//! found. Store imports `model`, `db` and authz's types; never `api`, `llm` or `auth`.
+//! found. Store imports `model`, `db` and authz's types; never `api`, `llm` or `auth`. It answers
+//! [`StoreError`](error::StoreError)s, which say what happened in the domain's words; `api` maps
+//! them to HTTP statuses.
 
 pub mod agents;
 pub mod api_keys;
@@ -11,6 +13,7 @@ pub mod bootstrap;
 pub mod completions;
 pub mod conversations;
 pub mod documents;
+pub mod error;
 pub mod limits;
 pub mod organizations;
 pub mod projects;

@@ -6,9 +6,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     authz::Scope,
     db::{json_col, search_needle},
-    error::{ApiError, ApiResult, conflict_on_unique},
     model::organizations::Organization,
     pagination::Page,
+    store::error::{StoreError, StoreResult, conflict_on_unique},
 };
 
 const ORG_COLS: &str = "o.id, o.name, o.domain, o.description, o.settings, o.is_active, o.created_at, o.updated_at";
@@ -28,7 +28,7 @@ fn org_from_row(r: &Row<'_>) -> rusqlite::Result<Organization> {
 }
 
 /// An organization the scope may see, active or not.
-pub fn get_org(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Option<Organization>> {
+pub fn get_org(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<Option<Organization>> {
     let sql = format!("SELECT {ORG_COLS} FROM organizations o WHERE o.id = ?1 AND (?2 IS NULL OR o.id = ?2)");
     Ok(conn.prepare_cached(&sql)?.query_row(params![id, scope.org()], org_from_row).optional()?)
 }
@@ -49,7 +49,7 @@ pub fn list_orgs(
     scope: &Scope,
     filter: &OrgFilter,
     page: Page,
-) -> ApiResult<(Vec<Organization>, i64)> {
+) -> StoreResult<(Vec<Organization>, i64)> {
     let pattern = filter.search.as_deref().map(search_needle);
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) FROM organizations o WHERE {ORG_LIST_WHERE}"))?
@@ -76,7 +76,7 @@ pub struct NewOrg {
 }
 
 /// Inserts an organization (without its roles); a taken name, in any letter case, is a 409.
-pub fn insert_org(conn: &Connection, o: &NewOrg) -> ApiResult<()> {
+pub fn insert_org(conn: &Connection, o: &NewOrg) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO organizations (id, name, domain, description, settings, is_active, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
@@ -103,7 +103,7 @@ pub fn update_org(
     id: &str,
     c: &OrgChanges,
     now: &str,
-) -> ApiResult<Option<Organization>> {
+) -> StoreResult<Option<Organization>> {
     let split = |v: &Option<Option<String>>| match v {
         Some(v) => (true, v.clone()),
         None => (false, None),
@@ -138,14 +138,14 @@ pub fn update_org(
 }
 
 /// Whether an organization with this id exists (active or not).
-pub fn org_exists(conn: &Connection, id: &str) -> ApiResult<bool> {
+pub fn org_exists(conn: &Connection, id: &str) -> StoreResult<bool> {
     Ok(get_org(conn, &Scope::system_all(), id)?.is_some())
 }
 
 /// The id of the system `member` role of an organization; every organization has one.
-pub fn member_role_id(conn: &Connection, organization_id: &str) -> ApiResult<String> {
+pub fn member_role_id(conn: &Connection, organization_id: &str) -> StoreResult<String> {
     conn.prepare_cached("SELECT id FROM roles WHERE organization_id = ?1 AND name = 'member' AND is_system = 1")?
         .query_row([organization_id], |r| r.get(0))
         .optional()?
-        .ok_or_else(|| ApiError::internal(format_args!("organization {organization_id} has no member role")))
+        .ok_or_else(|| StoreError::internal(format_args!("organization {organization_id} has no member role")))
 }

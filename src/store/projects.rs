@@ -5,9 +5,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     authz::Scope,
     db::{json_col, search_needle},
-    error::{ApiError, ApiResult},
     model::{projects::Project, users::User},
     pagination::Page,
+    store::error::{StoreError, StoreResult},
     store::users::{USER_COLS, user_from_row},
 };
 
@@ -42,7 +42,7 @@ pub fn list_projects(
     scope: &Scope,
     f: &ProjectFilter,
     page: Page,
-) -> ApiResult<(Vec<Project>, i64)> {
+) -> StoreResult<(Vec<Project>, i64)> {
     let pattern = f.search.as_deref().map(search_needle);
     let filter = "FROM projects p WHERE (?1 IS NULL OR p.organization_id = ?1) AND p.is_active = ?2 \
                   AND (?3 IS NULL OR instr(lower(p.name), ?3) > 0 OR instr(lower(p.description), ?3) > 0)";
@@ -59,19 +59,19 @@ pub fn list_projects(
 }
 
 /// A project of the scope, active or not.
-pub fn get_project(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Option<Project>> {
+pub fn get_project(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<Option<Project>> {
     let sql =
         format!("SELECT {PROJECT_COLS} FROM projects p WHERE p.id = ?1 AND (?2 IS NULL OR p.organization_id = ?2)");
     Ok(conn.prepare_cached(&sql)?.query_row(params![id, scope.org()], project_from_row).optional()?)
 }
 
 /// A project of the scope, or 404.
-pub fn find_project(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Project> {
+pub fn find_project(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<Project> {
     get_project(conn, scope, id)?.ok_or_else(not_found)
 }
 
-pub fn not_found() -> ApiError {
-    ApiError::not_found("Project not found")
+pub fn not_found() -> StoreError {
+    StoreError::NotFound("Project not found")
 }
 
 pub struct NewProject {
@@ -86,7 +86,7 @@ pub struct NewProject {
 }
 
 /// Inserts a project and makes its creator a member.
-pub fn insert_project(conn: &Connection, p: &NewProject) -> ApiResult<Project> {
+pub fn insert_project(conn: &Connection, p: &NewProject) -> StoreResult<Project> {
     conn.prepare_cached(
         "INSERT INTO projects (id, organization_id, name, description, settings, created_by, is_active, \
          created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
@@ -95,7 +95,7 @@ pub fn insert_project(conn: &Connection, p: &NewProject) -> ApiResult<Project> {
     // the project is of its own organization: the creator joins it there
     let own = Scope::system(&p.organization_id);
     add_member(conn, &own, &p.id, &p.created_by, &p.now)?;
-    get_project(conn, &own, &p.id)?.ok_or_else(|| ApiError::internal("inserted project vanished"))
+    get_project(conn, &own, &p.id)?.ok_or_else(|| StoreError::internal("inserted project vanished"))
 }
 
 /// The fields a PUT may change; `None` leaves a field as it is.
@@ -110,7 +110,7 @@ pub struct ProjectChanges {
 }
 
 /// Applies `c` to the project `id` and stamps `updated_at`.
-pub fn update_project(conn: &Connection, scope: &Scope, id: &str, c: &ProjectChanges, now: &str) -> ApiResult<()> {
+pub fn update_project(conn: &Connection, scope: &Scope, id: &str, c: &ProjectChanges, now: &str) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE projects SET name = COALESCE(?2, name), description = CASE WHEN ?7 THEN ?3 ELSE description END, \
          settings = COALESCE(?4, settings), is_active = COALESCE(?5, is_active), updated_at = ?6 \
@@ -130,7 +130,7 @@ pub fn update_project(conn: &Connection, scope: &Scope, id: &str, c: &ProjectCha
 }
 
 /// Soft delete: `is_active = false`.
-pub fn deactivate_project(conn: &Connection, scope: &Scope, id: &str, now: &str) -> ApiResult<()> {
+pub fn deactivate_project(conn: &Connection, scope: &Scope, id: &str, now: &str) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE projects SET is_active = 0, updated_at = ?2 WHERE id = ?1 AND (?3 IS NULL OR organization_id = ?3)",
     )?
@@ -145,7 +145,12 @@ pub struct MemberFilter {
 }
 
 /// One page of a project's members and the total of matches.
-pub fn list_members(conn: &Connection, project_id: &str, f: &MemberFilter, page: Page) -> ApiResult<(Vec<User>, i64)> {
+pub fn list_members(
+    conn: &Connection,
+    project_id: &str,
+    f: &MemberFilter,
+    page: Page,
+) -> StoreResult<(Vec<User>, i64)> {
     let pattern = f.search.as_deref().map(search_needle);
     let filter = "FROM user_projects up JOIN users u ON u.id = up.user_id \
                   WHERE up.project_id = ?1 AND u.is_active = ?2 \
@@ -164,7 +169,7 @@ pub fn list_members(conn: &Connection, project_id: &str, f: &MemberFilter, page:
 }
 
 /// Whether `user_id` names a user (active or not) of `organization_id`.
-pub fn user_in_org(conn: &Connection, user_id: &str, organization_id: &str) -> ApiResult<bool> {
+pub fn user_in_org(conn: &Connection, user_id: &str, organization_id: &str) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM users WHERE id = ?1 AND organization_id = ?2")?
         .query_row(params![user_id, organization_id], |_| Ok(()))
@@ -173,7 +178,7 @@ pub fn user_in_org(conn: &Connection, user_id: &str, organization_id: &str) -> A
 }
 
 /// Makes `user_id` a member; returns false when they already were.
-pub fn add_member(conn: &Connection, scope: &Scope, project_id: &str, user_id: &str, now: &str) -> ApiResult<bool> {
+pub fn add_member(conn: &Connection, scope: &Scope, project_id: &str, user_id: &str, now: &str) -> StoreResult<bool> {
     let n = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO user_projects (project_id, user_id, created_at) \
@@ -184,7 +189,7 @@ pub fn add_member(conn: &Connection, scope: &Scope, project_id: &str, user_id: &
 }
 
 /// Removes a membership; returns false when there was none.
-pub fn remove_member(conn: &Connection, scope: &Scope, project_id: &str, user_id: &str) -> ApiResult<bool> {
+pub fn remove_member(conn: &Connection, scope: &Scope, project_id: &str, user_id: &str) -> StoreResult<bool> {
     let n = conn
         .prepare_cached(
             "DELETE FROM user_projects WHERE project_id = ?1 AND user_id = ?2 \

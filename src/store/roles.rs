@@ -5,9 +5,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     authz::{PermissionSet, RoleKind, Scope},
     db::search_needle,
-    error::{ApiError, ApiResult, conflict_on_unique, is_foreign_key_violation},
     model::roles::{PermissionInfo, Role},
     pagination::Page,
+    store::error::{StoreError, StoreResult, conflict_on_unique, is_foreign_key_violation},
 };
 
 const ROLE_COLS: &str = "r.id, r.organization_id, r.name, r.description, r.is_system, \
@@ -36,7 +36,7 @@ fn role_from_row(r: &Row<'_>) -> rusqlite::Result<Role> {
 }
 
 /// One page of the scope's roles and the total of matches.
-pub fn list_roles(conn: &Connection, scope: &Scope, search: Option<&str>, page: Page) -> ApiResult<(Vec<Role>, i64)> {
+pub fn list_roles(conn: &Connection, scope: &Scope, search: Option<&str>, page: Page) -> StoreResult<(Vec<Role>, i64)> {
     let pattern = search.map(search_needle);
     let filter = "FROM roles r WHERE (?1 IS NULL OR r.organization_id = ?1) \
                   AND (?2 IS NULL OR instr(lower(r.name), ?2) > 0 OR instr(lower(r.description), ?2) > 0)";
@@ -53,17 +53,17 @@ pub fn list_roles(conn: &Connection, scope: &Scope, search: Option<&str>, page: 
 }
 
 /// A role of the scope, or 404.
-pub fn find_role(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Role> {
+pub fn find_role(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<Role> {
     let sql = format!("SELECT {ROLE_COLS} FROM roles r WHERE r.id = ?1 AND (?2 IS NULL OR r.organization_id = ?2)");
     conn.prepare_cached(&sql)?
         .query_row(params![id, scope.org()], role_from_row)
         .optional()?
-        .ok_or_else(|| ApiError::not_found("Role not found"))
+        .ok_or_else(|| StoreError::NotFound("Role not found"))
 }
 
 /// The escalation rule's view of the role `role_id` of `organization_id`; `None` when it is
 /// not a role of that organization.
-pub fn role_kind(conn: &Connection, organization_id: &str, role_id: &str) -> ApiResult<Option<RoleKind>> {
+pub fn role_kind(conn: &Connection, organization_id: &str, role_id: &str) -> StoreResult<Option<RoleKind>> {
     Ok(conn
         .prepare_cached(
             "SELECT r.is_system, r.name, (SELECT group_concat(p.name) FROM role_permissions rp \
@@ -77,15 +77,6 @@ pub fn role_kind(conn: &Connection, organization_id: &str, role_id: &str) -> Api
         .optional()?)
 }
 
-/// A role of the scope that may be changed: 404 when not found, 403 for a system role.
-pub fn find_custom_role(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Role> {
-    let role = find_role(conn, scope, id)?;
-    if role.is_system {
-        return Err(ApiError::forbidden("System roles cannot be changed or deleted"));
-    }
-    Ok(role)
-}
-
 pub struct NewRole {
     pub id: String,
     pub organization_id: String,
@@ -96,7 +87,7 @@ pub struct NewRole {
 }
 
 /// Inserts a custom role with its permissions; a name taken in the organization (any case) is a 409.
-pub fn insert_role(conn: &Connection, r: &NewRole) -> ApiResult<Role> {
+pub fn insert_role(conn: &Connection, r: &NewRole) -> StoreResult<Role> {
     conn.prepare_cached(
         "INSERT INTO roles (id, organization_id, name, description, is_system, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
@@ -117,7 +108,7 @@ pub struct RoleChanges {
 }
 
 /// Applies `c` to the scope's custom role `id` and stamps `updated_at`.
-pub fn update_role(conn: &Connection, scope: &Scope, id: &str, c: &RoleChanges, now: &str) -> ApiResult<()> {
+pub fn update_role(conn: &Connection, scope: &Scope, id: &str, c: &RoleChanges, now: &str) -> StoreResult<()> {
     let n = conn
         .prepare_cached(
             "UPDATE roles SET name = COALESCE(?2, name), description = CASE WHEN ?5 THEN ?3 ELSE description END, \
@@ -126,7 +117,7 @@ pub fn update_role(conn: &Connection, scope: &Scope, id: &str, c: &RoleChanges, 
         .execute(params![id, c.name, c.description.clone().flatten(), now, c.description.is_some(), scope.org()])
         .map_err(conflict_on_unique(ROLE_NAME_TAKEN))?;
     if n == 0 {
-        return Err(ApiError::not_found("Role not found"));
+        return Err(StoreError::NotFound("Role not found"));
     }
     if let Some(set) = c.permissions {
         replace_permissions(conn, id, set)?;
@@ -135,7 +126,7 @@ pub fn update_role(conn: &Connection, scope: &Scope, id: &str, c: &RoleChanges, 
 }
 
 /// Makes `set` the whole permission set of the role (a new one, or one being replaced).
-pub fn replace_permissions(conn: &Connection, role_id: &str, set: PermissionSet) -> ApiResult<()> {
+pub fn replace_permissions(conn: &Connection, role_id: &str, set: PermissionSet) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM role_permissions WHERE role_id = ?1")?.execute([role_id])?;
     let mut grant = conn.prepare_cached(
         "INSERT INTO role_permissions (role_id, permission_id) SELECT ?1, id FROM permissions WHERE name = ?2",
@@ -147,7 +138,7 @@ pub fn replace_permissions(conn: &Connection, role_id: &str, set: PermissionSet)
 }
 
 /// Deletes a role; one that users hold (active or not) is a 409.
-pub fn delete_role(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<()> {
+pub fn delete_role(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<()> {
     let holders: i64 =
         conn.prepare_cached("SELECT COUNT(*) FROM users WHERE role_id = ?1")?.query_row([id], |r| r.get(0))?;
     if holders > 0 {
@@ -161,18 +152,18 @@ pub fn delete_role(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<()> 
             if is_foreign_key_violation(&e) { held_by_users(1) } else { e.into() }
         })?;
     if n == 0 {
-        return Err(ApiError::not_found("Role not found"));
+        return Err(StoreError::NotFound("Role not found"));
     }
     Ok(())
 }
 
-fn held_by_users(n: i64) -> ApiError {
+fn held_by_users(n: i64) -> StoreError {
     let who = if n == 1 { "1 user".to_string() } else { format!("{n} users") };
-    ApiError::conflict(format!("The role is held by {who}; give them another role before deleting it"))
+    StoreError::conflict(format!("The role is held by {who}; give them another role before deleting it"))
 }
 
 /// Grants a permission; returns false when the role already held it.
-pub fn grant(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &str, now: &str) -> ApiResult<bool> {
+pub fn grant(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &str, now: &str) -> StoreResult<bool> {
     let n = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO role_permissions (role_id, permission_id) \
@@ -186,7 +177,7 @@ pub fn grant(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &st
 }
 
 /// Revokes a permission; returns false when the role did not hold it.
-pub fn revoke(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &str, now: &str) -> ApiResult<bool> {
+pub fn revoke(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &str, now: &str) -> StoreResult<bool> {
     let n = conn
         .prepare_cached(
             "DELETE FROM role_permissions WHERE role_id = ?1 AND permission_id = ?2 AND role_id IN \
@@ -199,7 +190,7 @@ pub fn revoke(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &s
     Ok(n > 0)
 }
 
-fn touch(conn: &Connection, scope: &Scope, role_id: &str, now: &str) -> ApiResult<()> {
+fn touch(conn: &Connection, scope: &Scope, role_id: &str, now: &str) -> StoreResult<()> {
     conn.prepare_cached("UPDATE roles SET updated_at = ?2 WHERE id = ?1 AND (?3 IS NULL OR organization_id = ?3)")?
         .execute(params![role_id, now, scope.org()])?;
     Ok(())
@@ -218,7 +209,11 @@ fn permission_from_row(r: &Row<'_>) -> rusqlite::Result<PermissionInfo> {
 }
 
 /// One page of the permissions in their canonical (insertion) order, and the total of matches.
-pub fn list_permissions(conn: &Connection, search: Option<&str>, page: Page) -> ApiResult<(Vec<PermissionInfo>, i64)> {
+pub fn list_permissions(
+    conn: &Connection,
+    search: Option<&str>,
+    page: Page,
+) -> StoreResult<(Vec<PermissionInfo>, i64)> {
     let pattern = search.map(search_needle);
     let filter = "FROM permissions WHERE ?1 IS NULL OR instr(lower(name), ?1) > 0 OR instr(lower(description), ?1) > 0";
     let total: i64 =
@@ -231,9 +226,9 @@ pub fn list_permissions(conn: &Connection, search: Option<&str>, page: Page) -> 
 }
 
 /// A permission by id, or 404.
-pub fn find_permission(conn: &Connection, id: &str) -> ApiResult<PermissionInfo> {
+pub fn find_permission(conn: &Connection, id: &str) -> StoreResult<PermissionInfo> {
     conn.prepare_cached(&format!("SELECT {PERMISSION_COLS} FROM permissions WHERE id = ?1"))?
         .query_row([id], permission_from_row)
         .optional()?
-        .ok_or_else(|| ApiError::not_found("Permission not found"))
+        .ok_or_else(|| StoreError::NotFound("Permission not found"))
 }

@@ -5,9 +5,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{
     authz::{Scope, Standing},
     db::search_needle,
-    error::{ApiError, ApiResult, is_unique_violation},
     model::users::User,
     pagination::Page,
+    store::error::{StoreError, StoreResult, is_unique_violation},
 };
 
 macro_rules! user_cols {
@@ -35,7 +35,7 @@ pub fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
 }
 
 /// A user of the scope, active or not.
-pub fn get_user(conn: &Connection, scope: &Scope, id: &str) -> ApiResult<Option<User>> {
+pub fn get_user(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<Option<User>> {
     const SQL: &str =
         concat!("SELECT ", user_cols!(), " FROM users u WHERE u.id = ?1 AND (?2 IS NULL OR u.organization_id = ?2)");
     Ok(conn.prepare_cached(SQL)?.query_row(params![id, scope.org()], user_from_row).optional()?)
@@ -54,7 +54,7 @@ pub struct NewUser {
 }
 
 /// Inserts a user; a taken username or email is a 409 found by the unique indexes themselves.
-pub fn insert_user(conn: &Connection, u: &NewUser) -> ApiResult<User> {
+pub fn insert_user(conn: &Connection, u: &NewUser) -> StoreResult<User> {
     conn.prepare_cached(
         "INSERT INTO users (id, organization_id, role_id, username, email, full_name, password_hash, \
          is_active, is_superuser, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?9)",
@@ -71,16 +71,16 @@ pub fn insert_user(conn: &Connection, u: &NewUser) -> ApiResult<User> {
         u.now
     ])
     .map_err(user_conflict)?;
-    get_user(conn, &Scope::system_all(), &u.id)?.ok_or_else(|| ApiError::internal("inserted user vanished"))
+    get_user(conn, &Scope::system_all(), &u.id)?.ok_or_else(|| StoreError::internal("inserted user vanished"))
 }
 
 /// Maps a unique violation on users to a 409 that says which field is taken.
-pub fn user_conflict(e: rusqlite::Error) -> ApiError {
+pub fn user_conflict(e: rusqlite::Error) -> StoreError {
     if is_unique_violation(&e) {
         if e.to_string().contains("users.email") {
-            ApiError::conflict("Email already registered")
+            StoreError::conflict("Email already registered")
         } else {
-            ApiError::conflict("Username already taken")
+            StoreError::conflict("Username already taken")
         }
     } else {
         e.into()
@@ -88,14 +88,14 @@ pub fn user_conflict(e: rusqlite::Error) -> ApiError {
 }
 
 /// The id of a role of `organization_id` by name (system roles: `admin`, `member`).
-pub fn role_id_by_name(conn: &Connection, organization_id: &str, name: &str) -> ApiResult<Option<String>> {
+pub fn role_id_by_name(conn: &Connection, organization_id: &str, name: &str) -> StoreResult<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT id FROM roles WHERE organization_id = ?1 AND name = ?2")?
         .query_row(params![organization_id, name], |r| r.get(0))
         .optional()?)
 }
 
-pub fn set_password_hash(conn: &Connection, id: &str, hash: &str, now: &str) -> ApiResult<()> {
+pub fn set_password_hash(conn: &Connection, id: &str, hash: &str, now: &str) -> StoreResult<()> {
     conn.prepare_cached("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id, hash, now])?;
     Ok(())
@@ -159,7 +159,7 @@ fn trigram_query(term: &str) -> Option<String> {
 }
 
 /// One page of the users of the scope that match `filter`, newest first, and the total count.
-pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: Page) -> ApiResult<(Vec<User>, i64)> {
+pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: Page) -> StoreResult<(Vec<User>, i64)> {
     let pattern = filter.search.as_deref().map(search_needle);
     let fts = filter.search.as_deref().and_then(trigram_query);
     let (count_sql, page_sql) = match fts {
@@ -192,7 +192,7 @@ pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: P
 }
 
 /// What the escalation rule needs to know of `user`: superuser or not, and the kind of its role.
-pub fn standing(conn: &Connection, user: &User) -> ApiResult<Standing> {
+pub fn standing(conn: &Connection, user: &User) -> StoreResult<Standing> {
     let role = match &user.role_id {
         Some(r) => crate::store::roles::role_kind(conn, &user.organization_id, r)?,
         None => None,
@@ -219,7 +219,7 @@ pub fn update_user(
     id: &str,
     changes: &UserChanges,
     now: &str,
-) -> ApiResult<Option<User>> {
+) -> StoreResult<Option<User>> {
     let (set_full_name, full_name) = match &changes.full_name {
         Some(v) => (true, v.clone()),
         None => (false, None),
@@ -251,7 +251,7 @@ pub fn update_user(
 }
 
 /// Activates or deactivates a user of the scope; a user already in that state is left as is.
-pub fn set_active(conn: &Connection, scope: &Scope, id: &str, active: bool, now: &str) -> ApiResult<()> {
+pub fn set_active(conn: &Connection, scope: &Scope, id: &str, active: bool, now: &str) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE users SET is_active = ?3, updated_at = ?4 \
          WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2) AND is_active <> ?3",
@@ -261,7 +261,7 @@ pub fn set_active(conn: &Connection, scope: &Scope, id: &str, active: bool, now:
 }
 
 /// Gives a user of the scope another role (already checked to be of the user's organization).
-pub fn set_role(conn: &Connection, scope: &Scope, id: &str, role_id: &str, now: &str) -> ApiResult<()> {
+pub fn set_role(conn: &Connection, scope: &Scope, id: &str, role_id: &str, now: &str) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE users SET role_id = ?3, updated_at = ?4 WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)",
     )?
@@ -271,7 +271,7 @@ pub fn set_role(conn: &Connection, scope: &Scope, id: &str, role_id: &str, now: 
 
 /// Moves a user into `organization_id` with `role_id`, and takes them out of every project of
 /// any other organization.
-pub fn move_to_org(conn: &Connection, id: &str, organization_id: &str, role_id: &str, now: &str) -> ApiResult<()> {
+pub fn move_to_org(conn: &Connection, id: &str, organization_id: &str, role_id: &str, now: &str) -> StoreResult<()> {
     conn.prepare_cached("UPDATE users SET organization_id = ?2, role_id = ?3, updated_at = ?4 WHERE id = ?1")?
         .execute(params![id, organization_id, role_id, now])?;
     conn.prepare_cached(
@@ -300,7 +300,7 @@ mod tests {
             ("nul", "nul@example.com", Some("ab\0cd")),
         ];
         let scope = db
-            .write_blocking(|tx| {
+            .write_blocking(|tx| -> StoreResult<_> {
                 tx.execute(
                     "INSERT INTO organizations (id, name, created_at, updated_at) VALUES ('o', 'O', 't', 't')",
                     [],
@@ -361,7 +361,7 @@ mod tests {
             "\0",
             "a\0x",
         ];
-        db.write_blocking(|c| {
+        db.write_blocking(|c| -> StoreResult<_> {
             for term in terms {
                 let pattern = search_needle(term);
                 let by_scan: Vec<String> = c

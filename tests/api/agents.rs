@@ -1,4 +1,5 @@
 //! /agent-configs
+use copilot::store::error::StoreResult;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -8,7 +9,7 @@ pub async fn insert_project(app: &TestApp, org_id: &str, name: &str, active: boo
     let (org_id, name) = (org_id.to_string(), name.to_string());
     app.state
         .db
-        .write(move |tx| {
+        .write(move |tx| -> StoreResult<_> {
             let id = copilot::db::new_id();
             let now = copilot::db::now();
             tx.execute(
@@ -31,7 +32,7 @@ async fn create_config(app: &TestApp, token: &str, body: Value) -> Value {
 async fn count_all(app: &TestApp) -> i64 {
     app.state
         .db
-        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM agent_configs", [], |r| r.get::<_, i64>(0))?))
+        .read(|c| StoreResult::Ok(c.query_row("SELECT COUNT(*) FROM agent_configs", [], |r| r.get::<_, i64>(0))?))
         .await
         .unwrap()
 }

@@ -1,5 +1,6 @@
 //! /auth: register, login, lockout, refresh rotation, me, change-password, logout, token rules.
 
+use copilot::store::error::StoreResult;
 use jwt_simple::prelude::{Clock, Duration, HS256Key, JWTClaims, MACLike};
 use serde_json::{Value, json};
 
@@ -15,9 +16,9 @@ async fn set_active(app: &TestApp, user_id: &str, active: bool) {
     let id = user_id.to_string();
     app.state
         .db
-        .write(
-            move |tx| Ok(tx.execute("UPDATE users SET is_active = ?2 WHERE id = ?1", rusqlite::params![id, active])?),
-        )
+        .write(move |tx| {
+            StoreResult::Ok(tx.execute("UPDATE users SET is_active = ?2 WHERE id = ?1", rusqlite::params![id, active])?)
+        })
         .await
         .unwrap();
 }

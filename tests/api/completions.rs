@@ -2,6 +2,7 @@
 //! each test starts on loopback.
 pub(crate) mod mock;
 
+use copilot::store::error::StoreResult;
 use std::time::Duration;
 
 use copilot::config::{Config, LlmProviderConfig};
@@ -87,7 +88,7 @@ async fn job_row(app: &TestApp, job_id: &str) -> (String, Option<String>, Option
     let id = job_id.to_string();
     app.state
         .db
-        .read(move |c| {
+        .read(move |c| -> StoreResult<_> {
             Ok(c.query_row(
                 "SELECT status, error, assistant_message_id, prompt_tokens, completion_tokens \
                  FROM completion_jobs WHERE id = ?1",
@@ -575,7 +576,7 @@ async fn stopping_the_server_stores_partial_replies_and_a_restart_fails_leftover
     let (g, c2, user_msg) = (ghost.clone(), conv.clone(), stored[0]["id"].as_str().unwrap().to_string());
     app.state
         .db
-        .write(move |tx| {
+        .write(move |tx| -> StoreResult<_> {
             tx.execute(
                 "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, provider, model, status, \
                  user_message_id, created_at) SELECT ?1, id, user_id, organization_id, 'mock', ?3, 'running', ?4, \

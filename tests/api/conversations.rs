@@ -1,4 +1,5 @@
 //! /conversations and their messages
+use copilot::store::error::StoreResult;
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
@@ -34,7 +35,7 @@ async fn agent_config(app: &TestApp, admin: &str, name: &str) -> String {
 async fn conversation_rows(app: &TestApp) -> i64 {
     app.state
         .db
-        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM conversations", [], |r| r.get::<_, i64>(0))?))
+        .read(|c| StoreResult::Ok(c.query_row("SELECT COUNT(*) FROM conversations", [], |r| r.get::<_, i64>(0))?))
         .await
         .unwrap()
 }
@@ -430,7 +431,7 @@ async fn a_long_conversation_is_served_whole_and_as_the_pages_list_it() {
     let (owner, cid) = (user["id"].as_str().unwrap().to_string(), id.clone());
     app.state
         .db
-        .write(move |tx| {
+        .write(move |tx| -> StoreResult<_> {
             for i in 0..45 {
                 let now = format!("2026-01-01T00:00:{:02}.000000Z", i / 3);
                 let content = format!("{i}\"\\\n\u{1}é{}", "x".repeat(100_000 - 5 - i.to_string().len()));

@@ -2,6 +2,7 @@
 //! (413, 415, 400, 409), tenancy, deletion, reindexing and the queue surviving a restart.
 //! Fixtures are made here: a PDF written with lopdf, a DOCX written with zip.
 
+use copilot::store::error::StoreResult;
 use std::{io::Write, time::Duration};
 
 use serde_json::{Value, json};
@@ -156,7 +157,7 @@ pub async fn chunks(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
 }
 
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
-    app.state.db.read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+    app.state.db.read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,7 +477,7 @@ async fn a_worker_that_lost_its_lease_writes_nothing() {
     let (committed, rows) = app
         .state
         .db
-        .write(move |tx| {
+        .write(move |tx| -> StoreResult<_> {
             // a stale worker: its token is not the document's lease
             tx.execute("UPDATE documents SET status = 'processing', lease_token = 'other' WHERE id = ?1", [&i])?;
             let draft = copilot::knowledge::chunk::ChunkDraft {
@@ -517,7 +518,7 @@ async fn ingestion_interrupted_by_a_stop_resumes_at_the_next_start() {
         let (state, _) = copilot::AppState::open(config.clone()).unwrap();
         state
             .db
-            .write_blocking(|tx| {
+            .write_blocking(|tx| -> StoreResult<_> {
                 let org = copilot::store::bootstrap::registration_org_id(tx)?.unwrap();
                 let admin: String = tx.query_row("SELECT id FROM users WHERE is_superuser = 1", [], |r| r.get(0))?;
                 for (title, text, status) in [

@@ -1,12 +1,13 @@
 //! The holes an adversarial review found (lockout races, unbounded anonymous input, tenancy of
 //! a moved or deactivated organization, ...): each test reproduces one and shows it closed.
 
+use copilot::store::error::StoreResult;
 use serde_json::json;
 
 use crate::helpers::*;
 
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
-    app.state.db.read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+    app.state.db.read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
 }
 
 #[tokio::test]
@@ -51,7 +52,7 @@ async fn expired_failures_and_dead_sessions_are_pruned_in_bounded_batches() {
     app.post("/auth/login", None, json!({"username": "pruned", "password": "wrong-one"})).await; // a fresh failure
     app.state
         .db
-        .write(|tx| {
+        .write(|tx| -> StoreResult<_> {
             for i in 0..25 {
                 tx.execute(
                     "INSERT INTO login_failures (account_key, failed_at) VALUES (?1, '2020-01-01T00:00:00.000000Z')",

@@ -1,6 +1,7 @@
 //! Spawns a real server per test on a fresh temporary database, and speaks HTTP to it.
 #![allow(dead_code)]
 
+use copilot::store::error::StoreResult;
 use std::collections::HashMap;
 
 use copilot::{AppState, config::Config};
@@ -164,7 +165,7 @@ impl TestApp {
     pub async fn default_org_id(&self) -> String {
         self.state
             .db
-            .read(|c| Ok(copilot::store::bootstrap::registration_org_id(c)?.expect("Default org")))
+            .read(|c| StoreResult::Ok(copilot::store::bootstrap::registration_org_id(c)?.expect("Default org")))
             .await
             .unwrap()
     }
@@ -174,7 +175,7 @@ impl TestApp {
         let name = name.to_string();
         self.state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> StoreResult<_> {
                 let org = copilot::store::organizations::NewOrg {
                     id: copilot::db::new_id(),
                     name,
@@ -201,7 +202,7 @@ impl TestApp {
             permissions: permissions.iter().map(|p| copilot::authz::Permission::from_name(p).expect(p)).collect(),
             now: copilot::db::now(),
         };
-        self.state.db.write(move |tx| Ok(copilot::store::roles::insert_role(tx, &role)?.id)).await.unwrap()
+        self.state.db.write(move |tx| StoreResult::Ok(copilot::store::roles::insert_role(tx, &role)?.id)).await.unwrap()
     }
 
     /// A user of `org_id` holding the role named `role` (`admin`, `member` or a custom one),
@@ -212,7 +213,7 @@ impl TestApp {
         let id = self
             .state
             .db
-            .write(move |tx| {
+            .write(move |tx| -> StoreResult<_> {
                 let role_id = copilot::store::users::role_id_by_name(tx, &org_id, &role)?.expect("role exists");
                 let user = copilot::store::users::insert_user(
                     tx,

@@ -2,6 +2,7 @@
 //! organization and scope applied in the query, and completions that put exactly the cited
 //! passages in the prompt, against the scripted provider of the completions tests.
 use copilot::config::LlmProviderConfig;
+use copilot::store::error::StoreResult;
 use serde_json::{Value, json};
 
 use crate::{
@@ -421,7 +422,7 @@ async fn spawn_with_embeddings(url: &str) -> TestApp {
 }
 
 async fn count_rows(app: &TestApp, sql: &'static str) -> i64 {
-    app.state.db.read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+    app.state.db.read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
 }
 
 #[tokio::test]
@@ -519,7 +520,7 @@ async fn changing_the_embedding_model_starts_a_new_space_that_a_reindex_fills() 
     let spaces: Vec<(String, i64)> = app
         .state
         .db
-        .read(|c| {
+        .read(|c| -> StoreResult<_> {
             Ok(c.prepare("SELECT model, dims FROM embedding_spaces ORDER BY id")?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?)

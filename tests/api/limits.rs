@@ -1,6 +1,7 @@
 //! `[limits]` (SPEC §8): token budgets (defaults and an organization's `settings.limits`), the
 //! job limit, and the request rate limits per user, per API key and per client address.
 
+use copilot::store::error::StoreResult;
 use std::time::Duration;
 
 use copilot::config::{Config, LlmProviderConfig};
@@ -46,7 +47,11 @@ fn budget<'a>(usage: &'a Value, name: &str) -> &'a Value {
 async fn running_jobs(app: &TestApp) -> i64 {
     app.state
         .db
-        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM completion_jobs WHERE status = 'running'", [], |r| r.get(0))?))
+        .read(|c| {
+            StoreResult::Ok(
+                c.query_row("SELECT COUNT(*) FROM completion_jobs WHERE status = 'running'", [], |r| r.get(0))?,
+            )
+        })
         .await
         .unwrap()
 }
@@ -384,7 +389,7 @@ async fn the_budget_sums_read_only_an_index() {
     let plans: Vec<String> = app
         .state
         .db
-        .read(|c| {
+        .read(|c| -> StoreResult<_> {
             let mut plans = vec![];
             for sql in [
                 "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM completion_jobs \

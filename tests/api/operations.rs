@@ -1,5 +1,6 @@
 //! Operations (SPEC §9): health probes and Prometheus metrics.
 
+use copilot::store::error::StoreResult;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::helpers::*;
@@ -24,7 +25,7 @@ async fn readiness_fails_while_a_migration_of_this_build_is_missing() {
     // fault injection: the database forgets its newest migration
     app.state
         .db
-        .write(|tx| {
+        .write(|tx| -> StoreResult<_> {
             tx.execute("DELETE FROM refinery_schema_history WHERE version = (SELECT MAX(version) FROM refinery_schema_history)", [])?;
             Ok(())
         })

@@ -1,5 +1,6 @@
 //! /organizations: tenants, their members, and moving users between them.
 
+use copilot::store::error::StoreResult;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -13,7 +14,7 @@ async fn roles_of(app: &TestApp, org_id: &str) -> Vec<(String, bool, i64)> {
     let org_id = org_id.to_string();
     app.state
         .db
-        .read(move |c| {
+        .read(move |c| -> StoreResult<_> {
             let mut stmt = c.prepare(
                 "SELECT r.name, r.is_system, (SELECT COUNT(*) FROM role_permissions rp WHERE rp.role_id = r.id) \
                  FROM roles r WHERE r.organization_id = ?1 ORDER BY r.name",
@@ -269,7 +270,7 @@ async fn superusers_move_users_between_organizations() {
     let (m, o, d) = (mover.clone(), other.clone(), org.clone());
     app.state
         .db
-        .write(move |tx| {
+        .write(move |tx| -> StoreResult<_> {
             let now = copilot::db::now();
             for (pid, org_id) in [("p-old", &d), ("p-new", &o)] {
                 tx.execute(
@@ -296,14 +297,18 @@ async fn superusers_move_users_between_organizations() {
     assert_eq!(r.body["organization_id"], other.as_str());
     let member_role = {
         let o = other.clone();
-        app.state.db.read(move |c| Ok(copilot::store::users::role_id_by_name(c, &o, "member")?.unwrap())).await.unwrap()
+        app.state
+            .db
+            .read(move |c| StoreResult::Ok(copilot::store::users::role_id_by_name(c, &o, "member")?.unwrap()))
+            .await
+            .unwrap()
     };
     assert_eq!(r.body["role_id"], member_role.as_str());
     let m = mover.clone();
     let projects: Vec<String> = app
         .state
         .db
-        .read(move |c| {
+        .read(move |c| -> StoreResult<_> {
             let mut s = c.prepare("SELECT project_id FROM user_projects WHERE user_id = ?1")?;
             Ok(s.query_map([m], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?)
         })

@@ -1,5 +1,6 @@
 //! /projects: CRUD, tenancy, creator-or-admin rules, soft delete, lists, members.
 
+use copilot::store::error::{StoreError, StoreResult};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -405,7 +406,7 @@ async fn member_lists_page_search_and_filter() {
     let gone = ids[1].clone();
     app.state
         .db
-        .write(move |tx| Ok(tx.execute("UPDATE users SET is_active = 0 WHERE id = ?1", [gone])?))
+        .write(move |tx| StoreResult::Ok(tx.execute("UPDATE users SET is_active = 0 WHERE id = ?1", [gone])?))
         .await
         .unwrap();
     assert_eq!(app.get(&path, Some(&alice_token)).await.body["total"], 6);
@@ -431,14 +432,15 @@ async fn scoped_writes_do_not_reach_another_organization() {
     let (p, r) = (project.clone(), role.clone());
     app.state
         .db
-        .write(move |tx| {
+        .write(move |tx| -> StoreResult<_> {
             let other = Scope::system(&org_b);
             let changes = store::projects::ProjectChanges { name: Some("Hijacked".into()), ..Default::default() };
             store::projects::update_project(tx, &other, &p, &changes, "2030-01-01T00:00:00.000000Z")?;
             store::projects::deactivate_project(tx, &other, &p, "2030-01-01T00:00:00.000000Z")?;
             assert!(!store::projects::remove_member(tx, &other, &p, &admin_a)?);
             assert!(!store::roles::grant(tx, &other, &r, &perm, "t")?);
-            assert_eq!(store::roles::delete_role(tx, &other, &r).unwrap_err().status, 404);
+            let refused = store::roles::delete_role(tx, &other, &r);
+            assert!(matches!(refused, Err(StoreError::NotFound(_))), "{refused:?}");
             Ok(())
         })
         .await

@@ -1,5 +1,6 @@
 //! Server-wide behaviour: status, error bodies, headers, trailing slashes, body limits, docs.
 
+use copilot::store::error::StoreResult;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -192,7 +193,7 @@ async fn bootstrap_runs_once() {
     let counts = |state: &copilot::AppState| {
         let db = state.db.clone();
         async move {
-            db.read(|c| {
+            db.read(|c| -> StoreResult<_> {
                 let n = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0));
                 Ok((n("permissions")?, n("organizations")?, n("roles")?, n("users")?, n("role_permissions")?))
             })
