@@ -11,32 +11,23 @@ use poem_openapi::{
     param::{Header, Path, Query},
     payload::{EventStream, Json},
 };
-use serde_json::json;
 
 pub use crate::model::completions::Job;
 use crate::{
     AppState,
     api::{
         ApiTags,
-        conversations::{CONTENT_MAX, Message, MessageRole},
+        conversations::{CONTENT_MAX, Message},
     },
     auth::BearerAuth,
-    authz::{self, Permission, Scope},
-    db::{new_id, now},
+    authz::{self, Permission},
     error::{ApiError, ApiResult},
     llm::{
         FailureKind,
-        client::ChatRequest,
-        context::PromptBuilder,
-        jobs::{self, JobHandle, JobSpec, Outcome, StreamEvent},
+        jobs::{self, NewReply, Outcome, StartError, Starter, StreamEvent},
     },
-    model::{audit::Actor, completions::JobStatus},
-    store::{
-        self,
-        audit::Event,
-        completions::NewJob,
-        conversations::{MessageKey, NewMessage},
-    },
+    model::completions::JobStatus,
+    store::{self, audit::Event},
     validate::{self, Text},
 };
 
@@ -100,14 +91,14 @@ impl CompletionsApi {
         let content = validate::text("content", &b.content, CONTENT_MAX)?;
         // storing the user message and starting the job must not stop halfway when the client
         // goes away: the job row would block the conversation until the next restart
-        let started = tokio::spawn(start_job(
-            self.state.clone(),
-            auth.0.id.clone(),
-            auth.0.home_scope(),
+        let reply = NewReply {
+            owner: auth.0.id.clone(),
+            home: auth.0.home_scope(),
             conversation_id,
             content,
-            auth.0.actor(),
-        ));
+            actor: auth.0.actor(),
+        };
+        let started = tokio::spawn(jobs::start(self.starter(), reply));
         let handle = started.await.map_err(ApiError::internal)??;
         let job_id = handle.id.clone();
 
@@ -149,23 +140,9 @@ impl CompletionsApi {
         {
             return Ok(JobEvents::Stream(self.event_stream(h.stream(after).boxed())));
         }
-        let (job, user_message, assistant_message) = self
-            .state
-            .db
-            .read(move |c| -> ApiResult<_> {
-                let Some(job) = store::completions::get_job(c, &owner, &conversation_id, &job_id)? else {
-                    return Ok(None);
-                };
-                let user = store::conversations::get_message(c, &owner, &conversation_id, &job.user_message_id)?;
-                let assistant = match &job.assistant_message_id {
-                    Some(mid) => store::conversations::get_message(c, &owner, &conversation_id, mid)?,
-                    None => None,
-                };
-                Ok(Some((job, user, assistant)))
-            })
+        let events = jobs::stored_events(&self.state.db, owner, conversation_id, job_id, after)
             .await?
             .ok_or_else(job_not_found)?;
-        let events = jobs::replay_stored(&job, user_message, assistant_message, after);
         Ok(JobEvents::Stream(self.event_stream(futures_util::stream::iter(events).boxed())))
     }
 
@@ -187,6 +164,17 @@ impl CompletionsApi {
 }
 
 impl CompletionsApi {
+    fn starter(&self) -> Starter {
+        let s = &self.state;
+        Starter {
+            jobs: s.jobs.clone(),
+            db: s.db.clone(),
+            providers: s.llm.clone(),
+            limits: s.config.limits.clone(),
+            embedder: s.ingest.embedder.clone(),
+        }
+    }
+
     fn event_stream(&self, events: Events) -> EventStream<Events> {
         EventStream::new(events)
             .keep_alive(Duration::from_secs(self.state.config.llm.keep_alive_seconds))
@@ -196,20 +184,9 @@ impl CompletionsApi {
     async fn cancel_job(&self, auth: BearerAuth, id: Path<String>, job_id: Path<String>) -> ApiResult<Json<Job>> {
         authz::require(&auth.0, Permission::ConversationsWrite)?;
         let (conversation_id, job_id) = ids(&id, &job_id)?;
-        let owner = auth.0.id.clone();
-        let read_job = {
-            let (owner, conversation_id, job_id) = (owner.clone(), conversation_id.clone(), job_id.clone());
-            move || {
-                let (owner, conversation_id, job_id) = (owner.clone(), conversation_id.clone(), job_id.clone());
-                move |c: &rusqlite::Connection| store::completions::get_job(c, &owner, &conversation_id, &job_id)
-            }
-        };
-        let job = self.state.db.read(read_job()).await?.ok_or_else(job_not_found)?;
-        let was_running = job.status == JobStatus::Running;
-        if was_running {
-            self.state.jobs.cancel(&job_id).await;
-        }
-        let job = self.state.db.read(read_job()).await?.ok_or_else(job_not_found)?;
+        let (jobs, db) = (&self.state.jobs, &self.state.db);
+        let (job, was_running) =
+            jobs::cancel(jobs, db, auth.0.id.clone(), conversation_id, job_id).await?.ok_or_else(job_not_found)?;
         match job.status {
             JobStatus::Cancelled if was_running => {
                 // the job's runner stored the cancellation; this records who asked for it
@@ -231,161 +208,21 @@ impl CompletionsApi {
     }
 }
 
-/// Stores the user message and the job, then starts the job; the caller has checked the caller.
-/// `home` is the caller's current organization: the agent config must be of it, and the job's
-/// usage is billed to it.
-async fn start_job(
-    state: AppState,
-    owner: String,
-    home: Scope,
-    conversation_id: String,
-    content: String,
-    actor: Actor,
-) -> ApiResult<std::sync::Arc<JobHandle>> {
-    if state.jobs.is_closing() {
-        return Err(ApiError::unavailable("The server is shutting down; try again shortly"));
-    }
-    let org_id = home.org().unwrap_or_default().to_string();
-    let providers = state.llm.clone();
-    let job_id = new_id();
-    let jid = job_id.clone();
-    let user_id = owner.clone();
-    let limits = state.config.limits.clone();
-    let prepared = state
-        .db
-        .write(move |tx| {
-            let owner = user_id;
-            let conversation = store::conversations::get_conversation(tx, &owner, &conversation_id)?
-                .ok_or_else(|| ApiError::not_found("Conversation not found"))?;
-            let agent_id = conversation.agent_config_id.clone().ok_or_else(|| {
-                ApiError::bad_request("The conversation has no agent config; set agent_config_id on it first")
-            })?;
-            // of the caller's current organization: a user moved elsewhere keeps nothing of the old one
-            let agent = match store::agents::get_agent_config(tx, &home, &agent_id)? {
-                Some(a) if a.is_active => a,
-                Some(_) => {
-                    return Err(ApiError::bad_request(
-                        "agent_config_id of the conversation names an inactive agent config; activate it first",
-                    ));
-                }
-                None => {
-                    return Err(ApiError::bad_request(
-                        "agent_config_id of the conversation names no agent config of your organization",
-                    ));
-                }
-            };
-            let provider = providers.for_model(&agent.llm_model).ok_or_else(|| {
-                ApiError::unavailable(format!(
-                    "No LLM provider serves the model {:?} of this agent config; list it in `models` of a \
-                         provider under [[llm.providers]] in copilot.toml (or COPILOT_LLM__PROVIDERS)",
-                    agent.llm_model
-                ))
-            })?;
-            store::limits::admit_job(tx, &limits, &org_id, &owner, time::OffsetDateTime::now_utc())?;
-            let now = now();
-            let new = NewMessage { role: MessageRole::User, content, metadata: json!({"job_id": jid}).to_string() };
-            let user_message = store::conversations::insert_message(tx, &owner, &conversation_id, &new, &now)?
-                .ok_or_else(|| ApiError::not_found("Conversation not found"))?;
-            let job = NewJob {
-                id: jid,
-                conversation_id: conversation_id.clone(),
-                user_id: owner,
-                organization_id: org_id,
-                agent_config_id: Some(agent.id.clone()),
-                provider: provider.name.clone(),
-                model: agent.llm_model.clone(),
-                user_message_id: user_message.id.clone(),
-            };
-            store::completions::insert_job(tx, &job, &now)?;
-            let event = Event::new("completion.create", &job.organization_id, "completion_job", &job.id).changes(Some(
-                json!({"user_message_id": user_message.id, "agent_config_id": agent.id, "model": agent.llm_model}),
-            ));
-            store::audit::record(tx, &actor, &event)?;
-            Ok((conversation, agent, provider, user_message))
-        })
-        .await?;
-    let (conversation, agent, provider, user_message) = prepared;
-
-    // knowledge base passages (SPEC §7) take at most half of the budget; history gets the rest
-    let knowledge = crate::knowledge::prompt::for_completion(
-        &state.db,
-        state.ingest.embedder.as_deref(),
-        &agent.organization_id,
-        &agent.knowledge_base,
-        &user_message.content,
-        provider.max_context_tokens / 2,
-    )
-    .await;
-    let knowledge_tokens = knowledge.as_ref().map_or(0, |k| k.tokens);
-    // the history is read after the write, on a read connection, newest first and only as far
-    // as the budget goes: a long conversation costs neither memory nor the writer's time
-    let mut prompt = PromptBuilder::new(
-        agent.system_prompt.as_deref(),
-        &conversation.context,
-        provider.max_context_tokens.saturating_sub(knowledge_tokens),
-    );
-    let (conversation_id, until) = (conversation.id.clone(), MessageKey::of(&user_message));
-    let prompt = state
-        .db
-        .read(move |c| {
-            store::conversations::newest_messages(c, &conversation_id, &until, |m| prompt.offer(m))?;
-            Ok(prompt.finish())
-        })
-        .await;
-    let mut prompt = match prompt {
-        Ok(p) => p,
-        Err(e) => {
-            // the job row exists: fail it, or it would block the conversation until a restart
-            let (jid, now) = (job_id.clone(), now());
-            let _ = state
-                .db
-                .write(move |tx| {
-                    let end = store::completions::JobEnd {
-                        status: JobStatus::Failed,
-                        assistant_message_id: None,
-                        error: Some("reading the conversation failed"),
-                        finish_reason: None,
-                        prompt_tokens: 0,
-                        completion_tokens: 0,
-                        last_event_id: 2,
-                    };
-                    store::completions::finish_job(tx, &jid, &end, &now)
-                })
-                .await;
-            return Err(e);
-        }
-    };
-    let handle = JobHandle::new(job_id.clone(), conversation.id.clone(), owner.clone());
-    handle.push("user_message", json!({"job_id": job_id, "message": jobs::message_json(&user_message)}));
-    let citations = knowledge.map(|k| {
-        // the sources go just before the user's message
-        prompt.messages.insert(prompt.messages.len().saturating_sub(1), k.message);
-        prompt.estimated_tokens += k.tokens;
-        handle.push("citations", json!({"job_id": job_id, "citations": k.citations}));
-        k.citations
-    });
-    let spec = JobSpec {
-        handle: handle.clone(),
-        request: ChatRequest {
-            model: agent.llm_model.clone(),
-            messages: prompt.messages,
-            temperature: agent.temperature,
-            max_tokens: agent.max_tokens,
-        },
-        provider,
-        estimated_prompt_tokens: prompt.estimated_tokens,
-        citations,
-    };
-    jobs::spawn(state.jobs.clone(), state.db.clone(), state.llm.http.clone(), spec);
-    Ok(handle)
-}
-
 fn ids(id: &str, job_id: &str) -> ApiResult<(String, String)> {
     Ok((validate::path_id(id, "Conversation")?, validate::path_id(job_id, "Job").map_err(|_| job_not_found())?))
 }
 
 fn job_not_found() -> ApiError {
     ApiError::not_found("Job not found")
+}
+
+impl From<StartError> for ApiError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Store(e) => e.into(),
+            StartError::Unavailable(detail) => ApiError::unavailable(detail),
+        }
+    }
 }
 
 /// The answer to a waiting request whose job did not complete.

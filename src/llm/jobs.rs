@@ -1,6 +1,11 @@
 //! Server-side generation jobs. A job runs in its own task, independent of the HTTP request
 //! that started it: a client that disconnects loses nothing, and may re-attach to the job's
 //! event stream, which is kept in memory while the job runs (and a little after).
+//!
+//! A job's whole life is here: [`start`] (the user message, the job row, the prompt), [`spawn`]
+//! and its run, cancellation ([`Jobs::cancel`]), its end, and the replay of a finished job from
+//! storage ([`replay_stored`]). `api/completions.rs` keeps the HTTP shapes only. llm imports
+//! `model`, `store`, `db` and the knowledge base's prompt; never `api`.
 
 use std::{
     collections::HashMap,
@@ -17,17 +22,27 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::{
-    FailureKind, Provider,
+    FailureKind, Provider, Providers,
     client::{self, ChatRequest, Completion},
-    context::estimate_tokens,
+    context::{PromptBuilder, estimate_tokens},
+    embeddings::Embedder,
 };
 use crate::{
-    db::{Db, now},
+    authz::Scope,
+    config::LimitsConfig,
+    db::{Db, DbError, new_id, now},
     model::{
+        audit::Actor,
         completions::{Job, JobStatus},
         conversations::{Message, MessageRole},
     },
-    store::{self, completions::JobEnd, conversations::NewMessage, error::StoreResult},
+    store::{
+        self,
+        audit::Event,
+        completions::{JobEnd, NewJob},
+        conversations::{MessageKey, NewMessage},
+        error::{StoreError, StoreResult},
+    },
 };
 
 /// How long a finished job's events stay in memory for late re-attaches; after that the stored
@@ -46,6 +61,48 @@ pub struct StreamEvent {
 impl StreamEvent {
     pub fn to_sse(&self) -> poem::web::sse::Event {
         poem::web::sse::Event::message(self.data.to_string()).id(self.id.to_string()).event_type(self.event.clone())
+    }
+}
+
+/// The `data` of a job's events (SPEC §6), each event's name decided by its kind.
+#[derive(serde::Serialize, Debug)]
+#[serde(untagged)]
+pub enum Payload<'a> {
+    /// `user_message`: the stored user message, first.
+    UserMessage { job_id: &'a str, message: &'a Message },
+    /// `citations`: the knowledge base passages given to the model, before the first delta.
+    Citations { job_id: &'a str, citations: &'a Value },
+    /// `delta`: the next piece of the reply.
+    Delta { content: &'a str },
+    /// `done`: the stored assistant message (and its citations).
+    Done {
+        job_id: &'a str,
+        status: JobStatus,
+        message: Option<&'a Message>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        citations: Option<&'a Value>,
+    },
+    /// `cancelled` or `error`: why, and the partial reply if one was stored.
+    Ended { job_id: &'a str, status: JobStatus, detail: Option<&'a str>, message: Option<&'a Message> },
+}
+
+impl Payload<'_> {
+    pub fn event(&self) -> &'static str {
+        match self {
+            Payload::UserMessage { .. } => "user_message",
+            Payload::Citations { .. } => "citations",
+            Payload::Delta { .. } => "delta",
+            Payload::Done { .. } => "done",
+            Payload::Ended { status: JobStatus::Cancelled, .. } => "cancelled",
+            Payload::Ended { .. } => "error",
+        }
+    }
+
+    /// The event at position `id` of a job's stream.
+    fn at(&self, id: i64) -> StreamEvent {
+        // serializing borrowed strings, numbers and `Value`s into a `Value` cannot fail
+        let data = serde_json::to_value(self).unwrap_or(Value::Null);
+        StreamEvent { id, event: self.event().to_string(), data }
     }
 }
 
@@ -100,9 +157,9 @@ impl JobHandle {
         self.buf.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push_locked(&self, b: &mut Buffer, event: &str, data: Value) {
+    fn push_locked(&self, b: &mut Buffer, payload: &Payload<'_>) {
         let id = b.events.len() as i64 + 1;
-        b.events.push(StreamEvent { id, event: event.to_string(), data });
+        b.events.push(payload.at(id));
     }
 
     fn notify(&self) {
@@ -110,10 +167,10 @@ impl JobHandle {
     }
 
     /// Appends an event.
-    pub fn push(&self, event: &str, data: Value) {
+    pub fn push(&self, payload: &Payload<'_>) {
         {
             let mut b = self.lock();
-            self.push_locked(&mut b, event, data);
+            self.push_locked(&mut b, payload);
         }
         self.notify();
     }
@@ -122,7 +179,7 @@ impl JobHandle {
         {
             let mut b = self.lock();
             b.text.push_str(text);
-            self.push_locked(&mut b, "delta", json!({ "content": text }));
+            self.push_locked(&mut b, &Payload::Delta { content: text });
         }
         self.notify();
     }
@@ -135,10 +192,11 @@ impl JobHandle {
         self.lock().events.len() as i64 + 1
     }
 
-    fn finish(&self, event: &str, data: Value, outcome: Outcome) {
+    /// Appends the job's last event, made from how it ended.
+    fn finish(&self, outcome: Outcome) {
         {
             let mut b = self.lock();
-            self.push_locked(&mut b, event, data);
+            self.push_locked(&mut b, &terminal_payload(&self.id, &outcome));
             b.outcome = Some(outcome);
         }
         self.notify();
@@ -306,6 +364,184 @@ pub struct JobSpec {
     pub citations: Option<Value>,
 }
 
+// ---------------------------------------------------------------------------------------------
+// Starting a job
+
+/// What starting a reply needs of the server, owned: a start runs to its end in a task of its
+/// own, also when the request that asked for it goes away (a half-done start would leave a job
+/// row blocking the conversation).
+#[derive(Clone)]
+pub struct Starter {
+    pub jobs: Arc<Jobs>,
+    pub db: Db,
+    pub providers: Arc<Providers>,
+    pub limits: LimitsConfig,
+    pub embedder: Option<Arc<Embedder>>,
+}
+
+/// A user's message that asks the conversation's agent for a reply.
+pub struct NewReply {
+    pub owner: String,
+    pub home: Scope,
+    pub conversation_id: String,
+    pub content: String,
+    pub actor: Actor,
+}
+
+/// Why a reply could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No provider serves the agent's model, or the server is stopping.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<DbError> for StartError {
+    fn from(e: DbError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// Stores the user message and the job, then starts the job; the caller's right to ask has been
+/// checked. The reply's `home` is the caller's current organization: the agent config must be of
+/// it, and the job's usage is billed to it.
+pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartError> {
+    let NewReply { owner, home, conversation_id, content, actor } = reply;
+    if s.jobs.is_closing() {
+        return Err(StartError::Unavailable("The server is shutting down; try again shortly".into()));
+    }
+    let org_id = home.org().unwrap_or_default().to_string();
+    let providers = s.providers.clone();
+    let job_id = new_id();
+    let jid = job_id.clone();
+    let user_id = owner.clone();
+    let limits = s.limits.clone();
+    let prepared =
+        s.db.write(move |tx| -> Result<_, StartError> {
+            let owner = user_id;
+            let conversation = store::conversations::get_conversation(tx, &owner, &conversation_id)?
+                .ok_or(StoreError::NotFound("Conversation not found"))?;
+            let agent_id = conversation.agent_config_id.clone().ok_or_else(|| {
+                StoreError::invalid("The conversation has no agent config; set agent_config_id on it first")
+            })?;
+            // of the caller's current organization: a user moved elsewhere keeps nothing of the old one
+            let agent = match store::agents::get_agent_config(tx, &home, &agent_id)? {
+                Some(a) if a.is_active => a,
+                Some(_) => {
+                    let why = "agent_config_id of the conversation names an inactive agent config; activate it first";
+                    return Err(StoreError::invalid(why).into());
+                }
+                None => {
+                    let why = "agent_config_id of the conversation names no agent config of your organization";
+                    return Err(StoreError::invalid(why).into());
+                }
+            };
+            let provider = providers.for_model(&agent.llm_model).ok_or_else(|| {
+                StartError::Unavailable(format!(
+                    "No LLM provider serves the model {:?} of this agent config; list it in `models` of a \
+                         provider under [[llm.providers]] in copilot.toml (or COPILOT_LLM__PROVIDERS)",
+                    agent.llm_model
+                ))
+            })?;
+            store::limits::admit_job(tx, &limits, &org_id, &owner, time::OffsetDateTime::now_utc())?;
+            let now = now();
+            let new = NewMessage { role: MessageRole::User, content, metadata: json!({"job_id": jid}).to_string() };
+            let user_message = store::conversations::insert_message(tx, &owner, &conversation_id, &new, &now)?
+                .ok_or(StoreError::NotFound("Conversation not found"))?;
+            let job = NewJob {
+                id: jid,
+                conversation_id: conversation_id.clone(),
+                user_id: owner,
+                organization_id: org_id,
+                agent_config_id: Some(agent.id.clone()),
+                provider: provider.name.clone(),
+                model: agent.llm_model.clone(),
+                user_message_id: user_message.id.clone(),
+            };
+            store::completions::insert_job(tx, &job, &now)?;
+            let event = Event::new("completion.create", &job.organization_id, "completion_job", &job.id).changes(Some(
+                json!({"user_message_id": user_message.id, "agent_config_id": agent.id, "model": agent.llm_model}),
+            ));
+            store::audit::record(tx, &actor, &event)?;
+            Ok((conversation, agent, provider, user_message))
+        })
+        .await?;
+    let (conversation, agent, provider, user_message) = prepared;
+
+    // knowledge base passages (SPEC §7) take at most half of the budget; history gets the rest
+    let knowledge = crate::knowledge::prompt::for_completion(
+        &s.db,
+        s.embedder.as_deref(),
+        &agent.organization_id,
+        &agent.knowledge_base,
+        &user_message.content,
+        provider.max_context_tokens / 2,
+    )
+    .await;
+    let knowledge_tokens = knowledge.as_ref().map_or(0, |k| k.tokens);
+    // the history is read after the write, on a read connection, newest first and only as far
+    // as the budget goes: a long conversation costs neither memory nor the writer's time
+    let mut prompt = PromptBuilder::new(
+        agent.system_prompt.as_deref(),
+        &conversation.context,
+        provider.max_context_tokens.saturating_sub(knowledge_tokens),
+    );
+    let (conversation_id, until) = (conversation.id.clone(), MessageKey::of(&user_message));
+    let prompt =
+        s.db.read(move |c| -> StoreResult<_> {
+            store::conversations::newest_messages(c, &conversation_id, &until, |m| prompt.offer(m))?;
+            Ok(prompt.finish())
+        })
+        .await;
+    let mut prompt = match prompt {
+        Ok(p) => p,
+        Err(e) => {
+            // the job row exists: fail it, or it would block the conversation until a restart
+            let (jid, now) = (job_id.clone(), now());
+            let _ =
+                s.db.write(move |tx| {
+                    let end = JobEnd {
+                        status: JobStatus::Failed,
+                        assistant_message_id: None,
+                        error: Some("reading the conversation failed"),
+                        finish_reason: None,
+                        prompt_tokens: 0,
+                        completion_tokens: 0,
+                        last_event_id: 2,
+                    };
+                    store::completions::finish_job(tx, &jid, &end, &now)
+                })
+                .await;
+            return Err(e.into());
+        }
+    };
+    let handle = JobHandle::new(job_id.clone(), conversation.id.clone(), owner.clone());
+    handle.push(&Payload::UserMessage { job_id: &job_id, message: &user_message });
+    let citations = knowledge.map(|k| {
+        // the sources go just before the user's message
+        prompt.messages.insert(prompt.messages.len().saturating_sub(1), k.message);
+        prompt.estimated_tokens += k.tokens;
+        handle.push(&Payload::Citations { job_id: &job_id, citations: &k.citations });
+        k.citations
+    });
+    let spec = JobSpec {
+        handle: handle.clone(),
+        request: ChatRequest {
+            model: agent.llm_model.clone(),
+            messages: prompt.messages,
+            temperature: agent.temperature,
+            max_tokens: agent.max_tokens,
+        },
+        provider,
+        estimated_prompt_tokens: prompt.estimated_tokens,
+        citations,
+    };
+    spawn(s.jobs.clone(), s.db.clone(), s.providers.http.clone(), spec);
+    Ok(handle)
+}
+
 /// Registers the job and runs it in its own task.
 pub fn spawn(jobs: Arc<Jobs>, db: Db, http: reqwest::Client, spec: JobSpec) {
     jobs.insert(spec.handle.clone());
@@ -395,9 +631,7 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
     tally.record(status, prompt_tokens, completion_tokens);
     match stored {
         Ok(message) => {
-            let outcome = Outcome { status, message, error, error_kind };
-            let (event, data) = terminal_event(&h.id, &outcome);
-            h.finish(event, data, outcome);
+            h.finish(Outcome { status, message, error, error_kind });
         }
         Err(e) => {
             tracing::error!(job_id = %h.id, error = %e, "storing the reply failed");
@@ -416,16 +650,57 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
                     store::completions::finish_job(tx, &job_id, &end, &now())
                 })
                 .await;
-            let outcome = Outcome {
+            h.finish(Outcome {
                 status: JobStatus::Failed,
                 message: None,
                 error: Some("the reply could not be stored".into()),
                 error_kind: Some(FailureKind::Storage),
-            };
-            let (event, data) = terminal_event(&h.id, &outcome);
-            h.finish(event, data, outcome);
+            });
         }
     }
+}
+
+/// The events after `after` of a job of `owner` no longer in memory, from what is stored (see
+/// [`replay_stored`]); `None` when there is no such job.
+pub async fn stored_events(
+    db: &Db,
+    owner: String,
+    conversation_id: String,
+    job_id: String,
+    after: i64,
+) -> StoreResult<Option<Vec<StreamEvent>>> {
+    db.read(move |c| {
+        let Some(job) = store::completions::get_job(c, &owner, &conversation_id, &job_id)? else {
+            return Ok(None);
+        };
+        let message = |id: &str| store::conversations::get_message(c, &owner, &conversation_id, id);
+        let user = message(&job.user_message_id)?;
+        let assistant = job.assistant_message_id.as_deref().map(message).transpose()?.flatten();
+        Ok(Some(replay_stored(&job, user, assistant, after)))
+    })
+    .await
+}
+
+/// Cancels the job `job_id` of `owner`: stops it when this process runs it and waits until its
+/// end is stored. Answers the job as stored afterwards and whether it was running before (`None`:
+/// no such job). A job that another process runs is left alone (until jobs are shared).
+pub async fn cancel(
+    jobs: &Jobs,
+    db: &Db,
+    owner: String,
+    conversation_id: String,
+    job_id: String,
+) -> StoreResult<Option<(Job, bool)>> {
+    let read = || {
+        let (owner, conversation_id, job_id) = (owner.clone(), conversation_id.clone(), job_id.clone());
+        db.read(move |c| store::completions::get_job(c, &owner, &conversation_id, &job_id))
+    };
+    let Some(job) = read().await? else { return Ok(None) };
+    let was_running = job.status == JobStatus::Running;
+    if was_running {
+        jobs.cancel(&job_id).await;
+    }
+    Ok(read().await?.map(|job| (job, was_running)))
 }
 
 /// The events of a job no longer in memory, rebuilt from what is stored: its `user_message`
@@ -433,46 +708,25 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
 pub fn replay_stored(job: &Job, user: Option<Message>, assistant: Option<Message>, after: i64) -> Vec<StreamEvent> {
     let mut events = vec![];
     if let Some(m) = user.filter(|_| after < 1) {
-        events.push(StreamEvent {
-            id: 1,
-            event: "user_message".into(),
-            data: json!({"job_id": job.id, "message": message_json(&m)}),
-        });
+        events.push(Payload::UserMessage { job_id: &job.id, message: &m }.at(1));
     }
     if job.status != JobStatus::Running && after < job.last_event_id {
         let outcome = Outcome { status: job.status, message: assistant, error: job.error.clone(), error_kind: None };
-        let (event, data) = terminal_event(&job.id, &outcome);
-        events.push(StreamEvent { id: job.last_event_id, event: event.into(), data });
+        events.push(terminal_payload(&job.id, &outcome).at(job.last_event_id));
     }
     events
 }
 
 /// The last event of a job: `done`, `cancelled` or `error`, with the stored assistant message.
-pub fn terminal_event(job_id: &str, o: &Outcome) -> (&'static str, Value) {
-    let message = o.message.as_ref().map(message_json).unwrap_or(Value::Null);
+fn terminal_payload<'a>(job_id: &'a str, o: &'a Outcome) -> Payload<'a> {
+    let message = o.message.as_ref();
     match o.status {
-        JobStatus::Completed => {
-            let citations = message.pointer("/metadata/citations").cloned();
-            let mut data = json!({"job_id": job_id, "status": o.status.as_str(), "message": message});
-            if let Some(c) = citations {
-                data["citations"] = c;
-            }
-            ("done", data)
-        }
-        status => (
-            if status == JobStatus::Cancelled { "cancelled" } else { "error" },
-            json!({"job_id": job_id, "status": status.as_str(), "detail": o.error, "message": message}),
-        ),
+        JobStatus::Completed => Payload::Done {
+            job_id,
+            status: o.status,
+            message,
+            citations: message.and_then(|m| m.metadata.get("citations")),
+        },
+        status => Payload::Ended { job_id, status, detail: o.error.as_deref(), message },
     }
-}
-
-pub fn message_json(m: &Message) -> Value {
-    json!({
-        "id": m.id,
-        "conversation_id": m.conversation_id,
-        "role": m.role.as_str(),
-        "content": m.content,
-        "metadata": m.metadata,
-        "created_at": m.created_at,
-    })
 }

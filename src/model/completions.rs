@@ -24,8 +24,9 @@ pub struct Job {
 }
 
 /// Where a job is in its life: `running` until it ends `completed`, `failed` or `cancelled`.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Running,
     Completed,

@@ -20,7 +20,7 @@ pub struct Conversation {
 }
 
 /// One message of a conversation.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, serde::Serialize, Debug, Clone)]
 pub struct Message {
     pub id: String,
     pub conversation_id: String,
@@ -31,8 +31,9 @@ pub struct Message {
 }
 
 /// Who wrote a message.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum MessageRole {
     User,
     Assistant,
