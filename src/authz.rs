@@ -339,6 +339,91 @@ pub fn require_creator_or_admin(user: &CurrentUser, created_by: Option<&str>) ->
     }
 }
 
+/// The caller themselves, or someone holding `p` (their own user needs no permission).
+pub fn require_self_or(user: &CurrentUser, id: &str, p: Permission) -> Result<Scope, ApiError> {
+    if id == user.id { Ok(user.scope()) } else { require(user, p) }
+}
+
+/// What a request sets on a user, as the field rules see it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UserFields {
+    /// `organization_id` is given.
+    pub organization: bool,
+    pub is_superuser: Option<bool>,
+    pub is_active: Option<bool>,
+    /// `email` is given.
+    pub email: bool,
+    /// `password` is given.
+    pub password: bool,
+}
+
+/// Creating a user: only a superuser chooses the organization or creates a superuser.
+pub fn require_may_create_user(user: &CurrentUser, f: UserFields) -> Result<(), ApiError> {
+    if !user.is_superuser && (f.organization || f.is_superuser == Some(true)) {
+        return Err(ApiError::forbidden("Only a superuser may set organization_id or is_superuser"));
+    }
+    Ok(())
+}
+
+/// Updating the user `target_id`, before it is read: `is_active` and `password` need
+/// `users:write` (also for yourself), `is_superuser` a superuser; nobody deactivates themselves
+/// or gives up their own superuser status.
+pub fn require_may_update_user(user: &CurrentUser, target_id: &str, f: UserFields) -> Result<(), ApiError> {
+    if (f.is_active.is_some() || f.password) && !user.has(Permission::UsersWrite) {
+        return Err(ApiError::forbidden("Changing is_active or password needs users:write"));
+    }
+    if f.is_superuser.is_some() && !user.is_superuser {
+        return Err(ApiError::forbidden("Only a superuser may change is_superuser"));
+    }
+    let is_self = target_id == user.id;
+    if is_self && f.is_active == Some(false) {
+        return Err(ApiError::bad_request("You cannot deactivate yourself"));
+    }
+    if is_self && f.is_superuser == Some(false) {
+        return Err(ApiError::bad_request("You cannot remove your own superuser status"));
+    }
+    Ok(())
+}
+
+/// Updating the user `target` read from the store: its email, `is_active` or password only by
+/// someone who may manage it (no escalation); any field of a superuser only by a superuser.
+pub fn require_may_change_user(user: &CurrentUser, target: Standing, f: UserFields) -> Result<(), ApiError> {
+    if f.email || f.is_active.is_some() || f.password {
+        require_may_manage(user, target)
+    } else if target.is_superuser {
+        require_superuser(user).map(drop)
+    } else {
+        Ok(())
+    }
+}
+
+/// Giving the user `target` the role `role`: the caller may manage the user and confer the role.
+pub fn require_may_assign(user: &CurrentUser, target: Standing, role: RoleKind) -> Result<(), ApiError> {
+    require_may_manage(user, target)?;
+    require_may_confer(user, role)
+}
+
+/// Updating an organization: only a superuser (de)activates one, or sets its `settings.limits`.
+pub fn require_may_update_org(user: &CurrentUser, sets_is_active: bool) -> Result<(), ApiError> {
+    if sets_is_active && !user.is_superuser {
+        return Err(ApiError::forbidden("Only a superuser may change is_active of an organization"));
+    }
+    Ok(())
+}
+
+/// Whether the caller may set an organization's token budgets (`settings.limits`).
+pub fn may_set_org_limits(user: &CurrentUser) -> bool {
+    user.is_superuser
+}
+
+/// An API key holds only permissions its creator holds.
+pub fn require_holds_all(user: &CurrentUser, wanted: PermissionSet) -> Result<(), ApiError> {
+    match wanted.iter().find(|p| !user.has(*p)) {
+        Some(p) => Err(ApiError::forbidden(format!("permissions: you do not hold {}", p.name()))),
+        None => Ok(()),
+    }
+}
+
 /// A role as the escalation rule of SPEC §3 sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleKind {
@@ -464,6 +549,64 @@ mod tests {
             assert_eq!(format!("{}:{}", p.resource(), p.action()), p.name());
         }
         assert_eq!(Permission::from_name("users:admin"), None);
+    }
+
+    #[test]
+    fn user_field_rules() {
+        let status = |r: Result<(), ApiError>| r.map_or_else(|e| e.status.as_u16(), |()| 200);
+        let writer = user(&[UsersRead, UsersWrite], "ops", false, false);
+        let member = user(&Permission::MEMBER, "member", true, false);
+        let root = user(&[], "admin", true, true);
+        let into_org = UserFields { organization: true, ..UserFields::default() };
+        assert_eq!(status(require_may_create_user(&writer, into_org)), 403);
+        assert_eq!(status(require_may_create_user(&root, into_org)), 200);
+        let password = UserFields { password: true, ..UserFields::default() };
+        assert_eq!(status(require_may_update_user(&member, "u1", password)), 403, "even for yourself");
+        assert_eq!(status(require_may_update_user(&writer, "u2", password)), 200);
+        let off = UserFields { is_active: Some(false), ..UserFields::default() };
+        assert_eq!(status(require_may_update_user(&writer, "u1", off)), 400, "not yourself");
+        let demote = UserFields { is_superuser: Some(false), ..UserFields::default() };
+        assert_eq!(status(require_may_update_user(&writer, "u2", demote)), 403);
+        assert_eq!(status(require_may_update_user(&root, "u1", demote)), 400);
+        let superuser = Standing { is_superuser: true, role: Some(RoleKind::Member) };
+        let name_only = UserFields::default();
+        assert_eq!(status(require_may_change_user(&writer, superuser, name_only)), 403);
+        let admin = Standing { is_superuser: false, role: Some(RoleKind::Admin) };
+        assert_eq!(status(require_may_change_user(&writer, admin, name_only)), 200, "a name is no escalation");
+        assert_eq!(status(require_may_change_user(&writer, admin, password)), 403);
+        let plain = Standing { is_superuser: false, role: Some(RoleKind::Member) };
+        assert_eq!(status(require_may_assign(&writer, plain, RoleKind::Admin)), 403);
+        assert_eq!(
+            status(require_may_assign(&writer, plain, RoleKind::Custom([UsersRead].into_iter().collect()))),
+            200
+        );
+        assert_eq!(status(require_holds_all(&writer, [UsersRead, UsersWrite].into_iter().collect())), 200);
+        assert_eq!(status(require_holds_all(&writer, [RolesWrite].into_iter().collect())), 403);
+        assert_eq!(status(require_may_update_org(&writer, true)), 403);
+        assert_eq!(status(require_may_update_org(&root, true)), 200);
+    }
+
+    #[test]
+    fn system_roles_cannot_be_edited() {
+        let admin = user(&Permission::ALL, "admin", true, false);
+        let role = |system: bool, perms: &[&str]| Role {
+            id: "r".into(),
+            organization_id: "o1".into(),
+            name: if system { "member".into() } else { "custom".into() },
+            description: None,
+            is_system: system,
+            permissions: perms.iter().map(|p| p.to_string()).collect(),
+            user_count: 0,
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        assert_eq!(require_custom_role(&role(true, &[])).unwrap_err().status, 403);
+        assert_eq!(require_may_edit_role(&admin, &role(true, &[]), None).unwrap_err().status, 403);
+        assert!(require_may_edit_role(&admin, &role(false, &["users:read"]), None).is_ok());
+        let reader = user(&[RolesWrite, UsersRead], "ops", false, false);
+        let wider = Some([UsersRead, UsersWrite].into_iter().collect());
+        assert_eq!(require_may_edit_role(&reader, &role(false, &["users:read"]), wider).unwrap_err().status, 403);
+        assert_eq!(PermissionSet::of_role(&role(false, &["users:read", "nope"])).names(), ["users:read"]);
     }
 
     #[test]

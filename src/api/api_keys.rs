@@ -54,11 +54,9 @@ fn requested_permissions(user: &authz::CurrentUser, names: &[String]) -> ApiResu
     for name in names {
         let p = Permission::from_name(name.trim())
             .ok_or_else(|| ApiError::bad_request(format!("permissions: {name:?} is not a permission")))?;
-        if !user.has(p) {
-            return Err(ApiError::forbidden(format!("permissions: you do not hold {}", p.name())));
-        }
         set.insert(p);
     }
+    authz::require_holds_all(user, set)?;
     Ok(set)
 }
 

@@ -156,9 +156,7 @@ impl OrganizationsApi {
         let id = validate::path_id(&id, "Organization")?;
         let (actor, body) = (auth.0.actor(), body.0);
         let audit = changes_of(&body);
-        if body.is_active.is_some() && !auth.0.is_superuser {
-            return Err(ApiError::forbidden("Only a superuser may change is_active of an organization"));
-        }
+        authz::require_may_update_org(&auth.0, body.is_active.is_some())?;
         let changes = OrgChanges {
             name: body.name.as_deref().map(|n| validate::name("name", n)).transpose()?,
             domain: validate::clearable(body.domain, |d| validate::text("domain", d.trim(), validate::NAME_MAX))?,
@@ -259,7 +257,7 @@ impl OrganizationsApi {
     ) -> ApiResult<Option<String>> {
         let Some(settings) = settings else { return Ok(None) };
         let text = crate::limits::org_settings(Some(settings))?;
-        if caller.is_superuser {
+        if authz::may_set_org_limits(caller) {
             return Ok(Some(text));
         }
         let (scope, id) = (caller.scope(), id.to_string());

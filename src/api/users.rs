@@ -13,7 +13,7 @@ use crate::{
     AppState,
     api::{ApiTags, Created, Deleted, changes_with_password},
     auth::BearerAuth,
-    authz::{self, CurrentUser, Permission, Scope, Standing},
+    authz::{self, Permission, Scope, Standing, UserFields},
     db::{new_id, now},
     error::{ApiError, ApiResult},
     pagination::{ListResponse, Page, search_term},
@@ -82,8 +82,28 @@ pub(crate) fn user_filter(search: Option<String>, is_active: Option<bool>, role_
 }
 
 /// The caller acting on their own user needs nothing; on anyone else they need `p`.
-fn require_self_or(me: &CurrentUser, id: &str, p: Permission) -> ApiResult<Scope> {
-    if id == me.id { Ok(me.scope()) } else { authz::require(me, p) }
+impl CreateUserRequest {
+    fn fields(&self) -> UserFields {
+        UserFields {
+            organization: self.organization_id.is_some(),
+            is_superuser: self.is_superuser,
+            is_active: None,
+            email: true,
+            password: true,
+        }
+    }
+}
+
+impl UpdateUserRequest {
+    fn fields(&self) -> UserFields {
+        UserFields {
+            organization: false,
+            is_superuser: self.is_superuser,
+            is_active: self.is_active,
+            email: self.email.is_some(),
+            password: self.password.is_some(),
+        }
+    }
 }
 
 /// The escalation rule's view of the user `id` of the scope, or 404.
@@ -132,7 +152,7 @@ impl UsersApi {
     #[oai(path = "/users/:id", method = "get")]
     async fn get_user(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<User>> {
         let id = validate::path_id(&id, "User")?;
-        let scope = require_self_or(&auth.0, &id, Permission::UsersRead)?;
+        let scope = authz::require_self_or(&auth.0, &id, Permission::UsersRead)?;
         let user = self.state.db.read(move |c| store::users::get_user(c, &scope, &id)).await?;
         Ok(Json(user.ok_or_else(user_not_found)?))
     }
@@ -147,9 +167,7 @@ impl UsersApi {
         authz::require(&auth.0, Permission::UsersWrite)?;
         let (me, body) = (auth.0, body.0);
         let changes = changes_with_password(&body, true);
-        if !me.is_superuser && (body.organization_id.is_some() || body.is_superuser == Some(true)) {
-            return Err(ApiError::forbidden("Only a superuser may set organization_id or is_superuser"));
-        }
+        authz::require_may_create_user(&me, body.fields())?;
         let username = Username::parse(&body.username)?.into_inner();
         let email = Email::parse(&body.email)?.into_inner();
         let password = Password::parse("password", &body.password)?.into_inner();
@@ -215,22 +233,12 @@ impl UsersApi {
         body: Json<UpdateUserRequest>,
     ) -> ApiResult<Json<User>> {
         let id = validate::path_id(&id, "User")?;
-        let scope = require_self_or(&auth.0, &id, Permission::UsersWrite)?;
+        let scope = authz::require_self_or(&auth.0, &id, Permission::UsersWrite)?;
         let (me, body) = (auth.0, body.0);
         let audit_changes = changes_with_password(&body, body.password.is_some());
+        let fields = body.fields();
+        authz::require_may_update_user(&me, &id, fields)?;
         let is_self = id == me.id;
-        if (body.is_active.is_some() || body.password.is_some()) && !me.has(Permission::UsersWrite) {
-            return Err(ApiError::forbidden("Changing is_active or password needs users:write"));
-        }
-        if body.is_superuser.is_some() && !me.is_superuser {
-            return Err(ApiError::forbidden("Only a superuser may change is_superuser"));
-        }
-        if is_self && body.is_active == Some(false) {
-            return Err(ApiError::bad_request("You cannot deactivate yourself"));
-        }
-        if is_self && body.is_superuser == Some(false) {
-            return Err(ApiError::bad_request("You cannot remove your own superuser status"));
-        }
         let mut changes = UserChanges {
             email: body.email.as_deref().map(|e| Email::parse(e)).transpose()?.map(Email::into_inner),
             full_name: match body.full_name {
@@ -250,12 +258,7 @@ impl UsersApi {
             .state
             .db
             .write(move |tx| -> ApiResult<_> {
-                let target = standing(tx, &scope, &id)?;
-                if changes.email.is_some() || changes.is_active.is_some() || changes.password_hash.is_some() {
-                    authz::require_may_manage(&me, target)?;
-                } else if target.is_superuser {
-                    authz::require_superuser(&me)?;
-                }
+                authz::require_may_change_user(&me, standing(tx, &scope, &id)?, fields)?;
                 let now = now();
                 let user = store::users::update_user(tx, &scope, &id, &changes, &now)?.ok_or_else(user_not_found)?;
                 if changes.is_active == Some(false) {
@@ -349,10 +352,9 @@ impl UsersApi {
             .db
             .write(move |tx| {
                 let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                authz::require_may_manage(&me, store::users::standing(tx, &target)?)?;
                 let kind = store::roles::role_kind(tx, &target.organization_id, &role_id)?
                     .ok_or_else(|| ApiError::bad_request("role_id does not name a role of the user's organization"))?;
-                authz::require_may_confer(&me, kind)?;
+                authz::require_may_assign(&me, store::users::standing(tx, &target)?, kind)?;
                 store::users::set_role(tx, &scope, &id, &role_id, &now())?;
                 let event = Event::new("user.assign_role", &target.organization_id, "user", &id)
                     .changes(Some(serde_json::json!({ "role_id": role_id })));
