@@ -29,7 +29,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Two instances that start at once must not both apply the same migration: the migration run
 /// holds this session-level advisory lock (an arbitrary constant, "copilot" in ASCII).
-const MIGRATION_LOCK: i64 = 0x636f_7069_6c6f_74;
+const MIGRATION_LOCK: i64 = 0x0063_6f70_696c_6f74;
 
 /// Parses and checks `[database] url`. The message never quotes the URL (it holds a password).
 /// Accepted: `postgres://` or `postgresql://`, one host or several (`h1:5432,h2:5432`, tried in
@@ -41,7 +41,11 @@ pub fn parse_url(url: &str) -> Result<postgres::Config, String> {
             "must be a URL like \"postgres://user:password@host:5432/database\" (the value is not shown)".into()
         );
     }
-    let mut config = postgres::Config::from_str(url).map_err(|e| format!("{e} (the value is not shown)"))?;
+    // the causes name an option (`port`, `sslmode`), never a value
+    let mut config = postgres::Config::from_str(url).map_err(|e| match std::error::Error::source(&e) {
+        Some(cause) => format!("{e}: {cause} (the value is not shown)"),
+        None => format!("{e} (the value is not shown)"),
+    })?;
     if config.get_hosts().is_empty() {
         return Err("must name a host, e.g. postgres://user:password@localhost:5432/copilot".into());
     }
