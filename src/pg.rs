@@ -91,6 +91,8 @@ pub fn describe(url: &str) -> String {
 /// Opens a pool of at most `size` connections; fails when no host of the URL answers.
 pub fn open(url: &str, size: u32) -> Result<PgPool, String> {
     let config = parse_url(url).map_err(|e| format!("database.url: {e}"))?;
+    // one connection first, for its error: the pool's keeps only "error connecting to server"
+    config.connect(NoTls).map_err(|e| format!("cannot connect to PostgreSQL (database.url): {}", with_causes(&e)))?;
     let manager = PostgresConnectionManager::new(config, NoTls);
     r2d2::Pool::builder()
         .max_size(size)
@@ -114,12 +116,12 @@ pub struct Migrated {
 /// A database with a migration this build does not know, or with a changed one, is an error.
 pub fn migrate(pool: &PgPool) -> Result<Migrated, String> {
     let mut conn = pool.get().map_err(|e| format!("cannot connect to PostgreSQL (database.url): {e}"))?;
-    let err = |e: postgres::Error| format!("migrating the PostgreSQL database: {e}");
+    let err = |e: postgres::Error| format!("migrating the PostgreSQL database: {}", with_causes(&e));
     conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).map_err(err)?;
     let report = embedded::migrations::runner().run(&mut *conn);
     // the lock is the session's: release it before the connection goes back to the pool
     let unlocked = conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
-    let report = report.map_err(|e| format!("migrating the PostgreSQL database: {e}"))?;
+    let report = report.map_err(|e| format!("migrating the PostgreSQL database: {}", with_causes(&e)))?;
     unlocked.map_err(err)?;
     let version = conn
         .query_one("SELECT MAX(version) FROM refinery_schema_history", &[])
@@ -127,6 +129,20 @@ pub fn migrate(pool: &PgPool) -> Result<Migrated, String> {
         .map_err(err)?;
     let applied = report.applied_migrations().iter().map(|m| (m.version(), m.name().to_string())).collect();
     Ok(Migrated { applied, version })
+}
+
+/// An error with its causes: postgres says only "db error", the server's message is its cause.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// The embedded PostgreSQL migrations (version, name), oldest first.
@@ -168,6 +184,14 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
             assert!(!e.contains("s3cret"), "{bad}: the message shows the password: {e}");
         }
+    }
+
+    #[test]
+    fn a_host_that_refuses_is_named_in_the_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let e = open(&format!("postgres://u:s3cret-pw@127.0.0.1:{port}/db"), 1).unwrap_err();
+        assert!(e.contains("database.url") && e.contains("refused"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     #[test]

@@ -199,6 +199,13 @@ fn postgres_migrations_run_once_from_two_instances_and_through_a_multi_host_url(
     let m = copilot::pg::migrate(&pool(&multi)).unwrap();
     assert!(m.applied.is_empty());
     assert_eq!(m.version, Some(all.last().unwrap().0));
+
+    // a wrong password: the server's own words, not the password
+    let user = auth.split(':').next().unwrap();
+    let wrong = format!("postgres://{user}:not-the-pw-2468@{}:{}/{}", enc(&db.host), db.port, db.name);
+    let e = copilot::pg::open(&wrong, 1).unwrap_err();
+    assert!(e.contains("password authentication failed"), "{e}");
+    assert!(!e.contains("2468"), "{e}");
 }
 
 /// One table's shape: columns (name, declared or data type, not null), primary key, foreign keys
@@ -210,6 +217,8 @@ struct Table {
     foreign_keys: BTreeSet<(String, String, String, String)>,
     /// name -> index
     indexes: BTreeMap<String, Index>,
+    /// CHECK constraints, besides SQLite's 0/1 checks of flags (PostgreSQL: `boolean`)
+    checks: usize,
     /// SQLite: the CREATE TABLE statement
     sql: String,
 }
@@ -264,7 +273,9 @@ fn sqlite_schema() -> (BTreeMap<String, Table>, BTreeMap<String, Vec<String>>) {
         {
             continue;
         }
-        let mut t = Table { sql: sql.clone().unwrap_or_default(), ..Default::default() };
+        let sql = sql.clone().unwrap_or_default();
+        let flags = sql.matches(" IN (0, 1))").count();
+        let mut t = Table { checks: sql.matches("CHECK (").count() - flags, sql, ..Default::default() };
         let mut pk: Vec<(i64, String)> = vec![];
         let mut s = c.prepare(&format!("SELECT name, type, \"notnull\", pk FROM pragma_table_info('{name}')")).unwrap();
         let cols = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).unwrap();
@@ -322,7 +333,14 @@ fn postgres_schema(c: &mut Client) -> BTreeMap<String, Table> {
         .unwrap();
     for row in names {
         let name: String = row.get(0);
-        let mut t = Table::default();
+        let checks: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_constraint WHERE conrelid = $1::text::regclass AND contype = 'c'",
+                &[&name],
+            )
+            .unwrap()
+            .get(0);
+        let mut t = Table { checks: checks as usize, ..Default::default() };
         for col in c
             .query(
                 "SELECT column_name::text, data_type::text, is_nullable = 'NO' FROM information_schema.columns \
@@ -389,10 +407,11 @@ fn postgres_schema(c: &mut Client) -> BTreeMap<String, Table> {
 const POSTGRES_ONLY_COLUMNS: &[(&str, &str, &str)] =
     &[("chunks", "search_vector", "the tsvector that replaces the FTS5 table chunks_fts")];
 
-/// Whether a PostgreSQL type is the right twin of a SQLite column.
-fn type_matches(table: &Table, column: &str, sqlite: &str, pg: &str) -> bool {
+/// Whether a PostgreSQL type is the right twin of a SQLite column. Timestamps are known by their
+/// names (`…_at`, `at`, `lease_until`), JSON by its CHECK (or as the audit log's `changes`).
+fn type_matches(name: &str, table: &Table, column: &str, sqlite: &str, pg: &str) -> bool {
     let flag = table.sql.contains(&format!("CHECK ({column} IN (0, 1))"));
-    let json = table.sql.contains(&format!("json_valid({column})")) || (column == "changes");
+    let json = table.sql.contains(&format!("json_valid({column})")) || (name, column) == ("audit_events", "changes");
     let timestamp = column.ends_with("_at") || column == "at" || column == "lease_until";
     match sqlite {
         "TEXT" if json => pg == "jsonb",
@@ -406,21 +425,11 @@ fn type_matches(table: &Table, column: &str, sqlite: &str, pg: &str) -> bool {
     }
 }
 
-/// The columns each key of a PostgreSQL index refers to (`nocase(name)` refers to `name`).
-fn key_columns(table: &Table, index: &Index) -> Vec<String> {
-    index
-        .key_text
-        .iter()
-        .map(|k| {
-            table
-                .columns
-                .iter()
-                .map(|(n, _, _)| n.clone())
-                .filter(|n| k.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == n))
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .collect()
+/// The PostgreSQL key of a SQLite column: `nocase(col)` for a `COLLATE NOCASE` one.
+fn twin_key(table: &Table, column: &str) -> String {
+    let nocase =
+        table.sql.lines().any(|line| line.split_whitespace().next() == Some(column) && line.contains("COLLATE NOCASE"));
+    if nocase { format!("nocase({column})") } else { column.to_string() }
 }
 
 #[test]
@@ -458,12 +467,15 @@ fn postgres_schema_is_the_sqlite_schema_twice_applied() {
             continue;
         }
         for ((col, sty, snn), (_, pty, pnn)) in s.columns.iter().zip(pg_columns) {
-            if !type_matches(s, col, sty, pty) {
+            if !type_matches(name, s, col, sty, pty) {
                 problems.push(format!("{name}.{col}: {sty} on SQLite is not {pty} on PostgreSQL"));
             }
             if snn != pnn {
                 problems.push(format!("{name}.{col}: NOT NULL {snn} on SQLite, {pnn} on PostgreSQL"));
             }
+        }
+        if s.checks != p.checks {
+            problems.push(format!("{name}: {} CHECK constraints on SQLite, {} on PostgreSQL", s.checks, p.checks));
         }
         if s.primary_key != p.primary_key {
             problems.push(format!("{name}: primary key {:?} vs {:?}", s.primary_key, p.primary_key));
@@ -494,14 +506,15 @@ fn postgres_schema_is_the_sqlite_schema_twice_applied() {
                 }
                 continue;
             }
-            // UNIQUE (a, b) of SQLite: a unique PostgreSQL index on the same columns (nocase(b) for
-            // a NOCASE column)
-            let twin = p.indexes.iter().find(|(_, pi)| pi.unique && !pi.partial && key_columns(p, pi) == columns);
+            // UNIQUE (a, b) of SQLite: a unique PostgreSQL index on the same columns, nocase(b) for
+            // a NOCASE column
+            let keys: Vec<String> = columns.iter().map(|c| twin_key(s, c)).collect();
+            let twin = p.indexes.iter().find(|(_, pi)| pi.unique && !pi.partial && pi.key_text == keys);
             match twin {
                 Some((n, _)) => {
                     matched.insert(n);
                 }
-                None => problems.push(format!("{name}: UNIQUE {columns:?} ({iname}) has no unique PostgreSQL index")),
+                None => problems.push(format!("{name}: UNIQUE {keys:?} ({iname}) has no unique PostgreSQL index")),
             }
         }
         for (iname, pi) in &p.indexes {
