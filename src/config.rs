@@ -72,6 +72,9 @@ impl Default for ServerConfig {
 pub struct DatabaseConfig {
     /// SQLite file; a relative path is relative to the config file's folder.
     pub path: PathBuf,
+    /// `postgres://user:password@host:port/database`: PostgreSQL instead of `path` (so far only
+    /// `copilot migrate` works on it, see [`crate::pg`]); empty: the SQLite file.
+    pub url: String,
     /// Read connections in the pool (writes use one connection of their own).
     pub pool_size: u32,
     /// How long a statement waits for a lock before failing.
@@ -82,7 +85,28 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { path: "copilot.db".into(), pool_size: 8, busy_timeout_ms: 5000, checkpoint_interval_ms: 1000 }
+        Self {
+            path: "copilot.db".into(),
+            url: String::new(),
+            pool_size: 8,
+            busy_timeout_ms: 5000,
+            checkpoint_interval_ms: 1000,
+        }
+    }
+}
+
+/// The engine that `[database]` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend<'a> {
+    /// `database.path` (no `url`).
+    Sqlite(&'a Path),
+    /// `database.url`, checked by [`crate::pg::parse_url`].
+    Postgres(&'a str),
+}
+
+impl DatabaseConfig {
+    pub fn backend(&self) -> Backend<'_> {
+        if self.url.is_empty() { Backend::Sqlite(&self.path) } else { Backend::Postgres(&self.url) }
     }
 }
 
@@ -496,6 +520,9 @@ impl Config {
         if self.database.path.as_os_str().is_empty() {
             return Err(("database.path", "must not be empty".into()));
         }
+        if !self.database.url.is_empty() {
+            crate::pg::parse_url(&self.database.url).map_err(|e| ("database.url", e))?;
+        }
         if self.database.pool_size == 0 || self.database.pool_size > 64 {
             return Err(("database.pool_size", "must be between 1 and 64".into()));
         }
@@ -533,7 +560,8 @@ impl Config {
 }
 
 /// The keys whose values are secrets: no error message ever shows them.
-const SECRET_KEYS: [(&str, &str); 3] = [("auth", "jwt_secret"), ("bootstrap", "admin_password"), ("metrics", "token")];
+const SECRET_KEYS: [(&str, &str); 4] =
+    [("auth", "jwt_secret"), ("bootstrap", "admin_password"), ("metrics", "token"), ("database", "url")];
 
 /// A secret of the wrong type would be quoted by the type error: say so without the value.
 fn check_secrets_are_text(table: &toml::Table) -> Result<(), String> {
@@ -726,6 +754,7 @@ mod tests {
         assert_eq!(c.bootstrap.admin_username, "admin");
         assert!(c.bootstrap.admin_password.is_empty() && c.auth.jwt_secret.is_empty());
         assert_eq!(c.database.path, path.parent().unwrap().join("copilot.db"));
+        assert_eq!(c.database.url, d.database.url);
         assert_eq!(c.knowledge.max_document_mb, d.knowledge.max_document_mb);
         assert_eq!(c.knowledge.embedding_model, d.knowledge.embedding_model);
         let (cl, dl) = (&c.limits, &d.limits);
@@ -757,6 +786,33 @@ mod tests {
             let (_d, path) = write(text);
             let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
             assert!(e.contains(key), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_postgres_url_is_checked_and_never_printed() {
+        let (_d, path) = write("");
+        assert_eq!(
+            Config::load_with_env(Some(&path), &[]).unwrap().database.backend(),
+            Backend::Sqlite(&path.with_file_name("copilot.db"))
+        );
+        let url = "postgres://copilot:pw-9876@db1:5432,db2:5432/copilot?target_session_attrs=read-write";
+        let (_d, path) = write(&format!("[database]\nurl = \"{url}\"\n"));
+        assert_eq!(Config::load_with_env(Some(&path), &[]).unwrap().database.backend(), Backend::Postgres(url));
+        let env = vec![("COPILOT_DATABASE__URL".to_string(), "postgres://u:1234@localhost/db".to_string())];
+        let c = Config::load_with_env(Some(&path), &env).unwrap();
+        assert_eq!(c.database.backend(), Backend::Postgres("postgres://u:1234@localhost/db"));
+        for text in [
+            "[database]\nurl = \"postgres://u:pw-9876@h:port/db\"\n",
+            "[database]\nurl = \"mysql://u:pw-9876@h/db\"\n",
+            "[database]\nurl = \"postgres://u:pw-9876@h/db?sslmode=require\"\n",
+            "[database]\nurl = postgres://u:pw-9876@h/db\n",
+            "[database]\nurl = 9876\n",
+        ] {
+            let (_d, path) = write(text);
+            let e = Config::load_with_env(Some(&path), &[]).unwrap_err().to_string();
+            assert!(e.contains("database.url") || e.contains("not shown"), "{text:?}: {e}");
+            assert!(!e.contains("9876"), "{text:?} printed the URL: {e}");
         }
     }
 

@@ -181,6 +181,19 @@ fn in_transaction<T, E: From<DbError>>(
     Ok(out)
 }
 
+/// `copilot migrate` on the SQLite file: applies what this build has and the file lacks (as
+/// [`Db::open`] does at every start). Returns the schema version before (None: a new file) and
+/// after.
+pub fn migrate_file(path: &Path, busy_timeout: Duration) -> Result<(Option<i64>, Option<i64>), String> {
+    let version = |path: &Path| -> Option<i64> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+        conn.query_row("SELECT MAX(version) FROM refinery_schema_history", [], |r| r.get(0)).ok()?
+    };
+    let before = if path.exists() { version(path) } else { None };
+    drop(Db::open(path, 1, busy_timeout, None)?);
+    Ok((before, version(path)))
+}
+
 /// Every `interval`, while the `Db` lives: a PASSIVE checkpoint (at most one fsync of the
 /// database file per interval, in this thread, never in a request's commit).
 fn checkpointer(conn: Connection, alive: std::sync::Weak<()>, interval: Duration) {

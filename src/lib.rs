@@ -16,6 +16,7 @@ pub mod middleware;
 pub mod model;
 pub mod openapi;
 pub mod pagination;
+pub mod pg;
 pub mod server;
 pub mod store;
 pub mod validate;
@@ -77,6 +78,9 @@ pub struct Startup {
 impl AppState {
     /// Opens (and migrates) the database, runs the first-start bootstrap, resolves the JWT secret.
     pub fn open(config: Config) -> Result<(AppState, Startup), String> {
+        if let config::Backend::Postgres(_) = config.database.backend() {
+            return Err(pg::NOT_SERVED.into());
+        }
         let db = Db::open(
             &config.database.path,
             config.database.pool_size,

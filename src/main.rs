@@ -3,7 +3,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use copilot::{AppState, config::Config};
+use copilot::{
+    AppState,
+    config::{Backend, Config},
+};
 use tracing_subscriber::EnvFilter;
 
 /// copilot — the self-hosted enterprise AI co-pilot backend.
@@ -37,6 +40,9 @@ enum Command {
         /// A file written by `copilot backup`
         path: PathBuf,
     },
+    /// Apply the migrations that the database lacks, then exit: the SQLite file of
+    /// database.path, or the PostgreSQL database of database.url
+    Migrate,
 }
 
 fn main() -> ExitCode {
@@ -50,7 +56,46 @@ fn main() -> ExitCode {
     };
     init_tracing(&config);
     let db = config.database.path.clone();
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Backend::Postgres(url) = config.database.backend() {
+        let refusal = match command {
+            Command::Migrate => return migrate_postgres(url, config.database.pool_size),
+            Command::Serve => copilot::pg::NOT_SERVED,
+            Command::Backup { .. } | Command::Restore { .. } => {
+                "backup and restore copy the SQLite file of database.path; a PostgreSQL database \
+                 (database.url) is backed up with PostgreSQL's own tools (pg_dump, pg_basebackup)"
+            }
+        };
+        eprintln!("error: {refusal}");
+        return ExitCode::FAILURE;
+    }
+    match command {
+        Command::Migrate => {
+            // a server running on the file has migrated it already, to its own version
+            let _lock = match copilot::backup::DbLock::acquire(&db, "copilot migrate") {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let busy = std::time::Duration::from_millis(config.database.busy_timeout_ms);
+            match copilot::db::migrate_file(&db, busy) {
+                Ok((before, after)) => {
+                    let after = after.unwrap_or_default();
+                    match before {
+                        Some(v) if v == after => println!("{}: up to date, schema version {after}.", db.display()),
+                        Some(v) => println!("{}: migrated from schema version {v} to {after}.", db.display()),
+                        None => println!("{}: created, schema version {after}.", db.display()),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Backup { path } => match copilot::backup::backup(&db, &path) {
             Ok(r) => {
                 println!(
@@ -111,6 +156,27 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `copilot migrate` on `database.url`.
+fn migrate_postgres(url: &str, pool_size: u32) -> ExitCode {
+    let what = copilot::pg::describe(url);
+    match copilot::pg::open(url, pool_size.min(2)).and_then(|pool| copilot::pg::migrate(&pool)) {
+        Ok(m) => {
+            let version = m.version.unwrap_or_default();
+            if m.applied.is_empty() {
+                println!("{what}: up to date, schema version {version}.");
+            } else {
+                let names: Vec<String> = m.applied.iter().map(|(v, n)| format!("V{v}__{n}")).collect();
+                println!("{what}: applied {} ({}), schema version {version}.", names.len(), names.join(", "));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {what}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -19,6 +19,7 @@ mod layers;
 mod limits;
 mod operations;
 mod organizations;
+mod postgres;
 mod projects;
 mod roles;
 mod server;
