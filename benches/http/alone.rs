@@ -260,11 +260,12 @@ fn tokens_in(text: &str) -> impl Iterator<Item = Option<(usize, u64)>> + '_ {
 fn memory(pid: u32) -> String {
     let mib = |f: &str| vm_kib(pid, f) as f64 / 1024.0;
     format!(
-        "peak memory (VmHWM) {:>7.1} MiB; resident now {:.1} MiB (RssAnon {:.1}, RssFile {:.1})",
+        "peak memory (VmHWM) {:>7.1} MiB; resident now {:.1} MiB (RssAnon {:.1}, RssFile {:.1}); {} threads",
         mib("VmHWM:"),
         mib("VmRSS:"),
         mib("RssAnon:"),
-        mib("RssFile:")
+        mib("RssFile:"),
+        vm_kib(pid, "Threads:")
     )
 }
 
@@ -684,18 +685,15 @@ pub fn followers(opts: &Opts, tmp: &Path, bench_hash: &str, provider: &ScriptedP
     const JOBS: usize = 20;
     const TOKENS: usize = 200;
     let gap = (opts.duration / TOKENS as u32).max(Duration::from_millis(10));
-    let (server, _db, token) = fresh_copilot(tmp, "followers", bench_hash, provider, &[], |_| {});
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let agent_id = rt.block_on(agent(server.addr, &token));
     println!();
     println!(
         "{} SSE followers of {JOBS} running jobs (copilot alone: the ceiling has no equivalent): {TOKENS} tokens {} ms \
          apart per job, each follower GETs …/completions/{{job}} with Last-Event-ID: 1 and reads to `done`; CPU per \
-         delivered event = (CPU with followers - CPU of the same jobs without) / events the followers got; copilot \
-         pid {}",
+         delivered event = (CPU with followers - CPU of the same jobs without) / events the followers got; a fresh \
+         server per run",
         opts.followers,
         gap.as_millis(),
-        server.pid()
     );
     println!(
         "{:>9} {:>9} {:>6} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
@@ -711,7 +709,12 @@ pub fn followers(opts: &Opts, tmp: &Path, bench_hash: &str, provider: &ScriptedP
         "attach s"
     );
     let mut out = vec![];
-    for _ in 0..opts.repeat {
+    for run in 0..opts.repeat {
+        // a fresh server each run: finished jobs stay in memory for two minutes, and freed memory
+        // is not always given back, so a second run on the same server would start higher
+        let (server, _db, token) = fresh_copilot(tmp, &format!("followers-{run}"), bench_hash, provider, &[], |_| {});
+        let agent_id = rt.block_on(agent(server.addr, &token));
+        eprintln!("  (followers run {}: copilot pid {})", run + 1, server.pid());
         let f = rt.block_on(async {
             let conv_req = conversation_req(server.addr, &token, &agent_id);
             let mut conn = Conn::connect(server.addr).await.unwrap();
@@ -819,6 +822,8 @@ pub fn followers(opts: &Opts, tmp: &Path, bench_hash: &str, provider: &ScriptedP
             f.cpu_us_per_event.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
             f.attach_secs
         );
+        println!("  copilot  {}", memory(server.pid()));
+        server.stop();
         out.push(f);
     }
     println!(
@@ -826,8 +831,6 @@ pub fn followers(opts: &Opts, tmp: &Path, bench_hash: &str, provider: &ScriptedP
          as the job's own stream; attached: first event read before the job's `done`; attach s: last follower's first \
          event after the jobs started)"
     );
-    println!("  copilot  {}", memory(server.pid()));
-    server.stop();
     out
 }
 
@@ -1086,10 +1089,15 @@ impl Alone {
 
     /// Medians (and min..max) of the runs, copilot alone.
     pub fn print_summary(&self) {
-        let f = |(m, lo, hi): (f64, f64, f64), d: usize| format!("{m:.d$} ({lo:.d$}..{hi:.d$})");
-        let signed = |(m, lo, hi): (f64, f64, f64), d: usize| format!("{m:+.d$} ({lo:+.d$}..{hi:+.d$})");
+        // one run: its figures; more: the median and (min..max)
+        let f = |(m, lo, hi): (f64, f64, f64), d: usize| {
+            if lo == hi { format!("{m:.d$}") } else { format!("{m:.d$} ({lo:.d$}..{hi:.d$})") }
+        };
+        let signed = |(m, lo, hi): (f64, f64, f64), d: usize| {
+            if lo == hi { format!("{m:+.d$}") } else { format!("{m:+.d$} ({lo:+.d$}..{hi:+.d$})") }
+        };
         println!();
-        println!("copilot alone (no ceiling equivalent): medians (min..max) of the runs");
+        println!("copilot alone (no ceiling equivalent): medians (min..max) of the runs, or the one run's figures");
         for (n, runs) in &self.relay {
             let col = |i: usize| median_spread(runs.iter().map(|a| a[i]).collect());
             println!(
