@@ -115,8 +115,7 @@ impl Sse {
             return Ok(());
         }
         let mut pos = 0;
-        loop {
-            let Some(line) = self.raw[pos..].windows(2).position(|w| w == b"\r\n") else { break };
+        while let Some(line) = self.raw[pos..].windows(2).position(|w| w == b"\r\n") {
             let text = std::str::from_utf8(&self.raw[pos..pos + line]).map_err(std::io::Error::other)?;
             let size = usize::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16)
                 .map_err(std::io::Error::other)?;
@@ -1023,7 +1022,7 @@ pub fn knowledge(
         let mut runs = vec![];
         for _ in 0..opts.repeat {
             let r = rt.block_on(measure_each(s, reqs.clone(), opts));
-            super::print_row("knowledge_search", &[r.clone()]);
+            super::print_row("knowledge_search", std::slice::from_ref(&r));
             runs.push(r);
         }
         out.push(("knowledge_search", runs));
@@ -1052,7 +1051,7 @@ pub fn knowledge(
             let before = provider.counts.embeddings.load(Ordering::Relaxed);
             let r = rt.block_on(measure_each(&s, reqs.clone(), opts));
             let embedded = provider.counts.embeddings.load(Ordering::Relaxed) - before;
-            super::print_row("knowledge_hybrid", &[r.clone()]);
+            super::print_row("knowledge_hybrid", std::slice::from_ref(&r));
             // every search asked the provider for the query's vector (warm-up included)
             assert!(embedded >= r.requests, "hybrid: {embedded} embeddings for {} searches", r.requests);
             runs.push(r);
