@@ -677,6 +677,18 @@ async fn follow(addr: SocketAddr, token: &str, conversation: &str, job: &str) ->
     Ok(f)
 }
 
+/// This process holds a socket per follower: a soft limit of 1,024 open files would not do.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// The followers scenario: `jobs` slow jobs (200 tokens, `duration / 200` apart), first with
 /// only their starting streams (the baseline CPU), then again with `followers` more connections
 /// following them, spread evenly.
@@ -684,6 +696,7 @@ pub fn followers(opts: &Opts, tmp: &Path, bench_hash: &str, provider: &ScriptedP
     const JOBS: usize = 20;
     const TOKENS: usize = 200;
     let gap = (opts.duration / TOKENS as u32).max(Duration::from_millis(10));
+    raise_open_file_limit();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     println!();
     println!(
