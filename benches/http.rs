@@ -15,6 +15,10 @@
 //! cargo bench --bench http -- --repeat 5           # interleaved runs: medians and spreads of the ratios
 //! cargo bench --bench http -- --backup 1 --only backup  # a 1 GB database: start-up, and the longest
 //!                                                   # write stall while `copilot backup` runs
+//! cargo bench --bench http -- --only relay,followers    # copilot alone (alone.rs): a streamed completion
+//!                                                   # relayed from a scripted provider; 1,000 SSE followers
+//! cargo bench --bench http -- --knowledge           # also knowledge search over 100,000 chunks
+//!                                                   # (or --only knowledge_search,knowledge_hybrid)
 //! ```
 
 use std::{
@@ -25,6 +29,11 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+
+#[path = "http/alone.rs"]
+mod alone;
+#[path = "http/provider.rs"]
+mod provider;
 
 use hdrhistogram::Histogram;
 use rusqlite::{Connection, params};
@@ -53,6 +62,12 @@ struct Opts {
     /// Grow copilot's database to this many GB (of document files) before the runs, and measure
     /// writes during `copilot backup` (scenario `backup`); 0: neither.
     backup_gb: f64,
+    /// Followers of the `followers` scenario.
+    followers: usize,
+    /// Run the knowledge search scenarios too (they are opt-in: seeding takes a while).
+    knowledge: bool,
+    /// Chunks the knowledge search scenarios search.
+    knowledge_chunks: usize,
 }
 
 impl Opts {
@@ -75,6 +90,12 @@ impl Opts {
             ceiling: !(args.iter().any(|a| a == "--no-ceiling") || std::env::var_os("BENCH_NO_CEILING").is_some()),
             repeat: value("--repeat", "BENCH_REPEAT").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1),
             backup_gb: value("--backup", "BENCH_BACKUP_GB").and_then(|v| v.parse().ok()).unwrap_or(0.0f64).max(0.0),
+            followers: value("--followers", "BENCH_FOLLOWERS").and_then(|v| v.parse().ok()).unwrap_or(1000usize).max(1),
+            knowledge: args.iter().any(|a| a == "--knowledge") || std::env::var_os("BENCH_KNOWLEDGE").is_some(),
+            knowledge_chunks: value("--knowledge-chunks", "BENCH_KNOWLEDGE_CHUNKS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100_000usize)
+                .max(1000),
         }
     }
 }
@@ -173,6 +194,11 @@ impl Drop for Server {
 
 /// Starts copilot on `db` and waits for its banner; the time is spawn → `Ready.`.
 fn start_copilot(dir: &Path, db: &Path) -> Server {
+    start_copilot_with(dir, db, &[])
+}
+
+/// [`start_copilot`] with more settings (environment variables).
+fn start_copilot_with(dir: &Path, db: &Path, envs: &[(&str, String)]) -> Server {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_copilot"))
         .arg("serve")
@@ -181,6 +207,7 @@ fn start_copilot(dir: &Path, db: &Path) -> Server {
         .env("COPILOT_SERVER__BIND", "127.0.0.1:0")
         .env("COPILOT_BOOTSTRAP__ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("RUST_LOG", "warn")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -623,12 +650,25 @@ async fn load(
     warmup: Duration,
     duration: Duration,
 ) -> LoadResult {
+    load_each(addr, Arc::new(vec![req]), expect, connections, warmup, duration).await
+}
+
+/// [`load`] with several requests: connection i sends requests i, i + 1, ... in turn.
+async fn load_each(
+    addr: SocketAddr,
+    reqs: Arc<Vec<Arc<Vec<u8>>>>,
+    expect: u16,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> LoadResult {
     let start = Instant::now();
     let (from, until) = (start + warmup, start + warmup + duration);
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let req = req.clone();
+    for c in 0..connections {
+        let reqs = reqs.clone();
         tasks.push(tokio::spawn(async move {
+            let mut turn = c;
             let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).unwrap();
             let (mut requests, mut errors) = (0u64, 0u64);
             let mut conn = None;
@@ -647,7 +687,9 @@ async fn load(
                         }
                     }
                 }
-                let result = conn.as_mut().unwrap().send(&req, false).await;
+                let req = &reqs[turn % reqs.len()];
+                turn += 1;
+                let result = conn.as_mut().unwrap().send(req, false).await;
                 let measured = t0 >= from;
                 match result {
                     Ok(status) => {
@@ -992,6 +1034,12 @@ fn finish(
             "  ceiling  start-up (spawn to accepting; includes one 600k PBKDF2 hash): {:.1} ms",
             c.server.started_in.as_secs_f64() * 1000.0
         );
+    }
+
+    // ---- copilot alone: the scenarios the ceiling has no equivalent of (alone.rs)
+    let alone = alone::run(opts, tmp_dir_of(&copilot.db), bench_hash);
+    if !alone.is_empty() {
+        alone.print_summary();
     }
 
     if opts.backup_gb > 0.0 && opts.wants("backup") {
