@@ -108,7 +108,7 @@ impl ProjectsApi {
             name: validate::name("name", &body.name)?,
             description: validate::optional_text("description", body.description, validate::DESCRIPTION_MAX)?,
             settings: validate::json_object("settings", body.settings)?,
-            created_by: auth.0.id.clone(),
+            created_by: Some(auth.0.id.clone()),
             now: now(),
         };
         let project = self

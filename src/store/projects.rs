@@ -81,7 +81,8 @@ pub struct NewProject {
     pub description: Option<String>,
     /// JSON object text
     pub settings: String,
-    pub created_by: String,
+    /// `None`: made by the server itself (no member yet)
+    pub created_by: Option<String>,
     pub now: String,
 }
 
@@ -94,7 +95,9 @@ pub fn insert_project(conn: &Connection, p: &NewProject) -> StoreResult<Project>
     .execute(params![p.id, p.organization_id, p.name, p.description, p.settings, p.created_by, p.now])?;
     // the project is of its own organization: the creator joins it there
     let own = Scope::system(&p.organization_id);
-    add_member(conn, &own, &p.id, &p.created_by, &p.now)?;
+    if let Some(creator) = &p.created_by {
+        add_member(conn, &own, &p.id, creator, &p.now)?;
+    }
     get_project(conn, &own, &p.id)?.ok_or_else(|| StoreError::internal("inserted project vanished"))
 }
 

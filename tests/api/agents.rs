@@ -1,5 +1,8 @@
 //! /agent-configs
-use copilot::store::error::StoreResult;
+use copilot::{
+    authz::Scope,
+    store::{error::StoreResult, projects::NewProject},
+};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -10,13 +13,20 @@ pub async fn insert_project(app: &TestApp, org_id: &str, name: &str, active: boo
     app.state
         .db
         .write(move |tx| -> StoreResult<_> {
-            let id = copilot::db::new_id();
             let now = copilot::db::now();
-            tx.execute(
-                "INSERT INTO projects (id, organization_id, name, settings, is_active, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, '{}', ?4, ?5, ?5)",
-                rusqlite::params![id, org_id, name, active, now],
-            )?;
+            let new = NewProject {
+                id: copilot::db::new_id(),
+                organization_id: org_id.clone(),
+                name,
+                description: None,
+                settings: "{}".into(),
+                created_by: None,
+                now: now.clone(),
+            };
+            let id = copilot::store::projects::insert_project(tx, &new)?.id;
+            if !active {
+                copilot::store::projects::deactivate_project(tx, &Scope::system(&org_id), &id, &now)?;
+            }
             Ok(id)
         })
         .await

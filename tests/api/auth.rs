@@ -1,6 +1,6 @@
 //! /auth: register, login, lockout, refresh rotation, me, change-password, logout, token rules.
 
-use copilot::store::error::StoreResult;
+use copilot::authz::Scope;
 use jwt_simple::prelude::{Clock, Duration, HS256Key, JWTClaims, MACLike};
 use serde_json::{Value, json};
 
@@ -16,9 +16,7 @@ async fn set_active(app: &TestApp, user_id: &str, active: bool) {
     let id = user_id.to_string();
     app.state
         .db
-        .write(move |tx| {
-            StoreResult::Ok(tx.execute("UPDATE users SET is_active = ?2 WHERE id = ?1", rusqlite::params![id, active])?)
-        })
+        .write(move |tx| copilot::store::users::set_active(tx, &Scope::system_all(), &id, active, &copilot::db::now()))
         .await
         .unwrap();
 }

@@ -1,5 +1,6 @@
 //! /organizations: tenants, their members, and moving users between them.
 
+use copilot::authz::Scope;
 use copilot::store::error::StoreResult;
 use serde_json::{Value, json};
 
@@ -273,15 +274,17 @@ async fn superusers_move_users_between_organizations() {
         .write(move |tx| -> StoreResult<_> {
             let now = copilot::db::now();
             for (pid, org_id) in [("p-old", &d), ("p-new", &o)] {
-                tx.execute(
-                    "INSERT INTO projects (id, organization_id, name, settings, is_active, created_at, updated_at) \
-                     VALUES (?1, ?2, ?1, '{}', 1, ?3, ?3)",
-                    rusqlite::params![pid, org_id, now],
-                )?;
-                tx.execute(
-                    "INSERT INTO user_projects (project_id, user_id, created_at) VALUES (?1, ?2, ?3)",
-                    rusqlite::params![pid, m, now],
-                )?;
+                let new = copilot::store::projects::NewProject {
+                    id: pid.into(),
+                    organization_id: org_id.clone(),
+                    name: pid.into(),
+                    description: None,
+                    settings: "{}".into(),
+                    created_by: None,
+                    now: now.clone(),
+                };
+                copilot::store::projects::insert_project(tx, &new)?;
+                copilot::store::projects::add_member(tx, &Scope::system(org_id), pid, &m, &now)?;
             }
             Ok(())
         })

@@ -406,7 +406,15 @@ async fn member_lists_page_search_and_filter() {
     let gone = ids[1].clone();
     app.state
         .db
-        .write(move |tx| StoreResult::Ok(tx.execute("UPDATE users SET is_active = 0 WHERE id = ?1", [gone])?))
+        .write(move |tx| {
+            copilot::store::users::set_active(
+                tx,
+                &copilot::authz::Scope::system_all(),
+                &gone,
+                false,
+                &copilot::db::now(),
+            )
+        })
         .await
         .unwrap();
     assert_eq!(app.get(&path, Some(&alice_token)).await.body["total"], 6);

@@ -1,7 +1,7 @@
 //! /roles and /roles/permissions: custom roles, system-role protection, tenancy, permission
 //! grants, and that permission changes bite on the holder's very next request.
 
-use copilot::store::error::StoreResult;
+use copilot::authz::Scope;
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
@@ -278,7 +278,9 @@ async fn delete_refuses_system_roles_and_roles_in_use() {
     // a deactivated holder still holds it
     app.state
         .db
-        .write(move |tx| StoreResult::Ok(tx.execute("UPDATE users SET is_active = 0 WHERE id = ?1", [holder])?))
+        .write(move |tx| {
+            copilot::store::users::set_active(tx, &Scope::system_all(), &holder, false, &copilot::db::now())
+        })
         .await
         .unwrap();
 
