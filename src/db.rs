@@ -1,4 +1,6 @@
-//! SQLite: a pool of read connections, one serialized writer, embedded migrations.
+//! SQLite: a pool of read connections, one serialized writer, embedded migrations. Below every
+//! layer: it imports nothing of the crate, and its closures answer any error type that converts
+//! from its own [`DbError`].
 //!
 //! All rusqlite work runs on tokio's blocking pool. Reads run in a deferred transaction so a
 //! count and its page come from one snapshot; writes queue for the single writer connection and

@@ -1,4 +1,6 @@
-//! One error type for the whole API: a status and a human-readable `detail`.
+//! One error type for the whole API: a status and a human-readable `detail`. The layers below
+//! answer their own errors (`StoreError`, `DbError`, `StartError`), which convert into this one;
+//! store and db never import it.
 //!
 //! Internal causes (SQLite, I/O, panics) are logged where they are converted and answered as a
 //! plain 500; the client never sees them.

@@ -1,5 +1,7 @@
 //! The REST API under `/api/v1`: one file per area, request/response objects and handlers.
 //! Handlers state their authorization rule in their first line and leave SQL to `store`.
+//! api may import every layer (authz, store, llm, knowledge, model, db); only it and `lib.rs`
+//! import api. It maps the store's domain errors to HTTP statuses (`crate::error`).
 
 use poem_openapi::{
     ApiResponse, Object, Tags,

@@ -1,5 +1,6 @@
 //! Authentication: passwords, tokens, and the Bearer scheme that turns an access token into the
-//! current user, loaded from the database on every request.
+//! current user, loaded from the database on every request. Imports `authz`, `store`, `db` and
+//! `model`; never `api`, `llm` or `knowledge`.
 
 pub mod api_key;
 pub mod password;

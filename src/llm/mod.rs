@@ -1,6 +1,6 @@
 //! Talking to LLMs (issue 6): the providers of `[llm]`, the prompt a conversation becomes, the
 //! OpenAI-compatible HTTP client, and the server-side jobs that generate replies. Imports
-//! `model`, `store` and `db`; never `api`.
+//! `model`, `store`, `db`, `authz`'s types and the knowledge base's prompt; never `api`.
 
 pub mod client;
 pub mod context;
