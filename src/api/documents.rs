@@ -340,7 +340,7 @@ impl DocumentsApi {
             .db
             .read(move |c| {
                 store::documents::find_document(c, &scope, &id)?;
-                store::documents::list_chunks(c, &id, page)
+                store::documents::list_chunks(c, &scope, &id, page)
             })
             .await?;
         Ok(Json(page.wrap(rows, total)))

@@ -218,7 +218,7 @@ impl ProjectsApi {
             .db
             .read(move |c| {
                 store::projects::find_project(c, &scope, &id)?;
-                store::projects::list_members(c, &id, &filter, page)
+                store::projects::list_members(c, &scope, &id, &filter, page)
             })
             .await?;
         Ok(Json(page.wrap(rows, total)))

@@ -178,16 +178,17 @@ pub fn document_file(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<
 }
 
 /// One page of a document's chunks, in document order.
-pub fn list_chunks(conn: &Connection, document_id: &str, page: Page) -> StoreResult<(Vec<Chunk>, i64)> {
+pub fn list_chunks(conn: &Connection, scope: &Scope, document_id: &str, page: Page) -> StoreResult<(Vec<Chunk>, i64)> {
+    let org = scope.org();
     let total: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM chunks WHERE document_id = ?1")?
-        .query_row(params![document_id], |r| r.get(0))?;
+        .prepare_cached("SELECT COUNT(*) FROM chunks WHERE document_id = ?1 AND (?2 IS NULL OR organization_id = ?2)")?
+        .query_row(params![document_id, org], |r| r.get(0))?;
     let rows = conn
         .prepare_cached(
             "SELECT public_id, ordinal, text, page, heading, token_count FROM chunks WHERE document_id = ?1 \
-             ORDER BY ordinal LIMIT ?2 OFFSET ?3",
+             AND (?4 IS NULL OR organization_id = ?4) ORDER BY ordinal LIMIT ?2 OFFSET ?3",
         )?
-        .query_map(params![document_id, page.limit, page.skip], |r| {
+        .query_map(params![document_id, page.limit, page.skip, org], |r| {
             Ok(Chunk {
                 id: r.get(0)?,
                 ordinal: r.get(1)?,

@@ -150,23 +150,27 @@ pub struct MemberFilter {
 /// One page of a project's members and the total of matches.
 pub fn list_members(
     conn: &Connection,
+    scope: &Scope,
     project_id: &str,
     f: &MemberFilter,
     page: Page,
 ) -> StoreResult<(Vec<User>, i64)> {
     let pattern = f.search.as_deref().map(search_needle);
     let filter = "FROM user_projects up JOIN users u ON u.id = up.user_id \
+                  JOIN projects p ON p.id = up.project_id AND (?6 IS NULL OR p.organization_id = ?6) \
                   WHERE up.project_id = ?1 AND u.is_active = ?2 \
                   AND (?3 IS NULL OR instr(lower(u.username), ?3) > 0 OR instr(lower(u.email), ?3) > 0 \
                        OR instr(lower(u.full_name), ?3) > 0)";
+    let org = scope.org();
     let total: i64 = conn
         .prepare_cached(&format!("SELECT COUNT(*) {filter}"))?
-        .query_row(params![project_id, f.is_active, pattern], |r| r.get(0))?;
+        // ?4 and ?5 are the page's, unused here: SQLite counts parameters up to the highest
+        .query_row(params![project_id, f.is_active, pattern, page.limit, page.skip, org], |r| r.get(0))?;
     let rows = conn
         .prepare_cached(&format!(
             "SELECT {USER_COLS} {filter} ORDER BY u.created_at DESC, u.id DESC LIMIT ?4 OFFSET ?5"
         ))?
-        .query_map(params![project_id, f.is_active, pattern, page.limit, page.skip], user_from_row)?
+        .query_map(params![project_id, f.is_active, pattern, page.limit, page.skip, org], user_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((rows, total))
 }
