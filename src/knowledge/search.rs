@@ -128,37 +128,54 @@ pub async fn retrieve(db: &Db, embedder: Option<&Embedder>, q: Query) -> ApiResu
         },
         None => None,
     };
-    db.read(move |c| {
-        let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
-        let table = match &vector {
-            Some((model, v)) => space_table(c, model, v.len())?,
-            None => None,
-        };
-        let (Some(table), Some((_, v))) = (table, vector) else {
-            return search(c, &s, &q.text, q.limit);
-        };
-        hybrid(c, &s, &q.text, &table, &v, q.limit)
-    })
-    .await
+    match vector {
+        Some((model, v)) => retrieve_hybrid(db, q, model, v).await,
+        None => {
+            db.read(move |c| {
+                let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
+                search(c, &s, &q.text, q.limit)
+            })
+            .await
+        }
+    }
 }
 
-/// Full text and vectors fused: BM25 top N and KNN top N (N = max(50, 4·limit)), reciprocal
-/// rank fusion, then the passages of the `limit` winners alone are read.
-pub fn hybrid(
-    conn: &Connection,
-    s: &SearchScope<'_>,
-    q: &str,
-    table: &str,
-    vector: &[f32],
-    limit: usize,
-) -> ApiResult<Vec<Passage>> {
-    let n = (4 * limit).max(50);
-    let text_hits = rank_text(conn, s, q, n)?;
-    let vector_hits = nearest_chunks(conn, s, table, vector, n)?;
-    let fused = fuse(text_hits.iter().map(|(id, _)| *id), vector_hits.iter().copied(), limit);
-    let ids: Vec<i64> = fused.iter().map(|(id, _)| *id).collect();
-    let mut found: HashMap<i64, Passage> = passages_by_rowid(conn, s, &ids)?.into_iter().collect();
-    Ok(fused.into_iter().filter_map(|(id, score)| found.remove(&id).map(|p| Passage { score, ..p })).collect())
+/// The database half of hybrid retrieval, for a question already embedded by `model`: BM25 top
+/// N and the KNN top N (N = max(50, 4·limit)) at the same time, on two read connections (they
+/// are independent, and the machine has more than one core), then reciprocal rank fusion, and
+/// the passages of the `limit` winners alone are read. Without vectors of that model and
+/// dimension, full text answers alone.
+pub async fn retrieve_hybrid(db: &Db, q: Query, model: String, vector: Vec<f32>) -> ApiResult<Vec<Passage>> {
+    let n = (4 * q.limit).max(50);
+    let q = std::sync::Arc::new(q);
+    let text = {
+        let q = q.clone();
+        db.read(move |c| {
+            let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
+            rank_text(c, &s, &q.text, n)
+        })
+    };
+    let knn = {
+        let q = q.clone();
+        db.read(move |c| {
+            let Some(table) = space_table(c, &model, vector.len())? else { return Ok(None) };
+            let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
+            Ok(Some(nearest_chunks(c, &s, &table, &vector, n)?))
+        })
+    };
+    let (text_hits, vector_hits) = tokio::try_join!(text, knn)?;
+    let limit = q.limit;
+    let ranked: Vec<(i64, f64)> = match vector_hits {
+        Some(v) => fuse(text_hits.iter().map(|(id, _)| *id), v.into_iter(), limit),
+        None => text_hits.into_iter().take(limit).map(|(id, bm25)| (id, -bm25)).collect(),
+    };
+    db.read(move |c| {
+        let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
+        let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
+        let mut found: HashMap<i64, Passage> = passages_by_rowid(c, &s, &ids)?.into_iter().collect();
+        Ok(ranked.into_iter().filter_map(|(id, score)| found.remove(&id).map(|p| Passage { score, ..p })).collect())
+    })
+    .await
 }
 
 /// Reciprocal rank fusion of two rankings (ranks from 1): best first, ties by id, `limit` long.
