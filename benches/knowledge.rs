@@ -207,7 +207,8 @@ fn main() {
                     .map(|_| {
                         let id = rng.random_range(1..=n);
                         let blob: Vec<u8> = read.query_row(params![id], |r| r.get(0))?;
-                        let v: Vec<f32> = blob.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+                        let v: Vec<f32> =
+                            blob.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
                         Ok(mix(&v, &random_vector(&mut rng), 1.0))
                     })
                     .collect()
@@ -332,7 +333,14 @@ fn random_vector(rng: &mut StdRng) -> Vec<f32> {
     v.into_iter().map(|x| x / norm).collect()
 }
 
-fn insert_vector(tx: &rusqlite::Connection, table: &str, id: i64, org: &str, doc: &str, v: &[f32]) -> copilot::error::ApiResult<()> {
+fn insert_vector(
+    tx: &rusqlite::Connection,
+    table: &str,
+    id: i64,
+    org: &str,
+    doc: &str,
+    v: &[f32],
+) -> copilot::error::ApiResult<()> {
     copilot::store::documents::insert_vector(tx, table, id, org, doc, "", v)
 }
 

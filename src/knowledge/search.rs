@@ -347,8 +347,7 @@ mod tests {
             .unwrap();
         let query = pseudo_random_vectors(1, 24, 99).pop().unwrap();
         let bits = quantize(&query);
-        let hamming =
-            |v: &[f32]| quantize(v).iter().zip(&bits).map(|(a, b)| (a ^ b).count_ones()).sum::<u32>() as f64;
+        let hamming = |v: &[f32]| quantize(v).iter().zip(&bits).map(|(a, b)| (a ^ b).count_ones()).sum::<u32>() as f64;
         let mut expected: Vec<f64> = vectors[..n].iter().map(|v| hamming(v)).collect();
         expected.sort_by(f64::total_cmp);
         state

@@ -500,7 +500,8 @@ pub fn upgrade_spaces(conn: &Connection) -> ApiResult<usize> {
         while let Some(r) = rows.next()? {
             let blob: Vec<u8> = r.get(4)?;
             let vector = floats(&blob);
-            let (chunk_id, org, doc, project): (i64, String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            let (chunk_id, org, doc, project): (i64, String, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
             insert_vector(conn, &new_table, chunk_id, &org, &doc, &project, &vector)?;
             copied += 1;
         }
@@ -692,7 +693,8 @@ pub fn nearest_chunks(
     sql.push_str(" ORDER BY distance");
     let ids: Vec<i64> =
         conn.prepare(&sql)?.query_map(params_from_iter(args), |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    let mut read = conn.prepare_cached(&format!("SELECT embedding FROM {} WHERE chunk_id = ?1", floats_table(table)))?;
+    let mut read =
+        conn.prepare_cached(&format!("SELECT embedding FROM {} WHERE chunk_id = ?1", floats_table(table)))?;
     let mut scored = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(blob) = read.query_row(params![id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
@@ -704,7 +706,13 @@ pub fn nearest_chunks(
 
 /// The `k` nearest chunks of the organization by exact cosine over every float vector: what
 /// [`nearest_chunks`] approximates (the benchmark measures their agreement; not used to serve).
-pub fn nearest_chunks_exact(conn: &Connection, organization_id: &str, table: &str, query: &[f32], k: usize) -> ApiResult<Vec<i64>> {
+pub fn nearest_chunks_exact(
+    conn: &Connection,
+    organization_id: &str,
+    table: &str,
+    query: &[f32],
+    k: usize,
+) -> ApiResult<Vec<i64>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT f.chunk_id, f.embedding FROM {} f JOIN chunks c ON c.id = f.chunk_id WHERE c.organization_id = ?1",
         floats_table(table)

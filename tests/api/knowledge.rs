@@ -420,9 +420,9 @@ const HASH_DIMS: usize = 384;
 
 /// Words too common to say what a text is about.
 const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "if", "in",
-    "is", "it", "my", "of", "on", "or", "our", "should", "the", "to", "we", "what", "when", "where", "which",
-    "who", "will", "with", "you", "your",
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "if", "in", "is",
+    "it", "my", "of", "on", "or", "our", "should", "the", "to", "we", "what", "when", "where", "which", "who", "will",
+    "with", "you", "your",
 ];
 
 /// A deterministic embedding of `text` in [`HASH_DIMS`] dimensions: each word (lowercase,
