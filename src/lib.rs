@@ -144,6 +144,13 @@ impl AppState {
         if requeued > 0 {
             tracing::warn!(documents = requeued, "resuming the ingestion of documents interrupted by a stop");
         }
+        // vector spaces of an older layout (float vectors only) are rebuilt with their sign bits
+        let upgraded = db
+            .write_blocking(|tx| store::documents::upgrade_spaces(tx))
+            .map_err(|e| format!("upgrading the vector spaces: {}", e))?;
+        if upgraded > 0 {
+            tracing::info!(vectors = upgraded, "rebuilt the vector spaces with binary quantization");
+        }
         let embedder = llm::embeddings::Embedder::new(&config.knowledge.embedding_model, &llm)?.map(Arc::new);
         let state = AppState {
             ingest: knowledge::ingest::Ingestor::new(db.clone(), embedder),

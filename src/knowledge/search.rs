@@ -128,37 +128,54 @@ pub async fn retrieve(db: &Db, embedder: Option<&Embedder>, q: Query) -> StoreRe
         },
         None => None,
     };
-    db.read(move |c| {
-        let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
-        let table = match &vector {
-            Some((model, v)) => space_table(c, model, v.len())?,
-            None => None,
-        };
-        let (Some(table), Some((_, v))) = (table, vector) else {
-            return search(c, &s, &q.text, q.limit);
-        };
-        hybrid(c, &s, &q.text, &table, &v, q.limit)
-    })
-    .await
+    match vector {
+        Some((model, v)) => retrieve_hybrid(db, q, model, v).await,
+        None => {
+            db.read(move |c| {
+                let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
+                search(c, &s, &q.text, q.limit)
+            })
+            .await
+        }
+    }
 }
 
-/// Full text and vectors fused: BM25 top N and KNN top N (N = max(50, 4·limit)), reciprocal
-/// rank fusion, then the passages of the `limit` winners alone are read.
-pub fn hybrid(
-    conn: &Connection,
-    s: &SearchScope<'_>,
-    q: &str,
-    table: &str,
-    vector: &[f32],
-    limit: usize,
-) -> StoreResult<Vec<Passage>> {
-    let n = (4 * limit).max(50);
-    let text_hits = rank_text(conn, s, q, n)?;
-    let vector_hits = nearest_chunks(conn, s, table, vector, n)?;
-    let fused = fuse(text_hits.iter().map(|(id, _)| *id), vector_hits.iter().copied(), limit);
-    let ids: Vec<i64> = fused.iter().map(|(id, _)| *id).collect();
-    let mut found: HashMap<i64, Passage> = passages_by_rowid(conn, s, &ids)?.into_iter().collect();
-    Ok(fused.into_iter().filter_map(|(id, score)| found.remove(&id).map(|p| Passage { score, ..p })).collect())
+/// The database half of hybrid retrieval, for a question already embedded by `model`: BM25 top
+/// N and the KNN top N (N = max(50, 4·limit)) at the same time, on two read connections (they
+/// are independent, and the machine has more than one core), then reciprocal rank fusion, and
+/// the passages of the `limit` winners alone are read. Without vectors of that model and
+/// dimension, full text answers alone.
+pub async fn retrieve_hybrid(db: &Db, q: Query, model: String, vector: Vec<f32>) -> StoreResult<Vec<Passage>> {
+    let n = (4 * q.limit).max(50);
+    let q = std::sync::Arc::new(q);
+    let text = {
+        let q = q.clone();
+        db.read(move |c| {
+            let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
+            rank_text(c, &s, &q.text, n)
+        })
+    };
+    let knn = {
+        let q = q.clone();
+        db.read(move |c| {
+            let Some(table) = space_table(c, &model, vector.len())? else { return Ok(None) };
+            let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
+            Ok(Some(nearest_chunks(c, &s, &table, &vector, n)?))
+        })
+    };
+    let (text_hits, vector_hits) = tokio::try_join!(text, knn)?;
+    let limit = q.limit;
+    let ranked: Vec<(i64, f64)> = match vector_hits {
+        Some(v) => fuse(text_hits.iter().map(|(id, _)| *id), v.into_iter(), limit),
+        None => text_hits.into_iter().take(limit).map(|(id, bm25)| (id, -bm25)).collect(),
+    };
+    db.read(move |c| {
+        let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
+        let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
+        let mut found: HashMap<i64, Passage> = passages_by_rowid(c, &s, &ids)?.into_iter().collect();
+        Ok(ranked.into_iter().filter_map(|(id, score)| found.remove(&id).map(|p| Passage { score, ..p })).collect())
+    })
+    .await
 }
 
 /// Reciprocal rank fusion of two rankings (ranks from 1): best first, ties by id, `limit` long.
@@ -248,8 +265,9 @@ mod tests {
             .write_blocking(|tx| -> StoreResult<_> {
                 let rows: Vec<(i64, i64, String, String)> = tx
                     .prepare(
-                        "SELECT c.ordinal, c.page, c.text, vec_to_json(v.embedding) FROM chunks c \
-                         JOIN chunk_vec_1 v ON v.chunk_id = c.id ORDER BY c.ordinal",
+                        "SELECT c.ordinal, c.page, c.text, vec_to_json(f.embedding) FROM chunks c \
+                         JOIN chunk_vec_1 v ON v.chunk_id = c.id JOIN chunk_vec_1_floats f ON f.chunk_id = c.id \
+                         ORDER BY c.ordinal",
                     )?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                     .collect::<rusqlite::Result<_>>()?;
@@ -274,5 +292,160 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// A state on a temporary database with the registration organization's id.
+    fn state() -> (tempfile::TempDir, crate::AppState, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.database.path = dir.path().join("knn.db");
+        config.auth.pbkdf2_iterations = 1000;
+        config.bootstrap.admin_password = "search-password-123".into();
+        let (state, _) = crate::AppState::open(config).unwrap();
+        let org = state
+            .db
+            .write_blocking(|tx| StoreResult::Ok(crate::store::bootstrap::registration_org_id(tx)?.unwrap()))
+            .unwrap();
+        (dir, state, org)
+    }
+
+    fn pseudo_random_vectors(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                (0..dims)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x % 2001) as f32 / 1000.0 - 1.0
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The binary KNN (sqlite-vec with copilot's top-k selection, vendor/sqlite-vec) returns the
+    /// k smallest Hamming distances, for k above and below the chunk size, over several chunks
+    /// and two organizations (the other one never answers); the re-rank orders them by cosine.
+    #[test]
+    fn the_binary_knn_finds_the_nearest_bits_of_the_organization_only() {
+        use crate::store::documents::{
+            RERANK_FACTOR, SearchScope, VEC_CHUNK_SIZE, ensure_space, insert_vector, nearest_chunks, quantize,
+        };
+        let (_dir, state, org) = state();
+        let n = 2 * VEC_CHUNK_SIZE + 300;
+        let vectors = pseudo_random_vectors(n + 200, 24, 7);
+        let table = state
+            .db
+            .write_blocking(|tx| -> StoreResult<_> {
+                let table = ensure_space(tx, "m", 24, &now())?;
+                for (i, v) in vectors.iter().enumerate() {
+                    // the first n in the organization, the rest in another one
+                    let o = if i < n { org.clone() } else { "other".to_string() };
+                    insert_vector(tx, &table, i as i64 + 1, &o, "d", "", v)?;
+                }
+                Ok(table)
+            })
+            .unwrap();
+        let query = pseudo_random_vectors(1, 24, 99).pop().unwrap();
+        let bits = quantize(&query);
+        let hamming = |v: &[f32]| quantize(v).iter().zip(&bits).map(|(a, b)| (a ^ b).count_ones()).sum::<u32>() as f64;
+        let mut expected: Vec<f64> = vectors[..n].iter().map(|v| hamming(v)).collect();
+        expected.sort_by(f64::total_cmp);
+        state
+            .db
+            .write_blocking(|tx| -> StoreResult<_> {
+                let scope = Scope::system(&org);
+                let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
+                for k in [1, 10, 100, VEC_CHUNK_SIZE + 5, 3000] {
+                    let found: Vec<(i64, f64)> = tx
+                        .prepare(&format!(
+                            "SELECT chunk_id, distance FROM {table} WHERE embedding_bits MATCH vec_bit(?1) AND k = ?2 \
+                             AND organization_id = ?3 ORDER BY distance"
+                        ))?
+                        .query_map(rusqlite::params![bits, k as i64, org], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    assert_eq!(found.len(), k.min(n), "k = {k}");
+                    let distances: Vec<f64> = found.iter().map(|(_, d)| *d).collect();
+                    assert_eq!(distances, expected[..k.min(n)], "k = {k}");
+                    for (id, d) in &found {
+                        assert!(*id as usize <= n, "another organization's vector");
+                        assert_eq!(*d, hamming(&vectors[*id as usize - 1]));
+                    }
+                }
+                // every vector of the organization is a candidate here (RERANK_FACTOR·k ≥ n):
+                // the result is the exact cosine top k
+                let k = n.div_ceil(RERANK_FACTOR);
+                let found = nearest_chunks(tx, &s, &table, &query, k)?;
+                let cosine = |id: i64| {
+                    let v = &vectors[id as usize - 1];
+                    let dot: f32 = v.iter().zip(&query).map(|(a, b)| a * b).sum();
+                    dot / v.iter().map(|x| x * x).sum::<f32>().sqrt()
+                };
+                let mut expected: Vec<i64> = (1..=n as i64).collect();
+                expected.sort_by(|a, b| cosine(*b).total_cmp(&cosine(*a)));
+                assert_eq!(found, expected[..k]);
+                assert!(found.windows(2).all(|w| cosine(w[0]) >= cosine(w[1])), "nearest first");
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// A vector space of the layout before binary quantization (one vec0 table of float
+    /// vectors) is rebuilt at start: same vectors, their bits, and search keeps working.
+    #[test]
+    fn an_old_vector_space_is_rebuilt_at_start() {
+        let (dir, state, org) = state();
+        state
+            .db
+            .write_blocking(|tx| -> StoreResult<_> {
+                tx.execute(
+                    "INSERT INTO embedding_spaces (model, dims, table_name, created_at) VALUES ('m', 3, 'chunk_vec_1', ?1)",
+                    rusqlite::params![now()],
+                )?;
+                tx.execute_batch(
+                    "CREATE VIRTUAL TABLE chunk_vec_1 USING vec0(chunk_id INTEGER PRIMARY KEY, organization_id TEXT \
+                     PARTITION KEY, document_id TEXT, project_id TEXT, embedding float[3] distance_metric=cosine)",
+                )?;
+                for (id, v) in [(1, "[1, 0, 0]"), (2, "[0, 1, 0]"), (3, "[-1, 0.1, 0]")] {
+                    tx.execute(
+                        "INSERT INTO chunk_vec_1 (chunk_id, organization_id, document_id, project_id, embedding) \
+                         VALUES (?1, ?2, 'd', '', ?3)",
+                        rusqlite::params![id, org, v],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let config = (*state.config).clone();
+        drop(state);
+        let (state, _) = crate::AppState::open(config).unwrap();
+        state
+            .db
+            .write_blocking(|tx| -> StoreResult<_> {
+                let table = crate::store::documents::space_table(tx, "m", 3)?.unwrap();
+                assert_eq!(table, "chunk_vec_1_b");
+                let old: i64 =
+                    tx.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'chunk_vec_1'", [], |r| r.get(0))?;
+                assert_eq!(old, 0);
+                let rows: Vec<(i64, String, String)> = tx
+                    .prepare(
+                        "SELECT v.chunk_id, vec_to_json(v.embedding_bits), vec_to_json(f.embedding) FROM chunk_vec_1_b v \
+                         JOIN chunk_vec_1_b_floats f ON f.chunk_id = v.chunk_id ORDER BY v.chunk_id",
+                    )?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                assert_eq!(rows.len(), 3);
+                assert_eq!(rows[0].2, "[1.000000,0.000000,0.000000]");
+                assert!(rows[0].1.starts_with("[1,0,0,") && rows[2].1.starts_with("[0,1,0,"), "{rows:?}");
+                let scope = Scope::system(&org);
+                let s = crate::store::documents::SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
+                let found = crate::store::documents::nearest_chunks(tx, &s, &table, &[0.9, 0.2, 0.0], 3)?;
+                assert_eq!(found, [1, 2, 3]);
+                Ok(())
+            })
+            .unwrap();
+        drop(dir);
     }
 }

@@ -370,18 +370,8 @@ pub fn commit_chunks(
     }
     if let Some(v) = vectors.filter(|v| v.vectors.len() == rowids.len() && !v.vectors.is_empty()) {
         let table = ensure_space(conn, v.model, v.vectors[0].len(), now)?;
-        let mut insert = conn.prepare_cached(&format!(
-            "INSERT INTO {table} (chunk_id, organization_id, document_id, project_id, embedding) \
-             VALUES (?1, ?2, ?3, ?4, ?5)"
-        ))?;
         for (rowid, vector) in rowids.iter().zip(v.vectors) {
-            insert.execute(params![
-                rowid,
-                organization_id,
-                id,
-                project_id.as_deref().unwrap_or(""),
-                vector_blob(vector)
-            ])?;
+            insert_vector(conn, &table, *rowid, &organization_id, id, project_id.as_deref().unwrap_or(""), vector)?;
         }
     }
     Ok(true)
@@ -406,9 +396,72 @@ pub fn space_table(conn: &Connection, model: &str, dims: usize) -> StoreResult<O
         .optional()?)
 }
 
+/// Vectors per chunk of a vec0 table: its unit of storage and of a KNN scan (sqlite-vec's
+/// default; each organization's partition preallocates one chunk, about 90 KiB at 384 dims).
+pub const VEC_CHUNK_SIZE: usize = 1024;
+
+/// The binary KNN asks for this many candidates per result wanted; exact cosine re-ranks them.
+pub const RERANK_FACTOR: usize = 16;
+
+/// The bits of a vector's binary quantization: one bit per dimension (set when it is > 0),
+/// padded with zero bits to a multiple of 64 (sqlite-vec then counts bits a word at a time).
+pub fn bit_dims(dims: usize) -> usize {
+    dims.div_ceil(64) * 64
+}
+
+/// A vector's sign bits (dimension i is bit i % 8 of byte i / 8), [`bit_dims`] long.
+pub fn quantize(v: &[f32]) -> Vec<u8> {
+    let mut bits = vec![0u8; bit_dims(v.len()) / 8];
+    for (i, x) in v.iter().enumerate() {
+        if *x > 0.0 {
+            bits[i / 8] |= 1 << (i % 8);
+        }
+    }
+    bits
+}
+
+/// The plain table beside a space's vec0 table that keeps its float vectors (for the exact
+/// re-rank: point reads by rowid, one page each, where a vec0 chunk is a blob of a megabyte).
+pub fn floats_table(table: &str) -> String {
+    format!("{table}_floats")
+}
+
+/// The tables of a vector space of `dims` dimensions: the vec0 table of the sign bits (the
+/// Hamming KNN), with the organization as partition key and the scope as metadata columns
+/// (project_id '' = none: vec0 rejects NULL), and the float vectors by chunk rowid.
+fn space_sql(table: &str, dims: usize) -> String {
+    format!(
+        "CREATE VIRTUAL TABLE {table} USING vec0(chunk_id INTEGER PRIMARY KEY, organization_id TEXT PARTITION KEY, \
+         document_id TEXT, project_id TEXT, embedding_bits bit[{bits}], chunk_size={VEC_CHUNK_SIZE}); \
+         CREATE TABLE {floats} (chunk_id INTEGER PRIMARY KEY, embedding BLOB NOT NULL);",
+        bits = bit_dims(dims),
+        floats = floats_table(table),
+    )
+}
+
+/// Stores one chunk's vector in a space: its bits in the vec0 table, the floats beside.
+pub fn insert_vector(
+    conn: &Connection,
+    table: &str,
+    chunk_id: i64,
+    organization_id: &str,
+    document_id: &str,
+    project_id: &str,
+    vector: &[f32],
+) -> StoreResult<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO {table} (chunk_id, organization_id, document_id, project_id, embedding_bits) \
+         VALUES (?1, ?2, ?3, ?4, vec_bit(?5))"
+    ))?
+    .execute(params![chunk_id, organization_id, document_id, project_id, quantize(vector)])?;
+    conn.prepare_cached(&format!("INSERT INTO {} (chunk_id, embedding) VALUES (?1, ?2)", floats_table(table)))?
+        .execute(params![chunk_id, vector_blob(vector)])?;
+    Ok(())
+}
+
 /// The vec0 table of (model, dims), created on first use: a vec0 table's dimension is fixed, so
 /// each model (and dimension) gets its own, and changing the model never mixes vectors.
-fn ensure_space(conn: &Connection, model: &str, dims: usize, now: &str) -> StoreResult<String> {
+pub fn ensure_space(conn: &Connection, model: &str, dims: usize, now: &str) -> StoreResult<String> {
     if let Some(table) = space_table(conn, model, dims)? {
         return Ok(table);
     }
@@ -418,11 +471,50 @@ fn ensure_space(conn: &Connection, model: &str, dims: usize, now: &str) -> Store
     conn.prepare_cached("UPDATE embedding_spaces SET table_name = ?1 WHERE id = ?2")?
         .execute(params![table, conn.last_insert_rowid()])?;
     // partitioned by organization only: each partition value preallocates a block of vectors
-    conn.execute_batch(&format!(
-        "CREATE VIRTUAL TABLE {table} USING vec0(chunk_id INTEGER PRIMARY KEY, organization_id TEXT PARTITION KEY, \
-         document_id TEXT, project_id TEXT, embedding float[{dims}] distance_metric=cosine)"
-    ))?;
+    conn.execute_batch(&space_sql(&table, dims))?;
     Ok(table)
+}
+
+/// At start-up: rebuilds the vector spaces made before binary quantization (one vec0 table of
+/// float vectors) into the current layout, in the caller's transaction: every vector is copied
+/// with its bits, the old table dropped, and the space names the new one. Returns how many
+/// vectors were copied.
+pub fn upgrade_spaces(conn: &Connection) -> StoreResult<usize> {
+    let spaces: Vec<(i64, usize, String)> = conn
+        .prepare("SELECT id, dims, table_name FROM embedding_spaces ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut copied = 0;
+    for (id, dims, table) in spaces {
+        let sql: Option<String> = conn
+            .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+            .query_row(params![table], |r| r.get(0))
+            .optional()?;
+        if sql.as_deref().is_none_or(|s| s.contains("embedding_bits")) {
+            continue;
+        }
+        let new_table = format!("chunk_vec_{id}_b");
+        conn.execute_batch(&space_sql(&new_table, dims))?;
+        let mut read = conn
+            .prepare(&format!("SELECT chunk_id, organization_id, document_id, project_id, embedding FROM {table}"))?;
+        let mut rows = read.query([])?;
+        while let Some(r) = rows.next()? {
+            let blob: Vec<u8> = r.get(4)?;
+            let vector = floats(&blob);
+            let (chunk_id, org, doc, project): (i64, String, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            insert_vector(conn, &new_table, chunk_id, &org, &doc, &project, &vector)?;
+            copied += 1;
+        }
+        drop(rows);
+        conn.execute_batch(&format!("DROP TABLE {table}"))?;
+        conn.prepare("UPDATE embedding_spaces SET table_name = ?1 WHERE id = ?2")?.execute(params![new_table, id])?;
+    }
+    Ok(copied)
+}
+
+fn floats(blob: &[u8]) -> Vec<f32> {
+    blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 /// Removes the vectors of a document's current chunks from every vector space (vec0 rows have
@@ -440,9 +532,11 @@ fn delete_vectors(conn: &Connection, document_id: &str) -> StoreResult<()> {
         .query_map(params![document_id], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for table in &tables {
-        let mut delete = conn.prepare_cached(&format!("DELETE FROM {table} WHERE chunk_id = ?1"))?;
-        for id in &ids {
-            delete.execute(params![id])?;
+        for t in [table.clone(), floats_table(table)] {
+            let mut delete = conn.prepare_cached(&format!("DELETE FROM {t} WHERE chunk_id = ?1"))?;
+            for id in &ids {
+                delete.execute(params![id])?;
+            }
         }
     }
     Ok(())
@@ -582,8 +676,10 @@ fn scope_filters(
     }
 }
 
-/// The `k` nearest chunks (rowids, nearest first) to `query` in the vec0 `table`; the
-/// organization and scope are constraints of the KNN itself, so they apply before `k`.
+/// The `k` nearest chunks (rowids, nearest first, by cosine) to `query` in the vector space
+/// `table`: the [`RERANK_FACTOR`]·k nearest by Hamming distance of the sign bits (sqlite-vec's
+/// KNN), then exact cosine over their float vectors. The organization and scope are
+/// constraints of the KNN itself, so they apply before `k`.
 pub fn nearest_chunks(
     conn: &Connection,
     s: &SearchScope<'_>,
@@ -591,12 +687,62 @@ pub fn nearest_chunks(
     query: &[f32],
     k: usize,
 ) -> StoreResult<Vec<i64>> {
-    let mut sql = format!("SELECT chunk_id FROM {table} WHERE embedding MATCH ?1 AND k = ?2");
-    let mut args: Vec<SqlValue> = vec![SqlValue::Blob(vector_blob(query)), SqlValue::Integer(k.min(4096) as i64)];
+    let mut sql = format!("SELECT chunk_id FROM {table} WHERE embedding_bits MATCH vec_bit(?1) AND k = ?2");
+    let candidates = (k * RERANK_FACTOR).clamp(1, 4096);
+    let mut args: Vec<SqlValue> = vec![SqlValue::Blob(quantize(query)), SqlValue::Integer(candidates as i64)];
     scope_filters(&mut sql, &mut args, s, "organization_id", "project_id", "document_id");
     sql.push_str(" ORDER BY distance");
-    let ids = conn.prepare(&sql)?.query_map(params_from_iter(args), |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-    Ok(ids)
+    let ids: Vec<i64> =
+        conn.prepare(&sql)?.query_map(params_from_iter(args), |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let mut read =
+        conn.prepare_cached(&format!("SELECT embedding FROM {} WHERE chunk_id = ?1", floats_table(table)))?;
+    let mut scored = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(blob) = read.query_row(params![id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+            scored.push((cosine(&floats(&blob), query), id));
+        }
+    }
+    Ok(best(scored, k))
+}
+
+/// The `k` nearest chunks of the organization by exact cosine over every float vector: what
+/// [`nearest_chunks`] approximates (the benchmark measures their agreement; not used to serve).
+pub fn nearest_chunks_exact(
+    conn: &Connection,
+    organization_id: &str,
+    table: &str,
+    query: &[f32],
+    k: usize,
+) -> StoreResult<Vec<i64>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT f.chunk_id, f.embedding FROM {} f JOIN chunks c ON c.id = f.chunk_id WHERE c.organization_id = ?1",
+        floats_table(table)
+    ))?;
+    let mut rows = stmt.query(params![organization_id])?;
+    let mut scored = vec![];
+    while let Some(r) = rows.next()? {
+        let blob: Vec<u8> = r.get(1)?;
+        scored.push((cosine(&floats(&blob), query), r.get(0)?));
+    }
+    Ok(best(scored, k))
+}
+
+/// Cosine similarity; 0 for a zero vector.
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    let c = dot / (na.sqrt() * nb.sqrt());
+    if c.is_finite() { c } else { 0.0 }
+}
+
+/// The ids of the `k` highest similarities, highest first (ties by id).
+fn best(mut scored: Vec<(f32, i64)>, k: usize) -> Vec<i64> {
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(k).map(|(_, id)| id).collect()
 }
 
 /// Passages by chunk rowid, checked against the scope's organization a second time.

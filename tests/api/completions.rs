@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use mock::{MODEL, Mock, Reply, chunk, spawn_mock};
 
-const KEY_ENV: &str = "COPILOT_TEST_LLM_KEY";
+/// Not `COPILOT_…`: the tests' process environment is inherited by the binaries other tests start
+/// (backup, restore, serve), whose config loader refuses `COPILOT_` variables it does not know.
+const KEY_ENV: &str = "TEST_LLM_KEY_OF_COPILOT_TESTS";
 const KEY: &str = "sk-test-secret-4242";
 
 fn provider(base_url: &str, timeout_seconds: u64, max_context_tokens: u64) -> LlmProviderConfig {
