@@ -32,6 +32,8 @@ use std::{
 
 #[path = "http/alone.rs"]
 mod alone;
+#[path = "common/corpus.rs"]
+mod corpus;
 #[path = "http/provider.rs"]
 mod provider;
 
@@ -137,12 +139,8 @@ impl Server {
     }
 
     /// Peak resident memory (VmHWM) in KiB.
-    fn peak_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    fn peak_kib(&self) -> u64 {
+        vm_kib(self.pid(), "VmHWM:")
     }
 
     /// CPU time the process has used so far (user + system), from /proc/<pid>/stat.
@@ -170,6 +168,25 @@ impl Server {
 }
 
 /// USER_HZ: 100 on every Linux this runs on; `getconf CLK_TCK` says for sure.
+/// A `kB` field of /proc/<pid>/status (VmHWM:, VmRSS:, Threads:, …); 0 when unreadable.
+pub fn vm_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The median of `v` (not empty) and its min..max.
+pub fn median_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let m = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
+    (m, v[0], v[v.len() - 1])
+}
+
 fn clock_ticks_per_second() -> f64 {
     static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     *HZ.get_or_init(|| {
@@ -1018,11 +1035,7 @@ fn finish(
     // ---- memory and start-up
     println!();
     for t in std::iter::once(&copilot).chain(ceiling.as_ref()) {
-        println!(
-            "  {:<8} peak memory (VmHWM) {:>7.1} MiB",
-            t.server.name,
-            t.server.peak_kib().unwrap_or(0) as f64 / 1024.0
-        );
+        println!("  {:<8} peak memory (VmHWM) {:>7.1} MiB", t.server.name, t.server.peak_kib() as f64 / 1024.0);
     }
     println!(
         "  copilot  start-up on an existing database (spawn to `Ready.`): median {:.1} ms of {:?}",
@@ -1214,13 +1227,8 @@ fn print_row(name: &str, pair: &[LoadResult]) {
 /// CPU ratio is the ceiling's CPU time per request over copilot's: 1.0 is as efficient, above
 /// is better. A spread wider than 20 % of the median says the runs cannot tell such a difference.
 fn print_summary(summary: &[(&str, Vec<Vec<LoadResult>>)]) {
-    fn stats(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let median = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
-        Some((median, v[0], v[v.len() - 1]))
+    fn stats(v: Vec<f64>) -> Option<(f64, f64, f64)> {
+        (!v.is_empty()).then(|| median_spread(v))
     }
     println!();
     println!(
@@ -1332,11 +1340,7 @@ fn growth(rt: &tokio::runtime::Runtime, opts: &Opts, copilot: Target, ceiling: O
         }
     }
     for t in targets {
-        println!(
-            "  {:<8} peak memory (VmHWM) {:>7.1} MiB",
-            t.server.name,
-            t.server.peak_kib().unwrap_or(0) as f64 / 1024.0
-        );
+        println!("  {:<8} peak memory (VmHWM) {:>7.1} MiB", t.server.name, t.server.peak_kib() as f64 / 1024.0);
         t.server.stop();
     }
 }

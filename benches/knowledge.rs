@@ -20,7 +20,11 @@
 //! cargo bench --bench knowledge -- --db /tmp/kb.db   # keep the database (the file must not exist)
 //! ```
 
+#[path = "common/corpus.rs"]
+mod corpus;
+
 use copilot::store::error::StoreResult;
+use corpus::{vocabulary, word};
 use std::time::{Duration, Instant};
 
 use copilot::{
@@ -40,22 +44,6 @@ const QUERIES: usize = 300;
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A vocabulary of made-up words; texts draw from it with a skew, like natural language.
-fn vocabulary(rng: &mut StdRng) -> Vec<String> {
-    (0..20_000)
-        .map(|_| {
-            let len = rng.random_range(3..10);
-            (0..len).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect()
-        })
-        .collect()
-}
-
-fn word<'v>(vocab: &'v [String], rng: &mut StdRng) -> &'v str {
-    // squares the uniform draw: low indexes (common words) come up far more often
-    let u: f64 = rng.random();
-    &vocab[((u * u) * vocab.len() as f64) as usize % vocab.len()]
 }
 
 fn sentence(vocab: &[String], rng: &mut StdRng) -> String {
@@ -229,14 +217,14 @@ fn main() {
         runtime.block_on(async {
             for (q, vector) in queries.iter().zip(&vectors) {
                 let t = Instant::now();
-                let query = Query {
+                let query = || Query {
                     scope: Scope::system(&org),
                     project_ids: vec![],
                     document_ids: vec![],
                     text: q.clone(),
                     limit: 10,
                 };
-                search::retrieve(&state.db, None, query).await.unwrap();
+                search::retrieve(&state.db, None, query()).await.unwrap();
                 text_times.push(t.elapsed());
                 // the same query again, timed by the CPU of the thread that runs it (the machine
                 // is shared: wall time includes waiting for a core)
@@ -255,15 +243,8 @@ fn main() {
                 text_cpu.push(cpu);
                 // the database half of hybrid retrieval as the server runs it: BM25 and the KNN on
                 // two read connections at once; CPU is the whole process's (both threads)
-                let query = Query {
-                    scope: Scope::system(&org),
-                    project_ids: vec![],
-                    document_ids: vec![],
-                    text: q.clone(),
-                    limit: 10,
-                };
                 let (t, cpu_before) = (Instant::now(), process_cpu());
-                search::retrieve_hybrid(&state.db, query, "bench".into(), vector.clone()).await.unwrap();
+                search::retrieve_hybrid(&state.db, query(), "bench".into(), vector.clone()).await.unwrap();
                 let cpu = Duration::from_secs_f64(process_cpu() - cpu_before);
                 hybrid_times.push(t.elapsed());
                 hybrid_cpu.push(cpu);

@@ -15,7 +15,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
 /// A failure of the database itself, below any meaning in the domain: what every closure given to
-/// [`Db`] must be able to answer (store's `DbError` and api's `ApiError` convert from it).
+/// [`Db`] must be able to answer (store's `StoreError` and api's `ApiError` convert from it).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database: {0}")]

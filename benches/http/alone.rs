@@ -26,8 +26,9 @@ use tokio::{
 };
 
 use super::{
-    Conn, LoadResult, Opts, Server, call, id, load_each, login, open, provider, request, seed_copilot,
-    start_copilot_with, tmp_dir_of,
+    Conn, LoadResult, Opts, Server, call,
+    corpus::{vocabulary, word},
+    id, load_each, login, median_spread, open, provider, request, seed_copilot, start_copilot_with, tmp_dir_of, vm_kib,
 };
 use provider::ScriptedProvider;
 
@@ -266,17 +267,6 @@ fn memory(pid: u32) -> String {
         mib("RssFile:"),
         vm_kib(pid, "Threads:")
     )
-}
-
-fn vm_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 // ------------------------------------------------------------------------------------ relay
@@ -848,21 +838,6 @@ pub fn followers(opts: &Opts, tmp: &Path, bench_hash: &str, provider: &ScriptedP
 
 // ------------------------------------------------------------------------------------ knowledge
 
-/// Made-up words; texts draw from them with a skew, like natural language (as benches/knowledge.rs).
-fn vocabulary(rng: &mut StdRng) -> Vec<String> {
-    (0..20_000)
-        .map(|_| {
-            let len = rng.random_range(3..10);
-            (0..len).map(|_| (b'a' + rng.random_range(0..26u8)) as char).collect()
-        })
-        .collect()
-}
-
-fn word<'v>(vocab: &'v [String], rng: &mut StdRng) -> &'v str {
-    let u: f64 = rng.random();
-    &vocab[((u * u) * vocab.len() as f64) as usize % vocab.len()]
-}
-
 /// `chunks` passages of about 1,200 characters in documents of 1,000 (`ready`, as the worker
 /// leaves them), written straight into the file while the server is stopped (the FTS index by
 /// the schema's triggers); with `vectors`, a 384-dimension vector each in the vector space of
@@ -1079,12 +1054,6 @@ pub fn knowledge(
 }
 
 // ------------------------------------------------------------------------------------ summary
-
-fn median_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let m = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
-    (m, v[0], v[v.len() - 1])
-}
 
 /// Everything the copilot-alone scenarios measured, for the summary of `--repeat`.
 #[derive(Default)]

@@ -81,7 +81,7 @@ pub(crate) fn user_filter(search: Option<String>, is_active: Option<bool>, role_
     }
 }
 
-/// The caller acting on their own user needs nothing; on anyone else they need `p`.
+/// What a request sets, as the field rules of `authz` see it.
 impl CreateUserRequest {
     fn fields(&self) -> UserFields {
         UserFields {

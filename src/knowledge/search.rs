@@ -98,10 +98,16 @@ pub fn rank_text(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usi
 
 /// The best `limit` passages for `q` by full text alone, best first; `score` is −bm25.
 pub fn search(conn: &Connection, scope: &SearchScope<'_>, q: &str, limit: usize) -> StoreResult<Vec<Passage>> {
-    let ranked = rank_text(conn, scope, q, limit)?;
+    let ranked = rank_text(conn, scope, q, limit)?.into_iter().map(|(id, bm25)| (id, -bm25)).collect();
+    ranked_passages(conn, scope, ranked)
+}
+
+/// The passages of `ranked` (rowid, score), in that order, each with its score; only the winners'
+/// rows are read.
+fn ranked_passages(conn: &Connection, s: &SearchScope<'_>, ranked: Vec<(i64, f64)>) -> StoreResult<Vec<Passage>> {
     let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
-    let mut found: HashMap<i64, Passage> = passages_by_rowid(conn, scope, &ids)?.into_iter().collect();
-    Ok(ranked.into_iter().filter_map(|(id, bm25)| found.remove(&id).map(|p| Passage { score: -bm25, ..p })).collect())
+    let mut found: HashMap<i64, Passage> = passages_by_rowid(conn, s, &ids)?.into_iter().collect();
+    Ok(ranked.into_iter().filter_map(|(id, score)| found.remove(&id).map(|p| Passage { score, ..p })).collect())
 }
 
 /// What a retrieval may reach; the organization is always part of it (every organization only for a
@@ -112,6 +118,12 @@ pub struct Query {
     pub document_ids: Vec<String>,
     pub text: String,
     pub limit: usize,
+}
+
+impl Query {
+    fn search_scope(&self) -> SearchScope<'_> {
+        SearchScope { scope: &self.scope, project_ids: &self.project_ids, document_ids: &self.document_ids }
+    }
 }
 
 /// Full text, and vectors when `embedder` is configured and answers: the best `limit` passages,
@@ -130,13 +142,7 @@ pub async fn retrieve(db: &Db, embedder: Option<&Embedder>, q: Query) -> StoreRe
     };
     match vector {
         Some((model, v)) => retrieve_hybrid(db, q, model, v).await,
-        None => {
-            db.read(move |c| {
-                let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
-                search(c, &s, &q.text, q.limit)
-            })
-            .await
-        }
+        None => db.read(move |c| search(c, &q.search_scope(), &q.text, q.limit)).await,
     }
 }
 
@@ -150,17 +156,13 @@ pub async fn retrieve_hybrid(db: &Db, q: Query, model: String, vector: Vec<f32>)
     let q = std::sync::Arc::new(q);
     let text = {
         let q = q.clone();
-        db.read(move |c| {
-            let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
-            rank_text(c, &s, &q.text, n)
-        })
+        db.read(move |c| rank_text(c, &q.search_scope(), &q.text, n))
     };
     let knn = {
         let q = q.clone();
         db.read(move |c| {
             let Some(table) = space_table(c, &model, vector.len())? else { return Ok(None) };
-            let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
-            Ok(Some(nearest_chunks(c, &s, &table, &vector, n)?))
+            Ok(Some(nearest_chunks(c, &q.search_scope(), &table, &vector, n)?))
         })
     };
     let (text_hits, vector_hits) = tokio::try_join!(text, knn)?;
@@ -169,13 +171,7 @@ pub async fn retrieve_hybrid(db: &Db, q: Query, model: String, vector: Vec<f32>)
         Some(v) => fuse(text_hits.iter().map(|(id, _)| *id), v.into_iter(), limit),
         None => text_hits.into_iter().take(limit).map(|(id, bm25)| (id, -bm25)).collect(),
     };
-    db.read(move |c| {
-        let s = SearchScope { scope: &q.scope, project_ids: &q.project_ids, document_ids: &q.document_ids };
-        let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
-        let mut found: HashMap<i64, Passage> = passages_by_rowid(c, &s, &ids)?.into_iter().collect();
-        Ok(ranked.into_iter().filter_map(|(id, score)| found.remove(&id).map(|p| Passage { score, ..p })).collect())
-    })
-    .await
+    db.read(move |c| ranked_passages(c, &q.search_scope(), ranked)).await
 }
 
 /// Reciprocal rank fusion of two rankings (ranks from 1): best first, ties by id, `limit` long.
@@ -231,12 +227,7 @@ mod tests {
     /// ranks only the chunks with that word, and one of common words alone still answers.
     #[test]
     fn common_words_do_not_pull_in_the_whole_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = crate::config::Config::default();
-        config.database.path = dir.path().join("search.db");
-        config.auth.pbkdf2_iterations = 1000;
-        config.bootstrap.admin_password = "search-password-123".into();
-        let (state, _) = crate::AppState::open(config).unwrap();
+        let (_dir, state, org) = state();
         let n = COMMON_DF + 300;
         let drafts: Vec<ChunkDraft> = (0..n)
             .map(|i| {
@@ -245,10 +236,9 @@ mod tests {
             })
             .collect();
         let vectors: Vec<Vec<f32>> = (0..n).map(|i| vec![i as f32, 1.0, 0.5]).collect();
-        let org = state
+        state
             .db
             .write_blocking(|tx| -> StoreResult<_> {
-                let org = crate::store::bootstrap::registration_org_id(tx)?.unwrap();
                 tx.execute(
                     "INSERT INTO documents (id, organization_id, title, filename, content_type, size_bytes, sha256, \
                      status, lease_token, created_at, updated_at) VALUES ('d', ?1, 'Rules', 'rules.txt', 'text/plain', \
@@ -257,7 +247,7 @@ mod tests {
                 )?;
                 let v = Vectors { model: "m", vectors: &vectors };
                 assert!(commit_chunks(tx, "d", "lease", &drafts, Some(v), None, None, "k", &now())?);
-                Ok(org)
+                Ok(())
             })
             .unwrap();
         state

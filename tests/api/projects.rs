@@ -446,6 +446,12 @@ async fn scoped_writes_do_not_reach_another_organization() {
             store::projects::update_project(tx, &other, &p, &changes, "2030-01-01T00:00:00.000000Z")?;
             store::projects::deactivate_project(tx, &other, &p, "2030-01-01T00:00:00.000000Z")?;
             assert!(!store::projects::remove_member(tx, &other, &p, &admin_a)?);
+            // reads too: the project's members are not listed under another organization's scope
+            let everyone = store::projects::MemberFilter { search: None, is_active: true };
+            let page = copilot::pagination::Page::new(None, None).unwrap();
+            assert_eq!(store::projects::list_members(tx, &other, &p, &everyone, page)?.1, 0);
+            let own = Scope::system(&org_a);
+            assert!(store::projects::list_members(tx, &own, &p, &everyone, page)?.1 >= 1);
             assert!(!store::roles::grant(tx, &other, &r, &perm, "t")?);
             let refused = store::roles::delete_role(tx, &other, &r);
             assert!(matches!(refused, Err(StoreError::NotFound(_))), "{refused:?}");
