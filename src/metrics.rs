@@ -60,7 +60,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let pool = IntGaugeVec::new(
-            Opts::new("copilot_db_pool_connections", "SQLite connections by pool (read, write) and state (idle, busy)"),
+            Opts::new(
+                "copilot_db_pool_connections",
+                "SQLite connections by pool (read, mapped: knowledge search, write) and state (idle, busy)",
+            ),
             &["pool", "state"],
         )
         .expect("valid metric");

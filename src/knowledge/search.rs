@@ -25,11 +25,11 @@ const RRF_K: f64 = 60.0;
 /// A word that more chunks than this match (in the whole index) is "common": ranking every
 /// chunk it matches would cost time in proportion to the index, and its BM25 weight (IDF) is
 /// low anyway. Counting stops here, so finding out costs at most this many rowids per word.
-pub const COMMON_DF: usize = 2000;
+pub const COMMON_DF: usize = 1000;
 
 /// How many matching chunks (summed over the words kept) BM25 ranks at most, short of the
 /// rarest word alone: the less rare words beyond it are left out (they weigh least).
-pub const RANK_BUDGET: usize = 4000;
+pub const RANK_BUDGET: usize = 1500;
 
 /// When every word of a question is common, only the newest this many matching chunks of the
 /// scope are ranked (a bound on the work; such questions say little about where to look).
@@ -142,7 +142,7 @@ pub async fn retrieve(db: &Db, embedder: Option<&Embedder>, q: Query) -> StoreRe
     };
     match vector {
         Some((model, v)) => retrieve_hybrid(db, q, model, v).await,
-        None => db.read(move |c| search(c, &q.search_scope(), &q.text, q.limit)).await,
+        None => db.read_mapped(move |c| search(c, &q.search_scope(), &q.text, q.limit)).await,
     }
 }
 
@@ -156,11 +156,11 @@ pub async fn retrieve_hybrid(db: &Db, q: Query, model: String, vector: Vec<f32>)
     let q = std::sync::Arc::new(q);
     let text = {
         let q = q.clone();
-        db.read(move |c| rank_text(c, &q.search_scope(), &q.text, n))
+        db.read_mapped(move |c| rank_text(c, &q.search_scope(), &q.text, n))
     };
     let knn = {
         let q = q.clone();
-        db.read(move |c| {
+        db.read_mapped(move |c| {
             let Some(table) = space_table(c, &model, vector.len())? else { return Ok(None) };
             Ok(Some(nearest_chunks(c, &q.search_scope(), &table, &vector, n)?))
         })
@@ -171,7 +171,7 @@ pub async fn retrieve_hybrid(db: &Db, q: Query, model: String, vector: Vec<f32>)
         Some(v) => fuse(text_hits.iter().map(|(id, _)| *id), v.into_iter(), limit),
         None => text_hits.into_iter().take(limit).map(|(id, bm25)| (id, -bm25)).collect(),
     };
-    db.read(move |c| ranked_passages(c, &q.search_scope(), ranked)).await
+    db.read_mapped(move |c| ranked_passages(c, &q.search_scope(), ranked)).await
 }
 
 /// Reciprocal rank fusion of two rankings (ranks from 1): best first, ties by id, `limit` long.
