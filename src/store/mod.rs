@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod completions;
+pub mod conn;
 pub mod conversations;
 pub mod documents;
 pub mod error;
