@@ -740,7 +740,7 @@ fn count(c: &mut Conn, sqlite: &str, pg: &str, arg: &str) -> Result<i64, StoreEr
 async fn organizations_area(store: &Store) {
     let backend = store.backend();
     let all = Scope::system_all();
-    store.write(|c| copilot::store::bootstrap::ensure_permissions(c)).await.unwrap();
+    store.write(copilot::store::bootstrap::ensure_permissions).await.unwrap();
 
     // create three, with their system roles and an audit event each
     let orgs = [
