@@ -20,11 +20,22 @@ pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub enum DbError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL's failures, shown with the server's message (the client's own text says only
+    /// "db error").
+    #[error("database: {}", pg_text(.0))]
+    Postgres(#[from] postgres::Error),
     #[error("database pool: {0}")]
     Pool(#[from] r2d2::Error),
     /// The blocking task was cancelled: the runtime is stopping.
     #[error("the runtime is stopping")]
     Stopped,
+}
+
+fn pg_text(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 mod embedded {

@@ -45,6 +45,7 @@ use crate::{
     db::Db,
     error::{catch_all, error_response},
     middleware::{AllowHeader, AllowTable, ForeignOrigins},
+    store::conn::Store,
 };
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -54,6 +55,10 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
+    /// The storage seam (`store::conn`): the areas ported to both backends go through it; the
+    /// others still use `db`. Serving from PostgreSQL is refused for now, so this is
+    /// `Store::Sqlite` of the same `db`.
+    pub store: Store,
     pub tokens: Arc<Tokens>,
     pub passwords: Arc<Passwords>,
     /// The LLM providers of `[llm]` and the reply-generating jobs of this process.
@@ -162,6 +167,7 @@ impl AppState {
                 config.auth.refresh_token_ttl_days,
             )),
             passwords: Arc::new(Passwords::new(config.auth.pbkdf2_iterations, config.auth.max_concurrent_hashes)),
+            store: Store::Sqlite(db.clone()),
             db,
             metrics: config.metrics.enabled.then(|| Arc::new(metrics::Metrics::new())),
             rate_limits: Arc::new(limits::RateLimits::new(&config.limits)),

@@ -1,7 +1,8 @@
 //! PostgreSQL (`[database] url = "postgres://…"`): the URL's checks, a connection pool, and the
 //! embedded migrations of `migrations-postgres/` (the twins of `migrations/`, version for
-//! version). The store does not speak PostgreSQL yet: `copilot migrate` prepares a database, and
-//! `serve` refuses such a URL (README, Operations, "PostgreSQL (in progress)").
+//! version). The store speaks PostgreSQL only in the areas ported to the seam (`store::conn`):
+//! `copilot migrate` prepares a database, and `serve` refuses such a URL (README, Operations,
+//! "PostgreSQL (in progress)").
 //!
 //! The client is the synchronous `postgres` crate (it mirrors rusqlite + r2d2); it runs a runtime
 //! of its own inside every call, so like rusqlite it must be called off the async runtime

@@ -88,7 +88,7 @@ impl OrganizationsApi {
         let page = Page::new(skip.0, limit.0)?;
         let filter = OrgFilter { search: search_term(search.0), is_active: is_active.0.unwrap_or(true) };
         let (rows, total) =
-            self.state.db.read(move |c| store::organizations::list_orgs(c, &scope, &filter, page)).await?;
+            self.state.store.read(move |c| store::organizations::list_orgs(c, &scope, &filter, page)).await?;
         Ok(Json(page.wrap(rows, total)))
     }
 
@@ -99,7 +99,7 @@ impl OrganizationsApi {
     async fn get_organization(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<Organization>> {
         let scope = authz::require(&auth.0, Permission::OrganizationsRead)?;
         let id = validate::path_id(&id, "Organization")?;
-        let org = self.state.db.read(move |c| store::organizations::get_org(c, &scope, &id)).await?;
+        let org = self.state.store.read(move |c| store::organizations::get_org(c, &scope, &id)).await?;
         Ok(Json(org.ok_or_else(org_not_found)?))
     }
 
@@ -125,13 +125,13 @@ impl OrganizationsApi {
         };
         let created = self
             .state
-            .db
-            .write(move |tx| -> ApiResult<_> {
-                store::organizations::insert_org(tx, &org)?;
-                store::bootstrap::insert_system_roles(tx, &org.id, &org.now)?;
+            .store
+            .write(move |c| -> ApiResult<_> {
+                store::organizations::insert_org(c, &org)?;
+                store::bootstrap::insert_system_roles(c, &org.id, &org.now)?;
                 let event = Event::new("organization.create", &org.id, "organization", &org.id).changes(audit);
-                store::audit::record(tx, &actor, &event)?;
-                store::organizations::get_org(tx, &all, &org.id)?
+                store::audit::record_on(c, &actor, &event)?;
+                store::organizations::get_org(c, &all, &org.id)?
                     .ok_or_else(|| ApiError::internal("inserted organization vanished"))
             })
             .await?;
@@ -168,12 +168,12 @@ impl OrganizationsApi {
         };
         let org = self
             .state
-            .db
-            .write(move |tx| -> ApiResult<_> {
-                let org = store::organizations::update_org(tx, &scope, &id, &changes, &now())?;
+            .store
+            .write(move |c| -> ApiResult<_> {
+                let org = store::organizations::update_org(c, &scope, &id, &changes, &now())?;
                 if org.is_some() {
                     let event = Event::new("organization.update", &id, "organization", &id).changes(audit);
-                    store::audit::record(tx, &actor, &event)?;
+                    store::audit::record_on(c, &actor, &event)?;
                 }
                 Ok(org)
             })
@@ -203,11 +203,11 @@ impl OrganizationsApi {
         let filter = user_filter(search.0, is_active.0, role_id.0);
         let (rows, total) = self
             .state
-            .db
+            .store
             .read(move |c| -> ApiResult<_> {
                 store::organizations::get_org(c, &scope, &id)?.ok_or_else(org_not_found)?;
                 let members = scope.narrowed(Some(&id))?;
-                Ok(store::users::list_users(c, &members, &filter, page)?)
+                Ok(store::users::list_users_on(c, &members, &filter, page)?)
             })
             .await?;
         Ok(Json(page.wrap(rows, total)))
@@ -225,20 +225,20 @@ impl OrganizationsApi {
         let actor = auth.0.actor();
         let user = self
             .state
-            .db
-            .write(move |tx| {
-                store::organizations::get_org(tx, &all, &id)?.ok_or_else(org_not_found)?;
-                let user =
-                    store::users::get_user(tx, &all, &user_id)?.ok_or_else(|| ApiError::not_found("User not found"))?;
+            .store
+            .write(move |c| {
+                store::organizations::get_org(c, &all, &id)?.ok_or_else(org_not_found)?;
+                let user = store::users::get_user_on(c, &all, &user_id)?
+                    .ok_or_else(|| ApiError::not_found("User not found"))?;
                 if user.organization_id == id {
                     return Ok(user);
                 }
-                let role_id = store::organizations::member_role_id(tx, &id)?;
-                store::users::move_to_org(tx, &user_id, &id, &role_id, &now())?;
+                let role_id = store::organizations::member_role_id(c, &id)?;
+                store::users::move_to_org_on(c, &user_id, &id, &role_id, &now())?;
                 let event = Event::new("organization.add_member", &id, "user", &user_id)
                     .changes(Some(serde_json::json!({"from_organization_id": user.organization_id})));
-                store::audit::record(tx, &actor, &event)?;
-                store::users::get_user(tx, &all, &user_id)?.ok_or_else(|| ApiError::internal("moved user vanished"))
+                store::audit::record_on(c, &actor, &event)?;
+                store::users::get_user_on(c, &all, &user_id)?.ok_or_else(|| ApiError::internal("moved user vanished"))
             })
             .await?;
         tracing::info!(user_id = %user.id, organization_id = %user.organization_id, "user moved");
@@ -261,7 +261,7 @@ impl OrganizationsApi {
             return Ok(Some(text));
         }
         let (scope, id) = (caller.scope(), id.to_string());
-        let stored = self.state.db.read(move |c| store::organizations::get_org(c, &scope, &id)).await?;
+        let stored = self.state.store.read(move |c| store::organizations::get_org(c, &scope, &id)).await?;
         match stored {
             Some(org) => Ok(Some(crate::limits::keep_stored_limits(&text, &org.settings.to_string())?)),
             None => Ok(Some(text)),

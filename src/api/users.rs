@@ -20,6 +20,7 @@ use crate::{
     store::{
         self,
         audit::Event,
+        conn::Conn,
         users::{NewUser, UserChanges, UserFilter},
     },
     validate::{self, Email, Password, Username},
@@ -183,7 +184,7 @@ impl UsersApi {
             .state
             .db
             .write(move |tx| -> ApiResult<_> {
-                if !store::organizations::org_exists(tx, &organization_id)? {
+                if !store::organizations::org_exists(&mut Conn::Sqlite(tx), &organization_id)? {
                     return Err(ApiError::bad_request("organization_id does not name an existing organization"));
                 }
                 let role_id = match role_id {
@@ -194,7 +195,7 @@ impl UsersApi {
                         authz::require_may_confer(&me, kind)?;
                         r
                     }
-                    None => store::organizations::member_role_id(tx, &organization_id)?,
+                    None => store::organizations::member_role_id(&mut Conn::Sqlite(tx), &organization_id)?,
                 };
                 let user = store::users::insert_user(
                     tx,

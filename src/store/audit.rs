@@ -8,7 +8,10 @@ use crate::{
     db,
     model::audit::{Actor, AuditEvent},
     pagination::Page,
-    store::error::StoreResult,
+    store::{
+        conn::{Conn, pg_ts},
+        error::StoreResult,
+    },
 };
 
 /// What happened.
@@ -55,6 +58,37 @@ pub fn record(conn: &Connection, actor: &Actor, event: &Event<'_>) -> StoreResul
         changes,
     ])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// [`record`] on either backend, for the areas ported to [`Conn`] (README, Operations,
+/// "PostgreSQL (in progress)"); the areas not ported yet call `record` on their SQLite
+/// connection. Once every area is ported, this takes `record`'s name.
+pub fn record_on(c: &mut Conn, actor: &Actor, event: &Event<'_>) -> StoreResult<i64> {
+    let t = match c {
+        Conn::Sqlite(conn) => return record(conn, actor, event),
+        Conn::Postgres(t) => t,
+    };
+    let changes = event.changes.as_ref().map(Value::to_string);
+    let at = pg_ts(&db::now())?;
+    let row = t.query_one(
+        "INSERT INTO audit_events (id, at, organization_id, actor_user_id, actor_api_key_id, action, target_type, \
+         target_id, ip, user_agent, changes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb) \
+         RETURNING seq",
+        &[
+            &db::new_id(),
+            &at,
+            &event.organization_id,
+            &actor.user_id,
+            &actor.api_key_id,
+            &event.action,
+            &event.target_type,
+            &event.target_id,
+            &actor.client.ip_text(),
+            &actor.client.user_agent_text(),
+            &changes,
+        ],
+    )?;
+    Ok(row.try_get(0)?)
 }
 
 /// Takes back an event recorded ahead of its outcome: a login attempt is logged as failed when it

@@ -9,6 +9,7 @@ use crate::{
     store::error::StoreResult,
     store::{
         auth::{get_setting, init_setting},
+        conn::{Conn, pg_ts},
         users::{NewUser, insert_user},
     },
 };
@@ -18,30 +19,61 @@ const DONE_KEY: &str = "bootstrapped_at";
 const REGISTRATION_ORG_KEY: &str = "registration_organization_id";
 
 /// Inserts the permissions that are missing (by name).
-pub fn ensure_permissions(conn: &Connection) -> StoreResult<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT OR IGNORE INTO permissions (id, name, resource, action, description) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for p in Permission::ALL {
-        stmt.execute(params![new_id(), p.name(), p.resource(), p.action(), p.description()])?;
+pub fn ensure_permissions(c: &mut Conn) -> StoreResult<()> {
+    match c {
+        Conn::Sqlite(conn) => {
+            let mut stmt = conn.prepare_cached(
+                "INSERT OR IGNORE INTO permissions (id, name, resource, action, description) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for p in Permission::ALL {
+                stmt.execute(params![new_id(), p.name(), p.resource(), p.action(), p.description()])?;
+            }
+        }
+        Conn::Postgres(t) => {
+            let stmt = t.prepare(
+                "INSERT INTO permissions (id, name, resource, action, description) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (name) DO NOTHING",
+            )?;
+            for p in Permission::ALL {
+                t.execute(&stmt, &[&new_id(), &p.name(), &p.resource(), &p.action(), &p.description()])?;
+            }
+        }
     }
     Ok(())
 }
 
 /// The `admin` (all 13) and `member` system roles of a new organization.
-pub fn insert_system_roles(conn: &Connection, organization_id: &str, now: &str) -> StoreResult<()> {
+pub fn insert_system_roles(c: &mut Conn, organization_id: &str, now: &str) -> StoreResult<()> {
     let roles: [(&str, &str, &[Permission]); 2] = [
         ("admin", "Organization administrator: every permission", &Permission::ALL),
         ("member", "Default role of new users", &Permission::MEMBER),
     ];
     for (name, description, perms) in roles {
         let role_id = new_id();
-        conn.prepare_cached(
-            "INSERT INTO roles (id, organization_id, name, description, is_system, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
-        )?
-        .execute(params![role_id, organization_id, name, description, now])?;
-        crate::store::roles::replace_permissions(conn, &role_id, perms.iter().copied().collect())?;
+        match c {
+            Conn::Sqlite(conn) => {
+                conn.prepare_cached(
+                    "INSERT INTO roles (id, organization_id, name, description, is_system, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
+                )?
+                .execute(params![role_id, organization_id, name, description, now])?;
+                crate::store::roles::replace_permissions(conn, &role_id, perms.iter().copied().collect())?;
+            }
+            Conn::Postgres(t) => {
+                t.execute(
+                    "INSERT INTO roles (id, organization_id, name, description, is_system, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, true, $5, $5)",
+                    &[&role_id, &organization_id, &name, &description, &pg_ts(now)?],
+                )?;
+                let names: Vec<&str> = perms.iter().map(|p| p.name()).collect();
+                t.execute(
+                    "INSERT INTO role_permissions (role_id, permission_id) \
+                     SELECT $1, id FROM permissions WHERE name = ANY($2)",
+                    &[&role_id, &names],
+                )?;
+            }
+        }
     }
     Ok(())
 }
@@ -58,10 +90,10 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> StoreResult<bool> {
         return Ok(false);
     }
     let now = now();
-    ensure_permissions(conn)?;
+    ensure_permissions(&mut Conn::Sqlite(conn))?;
     let org_id = new_id();
     crate::store::organizations::insert_org(
-        conn,
+        &mut Conn::Sqlite(conn),
         &crate::store::organizations::NewOrg {
             id: org_id.clone(),
             name: DEFAULT_ORG.into(),
@@ -71,7 +103,7 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> StoreResult<bool> {
             now: now.clone(),
         },
     )?;
-    insert_system_roles(conn, &org_id, &now)?;
+    insert_system_roles(&mut Conn::Sqlite(conn), &org_id, &now)?;
     let org_id_copy = org_id.clone();
     let admin_role = crate::store::users::role_id_by_name(conn, &org_id, "admin")?;
     insert_user(

@@ -51,6 +51,12 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        Self::Database(e.into())
+    }
+}
+
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         Self::internal(format_args!("stored JSON: {e}"))
@@ -73,4 +79,14 @@ pub fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
 /// Maps a unique violation to a conflict saying `detail`; anything else stays a database failure.
 pub fn conflict_on_unique(detail: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| if is_unique_violation(&e) { StoreError::conflict(detail) } else { e.into() }
+}
+
+/// True when `e` is PostgreSQL's unique violation (SQLSTATE 23505; a primary key's too).
+pub fn is_pg_unique_violation(e: &postgres::Error) -> bool {
+    e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+/// [`conflict_on_unique`] on PostgreSQL: a unique violation is a conflict saying `detail`.
+pub fn pg_conflict_on_unique(detail: &'static str) -> impl Fn(postgres::Error) -> StoreError {
+    move |e| if is_pg_unique_violation(&e) { StoreError::conflict(detail) } else { e.into() }
 }

@@ -3,7 +3,8 @@
 //! every statement, updates and deletes included: a row of another organization is simply not
 //! found. Store imports `model`, `db` and authz's types; never `api`, `llm` or `auth`. It answers
 //! [`StoreError`](error::StoreError)s, which say what happened in the domain's words; `api` maps
-//! them to HTTP statuses.
+//! them to HTTP statuses. Areas ported to PostgreSQL take a [`Conn`](conn::Conn) and hold both
+//! backends' SQL (`organizations` so far; see `conn`); the others take a SQLite connection.
 
 pub mod agents;
 pub mod api_keys;
@@ -11,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod completions;
+pub mod conn;
 pub mod conversations;
 pub mod documents;
 pub mod error;

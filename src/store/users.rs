@@ -7,7 +7,10 @@ use crate::{
     db::search_needle,
     model::users::User,
     pagination::Page,
-    store::error::{StoreError, StoreResult, is_unique_violation},
+    store::{
+        conn::Conn,
+        error::{StoreError, StoreResult, is_unique_violation},
+    },
 };
 
 macro_rules! user_cols {
@@ -280,6 +283,170 @@ pub fn move_to_org(conn: &Connection, id: &str, organization_id: &str, role_id: 
     )?
     .execute(params![id, organization_id])?;
     Ok(())
+}
+
+/// The users functions the ported areas call, on either backend (README, Operations,
+/// "PostgreSQL (in progress)"): each dispatches to the SQLite function of the same name above or
+/// to its PostgreSQL twin in [`pg`]. The users area itself is not ported yet; when it is, these
+/// take the plain names.
+pub fn get_user_on(c: &mut Conn, scope: &Scope, id: &str) -> StoreResult<Option<User>> {
+    match c {
+        Conn::Sqlite(c) => get_user(c, scope, id),
+        Conn::Postgres(t) => pg::get_user(t, scope, id),
+    }
+}
+
+/// [`insert_user`] on either backend.
+pub fn insert_user_on(c: &mut Conn, u: &NewUser) -> StoreResult<User> {
+    match c {
+        Conn::Sqlite(c) => insert_user(c, u),
+        Conn::Postgres(t) => pg::insert_user(t, u),
+    }
+}
+
+/// [`list_users`] on either backend.
+pub fn list_users_on(c: &mut Conn, scope: &Scope, filter: &UserFilter, page: Page) -> StoreResult<(Vec<User>, i64)> {
+    match c {
+        Conn::Sqlite(c) => list_users(c, scope, filter, page),
+        Conn::Postgres(t) => pg::list_users(t, scope, filter, page),
+    }
+}
+
+/// [`move_to_org`] on either backend.
+pub fn move_to_org_on(c: &mut Conn, id: &str, organization_id: &str, role_id: &str, now: &str) -> StoreResult<()> {
+    match c {
+        Conn::Sqlite(c) => move_to_org(c, id, organization_id, role_id, now),
+        Conn::Postgres(t) => pg::move_to_org(t, id, organization_id, role_id, now),
+    }
+}
+
+mod pg {
+    use postgres::{Row, Transaction};
+
+    use super::{NewUser, UserFilter};
+    use crate::{
+        authz::Scope,
+        db::search_needle,
+        model::users::User,
+        pagination::Page,
+        store::{
+            conn::{pg_ts, pg_ts_col},
+            error::{StoreError, StoreResult, is_pg_unique_violation},
+        },
+    };
+
+    const USER_COLS: &str = "u.id, u.username, u.email, u.full_name, u.organization_id, u.role_id, \
+         u.is_active, u.is_superuser, u.created_at, u.updated_at";
+
+    fn user_from_row(r: &Row) -> StoreResult<User> {
+        Ok(User {
+            id: r.try_get(0)?,
+            username: r.try_get(1)?,
+            email: r.try_get(2)?,
+            full_name: r.try_get(3)?,
+            organization_id: r.try_get(4)?,
+            role_id: r.try_get(5)?,
+            is_active: r.try_get(6)?,
+            is_superuser: r.try_get(7)?,
+            created_at: pg_ts_col(r, 8)?,
+            updated_at: pg_ts_col(r, 9)?,
+        })
+    }
+
+    pub(super) fn get_user(t: &mut Transaction, scope: &Scope, id: &str) -> StoreResult<Option<User>> {
+        let sql =
+            format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1 AND ($2::text IS NULL OR u.organization_id = $2)");
+        t.query_opt(&sql, &[&id, &scope.org()])?.as_ref().map(user_from_row).transpose()
+    }
+
+    pub(super) fn insert_user(t: &mut Transaction, u: &NewUser) -> StoreResult<User> {
+        t.execute(
+            "INSERT INTO users (id, organization_id, role_id, username, email, full_name, password_hash, \
+             is_active, is_superuser, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, true, $8, $9, $9)",
+            &[
+                &u.id,
+                &u.organization_id,
+                &u.role_id,
+                &u.username,
+                &u.email,
+                &u.full_name,
+                &u.password_hash,
+                &u.is_superuser,
+                &pg_ts(&u.now)?,
+            ],
+        )
+        .map_err(|e| {
+            if !is_pg_unique_violation(&e) {
+                return StoreError::from(e);
+            }
+            // the unique indexes are named after their column (migrations-postgres/V1)
+            match e.as_db_error().and_then(|d| d.constraint()) {
+                Some("users_email") => StoreError::conflict("Email already registered"),
+                _ => StoreError::conflict("Username already taken"),
+            }
+        })?;
+        get_user(t, &Scope::system_all(), &u.id)?.ok_or_else(|| StoreError::internal("inserted user vanished"))
+    }
+
+    // The search: `nocase(col) LIKE '%needle%'` with the needle's %, _ and \ escaped, the form the
+    // pg_trgm indexes of migrations-postgres/V2 answer (PostgreSQL rechecks LIKE on every row).
+    const USER_LIST_WHERE: &str = "($1::text IS NULL OR u.organization_id = $1) AND u.is_active = $2 \
+         AND ($3::text IS NULL OR u.role_id = $3) \
+         AND ($4::text IS NULL OR nocase(u.username) LIKE $4 OR nocase(u.email) LIKE $4 \
+              OR nocase(u.full_name) LIKE $4)";
+
+    fn like_pattern(term: &str) -> String {
+        let needle = search_needle(term).replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        format!("%{needle}%")
+    }
+
+    pub(super) fn list_users(
+        t: &mut Transaction,
+        scope: &Scope,
+        filter: &UserFilter,
+        page: Page,
+    ) -> StoreResult<(Vec<User>, i64)> {
+        // PostgreSQL text holds no NUL: a search with one matches nothing, as on SQLite's instr
+        if filter.search.as_deref().is_some_and(|s| s.contains('\0')) {
+            return Ok((Vec::new(), 0));
+        }
+        let pattern = filter.search.as_deref().map(like_pattern);
+        let total: i64 = t
+            .query_one(
+                &format!("SELECT COUNT(*) FROM users u WHERE {USER_LIST_WHERE}"),
+                &[&scope.org(), &filter.is_active, &filter.role_id, &pattern],
+            )?
+            .try_get(0)?;
+        let sql = format!(
+            "SELECT {USER_COLS} FROM users u WHERE {USER_LIST_WHERE} \
+             ORDER BY u.created_at DESC, u.id DESC LIMIT $5 OFFSET $6"
+        );
+        let rows = t
+            .query(&sql, &[&scope.org(), &filter.is_active, &filter.role_id, &pattern, &page.limit, &page.skip])?
+            .iter()
+            .map(user_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((rows, total))
+    }
+
+    pub(super) fn move_to_org(
+        t: &mut Transaction,
+        id: &str,
+        organization_id: &str,
+        role_id: &str,
+        now: &str,
+    ) -> StoreResult<()> {
+        t.execute(
+            "UPDATE users SET organization_id = $2, role_id = $3, updated_at = $4 WHERE id = $1",
+            &[&id, &organization_id, &role_id, &pg_ts(now)?],
+        )?;
+        t.execute(
+            "DELETE FROM user_projects WHERE user_id = $1 \
+             AND project_id IN (SELECT id FROM projects WHERE organization_id <> $2)",
+            &[&id, &organization_id],
+        )?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

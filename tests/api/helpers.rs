@@ -174,8 +174,8 @@ impl TestApp {
     pub async fn create_org(&self, name: &str) -> String {
         let name = name.to_string();
         self.state
-            .db
-            .write(move |tx| -> StoreResult<_> {
+            .store
+            .write(move |c| -> StoreResult<_> {
                 let org = copilot::store::organizations::NewOrg {
                     id: copilot::db::new_id(),
                     name,
@@ -184,8 +184,8 @@ impl TestApp {
                     settings: "{}".into(),
                     now: copilot::db::now(),
                 };
-                copilot::store::organizations::insert_org(tx, &org)?;
-                copilot::store::bootstrap::insert_system_roles(tx, &org.id, &org.now)?;
+                copilot::store::organizations::insert_org(c, &org)?;
+                copilot::store::bootstrap::insert_system_roles(c, &org.id, &org.now)?;
                 Ok(org.id)
             })
             .await

@@ -1,0 +1,163 @@
+//! The storage seam (issue 13): one domain-level interface per area over two backends.
+//!
+//! A store function takes `c: &mut Conn` and matches it once: `Conn::Sqlite` runs the SQLite
+//! SQL on a rusqlite connection (a read snapshot or the write transaction), `Conn::Postgres` the
+//! PostgreSQL twin on a transaction of a pooled client. The functions say what they do in the
+//! domain's words (insert an organization, list a page of them); neither backend's SQL leaks past
+//! them. [`Store`] hands out a `Conn` the way [`Db`] hands out a connection: `read` (one
+//! snapshot), `lookup` (SQLite: a primary-key lookup without the blocking-pool hop), `write` (one
+//! transaction, committed on `Ok`, rolled back on `Err`).
+//!
+//! Areas not ported yet reach their SQLite code through [`Conn::sqlite`], which answers an
+//! internal error on PostgreSQL (README, Operations, "PostgreSQL (in progress)" lists the ported
+//! areas).
+
+use rusqlite::Connection;
+
+use crate::{
+    db::{Db, DbError, blocking},
+    pg::PgPool,
+    store::error::{StoreError, StoreResult},
+};
+
+/// A connection handed to store functions, one variant per backend. SQLite: a read snapshot or
+/// the write transaction (a rusqlite `Transaction` derefs to its `Connection`). PostgreSQL: the
+/// transaction of the call (`&mut`: the `postgres` client needs it for every statement).
+pub enum Conn<'a, 'b> {
+    Sqlite(&'a Connection),
+    Postgres(&'a mut postgres::Transaction<'b>),
+}
+
+impl Conn<'_, '_> {
+    /// The SQLite connection, for areas that have no PostgreSQL code yet.
+    pub fn sqlite(&self) -> StoreResult<&Connection> {
+        match self {
+            Conn::Sqlite(c) => Ok(c),
+            Conn::Postgres(_) => Err(StoreError::internal("this operation is not available on PostgreSQL yet")),
+        }
+    }
+
+    /// Which backend this is, for messages and tests.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Conn::Sqlite(_) => "sqlite",
+            Conn::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Where the data lives: the SQLite file (today's [`Db`]) or a PostgreSQL pool. Cheap to clone
+/// (pools are reference-counted).
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(Db),
+    Postgres(PgPool),
+}
+
+impl Store {
+    /// Runs `f` inside one snapshot. SQLite: [`Db::read`] (a deferred read transaction).
+    /// PostgreSQL: a `REPEATABLE READ, READ ONLY` transaction on the blocking pool, so a count and
+    /// its page come from one snapshot there too.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(db) => db.read(move |c| f(&mut Conn::Sqlite(c))).await,
+            Store::Postgres(pool) => pg_transaction(pool, true, f).await,
+        }
+    }
+
+    /// Runs `f`, one statement of a few primary-key lookups. SQLite: [`Db::lookup`] (an idle
+    /// read connection right here, without the blocking-pool hop). PostgreSQL: like
+    /// [`Store::read`] (the client blocks; it must not run on the async runtime).
+    pub async fn lookup<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(db) => db.lookup(move |c| f(&mut Conn::Sqlite(c))).await,
+            Store::Postgres(pool) => pg_transaction(pool, true, f).await,
+        }
+    }
+
+    /// Runs `f` in one write transaction; commits when it answers `Ok`, rolls back otherwise.
+    /// SQLite: [`Db::write`] (the single writer, `BEGIN IMMEDIATE`). PostgreSQL: a transaction
+    /// of the server's default isolation (READ COMMITTED); row locking between instances comes
+    /// with the areas that need it.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(db) => db.write(move |tx| f(&mut Conn::Sqlite(tx))).await,
+            Store::Postgres(pool) => pg_transaction(pool, false, f).await,
+        }
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// `f` in a transaction of a pooled PostgreSQL client, on the blocking pool: read-only
+/// REPEATABLE READ for reads, the default isolation for writes. Commits on `Ok`; on `Err` (and
+/// on a panic, when the transaction is dropped) it rolls back.
+async fn pg_transaction<T, E, F>(pool: &PgPool, read_only: bool, f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+    F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E> + Send + 'static,
+{
+    let pool = pool.clone();
+    blocking(move || {
+        let mut client = pool.get().map_err(DbError::from)?;
+        let mut builder = client.build_transaction();
+        if read_only {
+            builder = builder.isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true);
+        }
+        let mut tx = builder.start().map_err(DbError::from)?;
+        match f(&mut Conn::Postgres(&mut tx)) {
+            Ok(out) => {
+                tx.commit().map_err(DbError::from)?;
+                Ok(out)
+            }
+            Err(e) => {
+                // a failed rollback leaves nothing to undo: the server ends the transaction with
+                // the connection, and the pool drops a broken one
+                let _ = tx.rollback();
+                Err(e)
+            }
+        }
+    })
+    .await
+}
+
+/// A stored timestamp as a PostgreSQL `timestamptz` parameter: the RFC 3339 text that
+/// [`crate::db::now`] writes (what SQLite stores as text), parsed.
+pub fn pg_ts(text: &str) -> StoreResult<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::internal(format_args!("timestamp {text:?}: {e}")))
+}
+
+/// A `timestamptz` column read back as the RFC 3339 text of the SQLite path
+/// ([`crate::db::format_ts`]: UTC, microseconds, fixed width).
+pub fn pg_ts_col(row: &postgres::Row, idx: usize) -> Result<String, postgres::Error> {
+    Ok(crate::db::format_ts(row.try_get::<_, time::OffsetDateTime>(idx)?))
+}
+
+/// A `jsonb` column selected as `col::text`, parsed.
+pub fn pg_json_col<T: serde::de::DeserializeOwned>(row: &postgres::Row, idx: usize) -> StoreResult<T> {
+    let text: String = row.try_get(idx)?;
+    Ok(serde_json::from_str(&text)?)
+}
