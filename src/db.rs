@@ -94,7 +94,10 @@ impl Db {
             })
         };
         let open_err = |e: r2d2::Error| format!("cannot open database {}: {e}", path.display());
+        // No test on check-out: an in-process SQLite connection cannot go stale, and r2d2's test
+        // (an empty `execute_batch`) ran the SQL parser on every request.
         let write = r2d2::Pool::builder()
+            .test_on_check_out(false)
             .max_size(1)
             .connection_timeout(Duration::from_secs(60))
             .build(manager(0))
@@ -103,10 +106,15 @@ impl Db {
             let mut conn = write.get().map_err(open_err)?;
             embedded::migrations::runner().run(&mut *conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
         }
-        let read =
-            r2d2::Pool::builder().max_size(read_pool_size).min_idle(Some(1)).build(manager(0)).map_err(open_err)?;
+        let read = r2d2::Pool::builder()
+            .test_on_check_out(false)
+            .max_size(read_pool_size)
+            .min_idle(Some(1))
+            .build(manager(0))
+            .map_err(open_err)?;
         // opened on the first knowledge search only
         let mapped = r2d2::Pool::builder()
+            .test_on_check_out(false)
             .max_size(read_pool_size)
             .min_idle(Some(0))
             .build(manager(MAPPED_BYTES))
