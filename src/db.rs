@@ -135,12 +135,7 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
-        let pool = self.read.clone();
-        blocking(move || {
-            let conn = pool.get().map_err(DbError::from)?;
-            snapshot(&conn, f)
-        })
-        .await
+        read_on(&self.read, f).await
     }
 
     /// [`Db::read`] on a connection that reads the file through a memory map, for searches of
@@ -155,12 +150,7 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
-        let pool = self.mapped.clone();
-        blocking(move || {
-            let conn = pool.get().map_err(DbError::from)?;
-            snapshot(&conn, f)
-        })
-        .await
+        read_on(&self.mapped, f).await
     }
 
     /// Runs `f` — one statement of a few primary-key lookups, never a scan — on an idle read
@@ -226,6 +216,21 @@ impl Db {
         let mut conn = self.write.get().map_err(DbError::from)?;
         in_transaction(&mut conn, f)
     }
+}
+
+/// `f` inside one snapshot, on a connection of `pool`, on the blocking pool.
+async fn read_on<T, E, F>(pool: &Pool, f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<DbError> + Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+{
+    let pool = pool.clone();
+    blocking(move || {
+        let conn = pool.get().map_err(DbError::from)?;
+        snapshot(&conn, f)
+    })
+    .await
 }
 
 /// `f` in `BEGIN IMMEDIATE`, committed when it answers `Ok`.
