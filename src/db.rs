@@ -96,29 +96,24 @@ impl Db {
         let open_err = |e: r2d2::Error| format!("cannot open database {}: {e}", path.display());
         // No test on check-out: an in-process SQLite connection cannot go stale, and r2d2's test
         // (an empty `execute_batch`) ran the SQL parser on every request.
-        let write = r2d2::Pool::builder()
-            .test_on_check_out(false)
-            .max_size(1)
-            .connection_timeout(Duration::from_secs(60))
-            .build(manager(0))
-            .map_err(open_err)?;
+        // (a write waits longer for its connection than r2d2's 30 s: writes queue for one)
+        let pool = |max_size: u32, min_idle: u32, mmap_size: i64, wait_secs: u64| {
+            r2d2::Pool::builder()
+                .test_on_check_out(false)
+                .max_size(max_size)
+                .min_idle(Some(min_idle))
+                .connection_timeout(Duration::from_secs(wait_secs))
+                .build(manager(mmap_size))
+                .map_err(open_err)
+        };
+        let write = pool(1, 1, 0, 60)?;
         {
             let mut conn = write.get().map_err(open_err)?;
             embedded::migrations::runner().run(&mut *conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
         }
-        let read = r2d2::Pool::builder()
-            .test_on_check_out(false)
-            .max_size(read_pool_size)
-            .min_idle(Some(1))
-            .build(manager(0))
-            .map_err(open_err)?;
+        let read = pool(read_pool_size, 1, 0, 30)?;
         // opened on the first knowledge search only
-        let mapped = r2d2::Pool::builder()
-            .test_on_check_out(false)
-            .max_size(read_pool_size)
-            .min_idle(Some(0))
-            .build(manager(MAPPED_BYTES))
-            .map_err(open_err)?;
+        let mapped = pool(read_pool_size, 0, MAPPED_BYTES, 30)?;
         let alive = std::sync::Arc::new(());
         if let Some(interval) = checkpoint_interval {
             let conn = Connection::open(path).map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
