@@ -28,10 +28,10 @@ fn copilot() -> Command {
 }
 
 /// A database of its own on the test cluster, dropped with the guard.
-struct TestDb {
+pub(crate) struct TestDb {
     admin_url: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
     host: String,
     port: String,
 }
@@ -61,7 +61,7 @@ fn enc(s: &str) -> String {
 }
 
 /// A fresh database on the cluster of the PG* variables, or `None` (with a notice) without one.
-fn test_db(test: &str) -> Option<TestDb> {
+pub(crate) fn test_db(test: &str) -> Option<TestDb> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let Some(host) = var("PGHOST") else {
         if std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
@@ -88,7 +88,7 @@ fn test_db(test: &str) -> Option<TestDb> {
     Some(TestDb { url: url_of(&name), admin_url, name, host, port })
 }
 
-fn pool(url: &str) -> copilot::pg::PgPool {
+pub(crate) fn pool(url: &str) -> copilot::pg::PgPool {
     copilot::pg::open(url, 2).unwrap()
 }
 
@@ -728,7 +728,7 @@ fn names(rows: &[copilot::model::organizations::Organization]) -> Vec<&str> {
 }
 
 /// Counts rows of `sql` (one `$1`/`?1` text parameter) on either backend, for checks only.
-fn count(c: &mut Conn, sqlite: &str, pg: &str, arg: &str) -> Result<i64, StoreError> {
+pub(crate) fn count(c: &mut Conn, sqlite: &str, pg: &str, arg: &str) -> Result<i64, StoreError> {
     Ok(match c {
         Conn::Sqlite(c) => c.query_row(sqlite, [arg], |r| r.get(0))?,
         Conn::Postgres(t) => t.query_one(pg, &[&arg])?.try_get(0)?,
@@ -1014,7 +1014,7 @@ async fn organizations_area(store: &Store) {
     assert_eq!((users.len(), total, users[0].username.as_str()), (1, 1, "mover"), "{backend}");
 }
 
-fn sqlite_store(dir: &tempfile::TempDir) -> Store {
+pub(crate) fn sqlite_store(dir: &tempfile::TempDir) -> Store {
     let db = copilot::db::Db::open(&dir.path().join("seam.db"), 2, std::time::Duration::from_secs(5), None).unwrap();
     Store::Sqlite(db)
 }
@@ -1030,17 +1030,28 @@ async fn seam_organizations_area_on_sqlite() {
 /// only the store calls run inside it (they go to the blocking pool, as in the server).
 #[test]
 fn seam_organizations_area_on_postgres() {
-    let Some(db) = test_db("seam_organizations_area_on_postgres") else { return };
-    let pool = pool(&db.url);
-    copilot::pg::migrate(&pool).unwrap();
-    let store = Store::Postgres(pool);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(async {
+    on_postgres("seam_organizations_area_on_postgres", |store| async move {
         organizations_area(&store).await;
         // the not-yet-ported areas answer an internal error there, never SQL of the wrong dialect
         let e = store.read(|c| c.sqlite().map(|_| ())).await.unwrap_err();
         assert!(matches!(&e, StoreError::Internal(m) if m.contains("not available on PostgreSQL")), "{e:?}");
     });
+}
+
+/// Runs `body` on a fresh, migrated PostgreSQL [`Store`] of its own database (see
+/// `seam_organizations_area_on_postgres` for why the pool lives outside the runtime). Without a
+/// cluster it returns at once (or fails under `REQUIRE_POSTGRES=1`), like [`test_db`].
+pub(crate) fn on_postgres<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(db) = test_db(test) else { return };
+    let pool = pool(&db.url);
+    copilot::pg::migrate(&pool).unwrap();
+    let store = Store::Postgres(pool);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(body(store.clone()));
     drop(runtime);
     drop(store);
     drop(db);
