@@ -54,11 +54,11 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub db: Db,
-    /// The storage seam (`store::conn`): the areas ported to both backends go through it; the
-    /// others still use `db`. Serving from PostgreSQL is refused for now, so this is
-    /// `Store::Sqlite` of the same `db`.
+    /// Where the data lives (`store::conn`): the SQLite file of `[database] path`, or the
+    /// PostgreSQL database of `[database] url`.
     pub store: Store,
+    /// The SQLite file, for the areas not yet on `store` (transitional: goes when they are).
+    pub db: Db,
     pub tokens: Arc<Tokens>,
     pub passwords: Arc<Passwords>,
     /// The LLM providers of `[llm]` and the reply-generating jobs of this process.
@@ -86,16 +86,30 @@ impl AppState {
         if let config::Backend::Postgres(_) = config.database.backend() {
             return Err(pg::NOT_SERVED.into());
         }
-        let db = Db::open(
-            &config.database.path,
-            config.database.pool_size,
-            Duration::from_millis(config.database.busy_timeout_ms),
-            (config.database.checkpoint_interval_ms > 0)
-                .then(|| Duration::from_millis(config.database.checkpoint_interval_ms)),
-        )?;
+        let data = match config.database.backend() {
+            config::Backend::Postgres(url) => {
+                let pool = pg::open(url, config.database.pool_size)?;
+                let migrated = pg::migrate(&pool)?;
+                if !migrated.applied.is_empty() {
+                    tracing::info!(
+                        applied = migrated.applied.len(),
+                        version = migrated.version,
+                        "migrated the PostgreSQL database"
+                    );
+                }
+                Store::Postgres(pool)
+            }
+            config::Backend::Sqlite(_) => Store::Sqlite(Db::open(
+                &config.database.path,
+                config.database.pool_size,
+                Duration::from_millis(config.database.busy_timeout_ms),
+                (config.database.checkpoint_interval_ms > 0)
+                    .then(|| Duration::from_millis(config.database.checkpoint_interval_ms)),
+            )?),
+        };
         let mut startup = Startup::default();
-        let needs_bootstrap = !db
-            .write_blocking(|tx| store::bootstrap::is_bootstrapped(tx))
+        let needs_bootstrap = !data
+            .write_blocking(|c| store::bootstrap::is_bootstrapped(c.sqlite()?))
             .map_err(|e| format!("reading the database: {}", e))?;
         if needs_bootstrap {
             let b = &config.bootstrap;
@@ -118,47 +132,47 @@ impl AppState {
                 email: email.into_inner(),
                 password_hash: hash,
             };
-            startup.bootstrapped = db
-                .write_blocking(|tx| store::bootstrap::bootstrap(tx, &admin))
+            startup.bootstrapped = data
+                .write_blocking(|c| store::bootstrap::bootstrap(c.sqlite()?, &admin))
                 .map_err(|e| format!("bootstrapping the database: {}", e))?;
             if !startup.bootstrapped {
                 startup.generated_admin_password = None;
             }
         }
-        db.write_blocking(|tx| store::bootstrap::ensure_registration_org(tx))
+        data.write_blocking(|c| store::bootstrap::ensure_registration_org(c.sqlite()?))
             .map_err(|e| format!("reading the registration organization: {}", e))?;
         let secret = if config.auth.jwt_secret.is_empty() {
             let candidate = Alphanumeric.sample_string(&mut rand::rng(), 64);
-            db.write_blocking(|tx| store::auth::init_setting(tx, "jwt_secret", &candidate, &db::now()))
+            data.write_blocking(|c| store::auth::init_setting(c.sqlite()?, "jwt_secret", &candidate, &db::now()))
                 .map_err(|e| format!("storing the JWT secret: {}", e))?
         } else {
             config.auth.jwt_secret.clone()
         };
         let llm = llm::Providers::from_config(&config.llm, |name| std::env::var(name).ok())?;
         // a job of a previous process cannot be resumed: its partial text was only in memory
-        let interrupted = db
-            .write_blocking(|tx| store::completions::fail_interrupted_jobs(tx, "server restarted", &db::now()))
+        let interrupted = data
+            .write_blocking(|c| store::completions::fail_interrupted_jobs(c.sqlite()?, "server restarted", &db::now()))
             .map_err(|e| format!("recovering completion jobs: {}", e))?;
         if interrupted > 0 {
             tracing::warn!(jobs = interrupted, "marked completion jobs of a previous run as failed");
         }
         // one process serves the SQLite file: what a previous one was ingesting is redone
-        let requeued = db
-            .write_blocking(|tx| store::documents::requeue_interrupted(tx, &db::now()))
+        let requeued = data
+            .write_blocking(|c| store::documents::requeue_interrupted(c.sqlite()?, &db::now()))
             .map_err(|e| format!("recovering document ingestion: {}", e))?;
         if requeued > 0 {
             tracing::warn!(documents = requeued, "resuming the ingestion of documents interrupted by a stop");
         }
         // vector spaces of an older layout (float vectors only) are rebuilt with their sign bits
-        let upgraded = db
-            .write_blocking(|tx| store::documents::upgrade_spaces(tx))
+        let upgraded = data
+            .write_blocking(|c| store::documents::upgrade_spaces(c.sqlite()?))
             .map_err(|e| format!("upgrading the vector spaces: {}", e))?;
         if upgraded > 0 {
             tracing::info!(vectors = upgraded, "rebuilt the vector spaces with binary quantization");
         }
         let embedder = llm::embeddings::Embedder::new(&config.knowledge.embedding_model, &llm)?.map(Arc::new);
         let state = AppState {
-            ingest: knowledge::ingest::Ingestor::new(db.clone(), embedder),
+            ingest: knowledge::ingest::Ingestor::new(data.sqlite().expect("SQLite").clone(), embedder),
             llm: Arc::new(llm),
             jobs: Arc::default(),
             tokens: Arc::new(Tokens::new(
@@ -167,8 +181,8 @@ impl AppState {
                 config.auth.refresh_token_ttl_days,
             )),
             passwords: Arc::new(Passwords::new(config.auth.pbkdf2_iterations, config.auth.max_concurrent_hashes)),
-            store: Store::Sqlite(db.clone()),
-            db,
+            db: data.sqlite().expect("SQLite").clone(),
+            store: data,
             metrics: config.metrics.enabled.then(|| Arc::new(metrics::Metrics::new())),
             rate_limits: Arc::new(limits::RateLimits::new(&config.limits)),
             config: Arc::new(config),
@@ -560,8 +574,10 @@ async fn prune_periodically(state: AppState) {
         let (failures_before, revoked_before) =
             (db::format_ts(now - window), db::format_ts(now - time::Duration::days(1)));
         let pruned = state
-            .db
-            .write(move |tx| store::auth::prune(tx, &failures_before, &db::format_ts(now), &revoked_before, BATCH))
+            .store
+            .write(move |c| {
+                store::auth::prune(c.sqlite()?, &failures_before, &db::format_ts(now), &revoked_before, BATCH)
+            })
             .await;
         state.rate_limits.forget_idle();
         match pruned {
@@ -580,7 +596,7 @@ async fn prune_audit_log(state: &AppState, now: time::OffsetDateTime) {
     let before = db::format_ts(now - time::Duration::days(state.config.audit.retention_days.into()));
     for _ in 0..200 {
         let before = before.clone();
-        match state.db.write(move |tx| store::audit::prune(tx, &before, BATCH)).await {
+        match state.store.write(move |c| store::audit::prune(c.sqlite()?, &before, BATCH)).await {
             Ok(n) if n < BATCH as usize => {
                 if n > 0 {
                     tracing::debug!(rows = n, "pruned old audit events");

@@ -20,7 +20,12 @@ use poem::{
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use rusqlite::params;
 
-use crate::{AppState, config::MetricsConfig, error::ApiError, store::error::StoreResult};
+use crate::{
+    AppState,
+    config::MetricsConfig,
+    error::ApiError,
+    store::{conn::Conn, error::StoreResult},
+};
 
 /// The content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -62,7 +67,7 @@ impl Metrics {
         let pool = IntGaugeVec::new(
             Opts::new(
                 "copilot_db_pool_connections",
-                "SQLite connections by pool (read, mapped: knowledge search, write) and state (idle, busy)",
+                "Database connections by pool (SQLite: read, mapped: knowledge search, write; PostgreSQL: postgres) and state (idle, busy)",
             ),
             &["pool", "state"],
         )
@@ -148,7 +153,7 @@ impl Metrics {
 
     /// The text format of every metric, with the gauges read now.
     async fn render(&self, state: &AppState) -> Result<String, ApiError> {
-        for (pool, open, idle) in state.db.pool_state() {
+        for (pool, open, idle) in state.store.pool_state() {
             self.pool.with_label_values(&[pool, "idle"]).set(i64::from(idle));
             self.pool.with_label_values(&[pool, "busy"]).set(i64::from(open.saturating_sub(idle)));
         }
@@ -166,11 +171,22 @@ impl Metrics {
             c.inc_by(value.load(Ordering::Relaxed).saturating_sub(c.get()));
         }
         let counts: Vec<(String, i64)> = state
-            .db
+            .store
             .read(|c| -> StoreResult<_> {
-                let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM documents GROUP BY status")?;
-                let rows = stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                Ok(rows.collect::<rusqlite::Result<_>>()?)
+                const COUNTS: &str = "SELECT status, COUNT(*) FROM documents GROUP BY status";
+                Ok(match c {
+                    Conn::Sqlite(c) => {
+                        let mut stmt = c.prepare_cached(COUNTS)?;
+                        let rows = stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                        rows.collect::<rusqlite::Result<_>>()?
+                    }
+                    Conn::Postgres(t) => {
+                        let rows = t.query(COUNTS, &[])?;
+                        rows.iter()
+                            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                            .collect::<Result<_, postgres::Error>>()?
+                    }
+                })
             })
             .await?;
         for status in ["pending", "processing", "ready", "failed"] {

@@ -13,7 +13,50 @@ use std::{str::FromStr, time::Duration};
 use postgres::{NoTls, config::SslMode};
 use r2d2_postgres::PostgresConnectionManager;
 
-pub type PgPool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// A pool of PostgreSQL connections. Cheap to clone. The synchronous client runs a runtime of
+/// its own, which must not be dropped inside an async context: the last clone of the pool,
+/// wherever it goes (the end of `serve`, a test's runtime), closes its connections on a thread
+/// of their own.
+#[derive(Clone)]
+pub struct PgPool(std::sync::Arc<PoolOwner>);
+
+struct PoolOwner(Option<Pool>);
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (open, idle) = self.state();
+        f.debug_struct("PgPool").field("open", &open).field("idle", &idle).finish()
+    }
+}
+
+impl Drop for PoolOwner {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new().name("pg-close".into()).spawn(move || drop(pool));
+        }
+    }
+}
+
+impl PgPool {
+    fn pool(&self) -> &Pool {
+        self.0.0.as_ref().expect("the pool lives until its owner drops")
+    }
+
+    /// A connection of the pool (blocking; call it off the async runtime).
+    pub fn get(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, r2d2::Error> {
+        self.pool().get()
+    }
+
+    /// (open connections, idle connections), for `/metrics`.
+    pub fn state(&self) -> (u32, u32) {
+        let s = self.pool().state();
+        (s.connections, s.idle_connections)
+    }
+}
 
 mod embedded {
     refinery::embed_migrations!("migrations-postgres");
@@ -95,12 +138,13 @@ pub fn open(url: &str, size: u32) -> Result<PgPool, String> {
     // one connection first, for its error: the pool's keeps only "error connecting to server"
     config.connect(NoTls).map_err(|e| format!("cannot connect to PostgreSQL (database.url): {}", with_causes(&e)))?;
     let manager = PostgresConnectionManager::new(config, NoTls);
-    r2d2::Pool::builder()
+    let pool = r2d2::Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
         .connection_timeout(Duration::from_secs(30))
         .build(manager)
-        .map_err(|e| format!("cannot connect to PostgreSQL (database.url): {e}"))
+        .map_err(|e| format!("cannot connect to PostgreSQL (database.url): {e}"))?;
+    Ok(PgPool(std::sync::Arc::new(PoolOwner(Some(pool)))))
 }
 
 /// What a migration run did.

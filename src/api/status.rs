@@ -86,7 +86,7 @@ fn live() -> Liveness {
 
 /// Readiness: migrations applied and the database answering.
 async fn ready(state: &AppState) -> (StatusCode, Readiness) {
-    let (database, migrations, detail) = match state.db.migrations_applied().await {
+    let (database, migrations, detail) = match state.store.migrations_applied().await {
         Ok(true) => ("ok", "ok", None),
         Ok(false) => ("ok", "pending", Some("the database lacks migrations of this build")),
         Err(_) => ("error", "unknown", Some("the database does not answer")),
@@ -113,7 +113,7 @@ impl StatusApi {
     #[oai(path = "/status", method = "get")]
     async fn status(&self) -> StatusResponse {
         let version = env!("CARGO_PKG_VERSION").to_string();
-        match self.state.db.ping().await {
+        match self.state.store.ping().await {
             Ok(()) => StatusResponse::Ok(Json(Status { status: "ok".into(), version, database: "ok".into() })),
             Err(_) => {
                 StatusResponse::Unavailable(Json(Status { status: "error".into(), version, database: "error".into() }))

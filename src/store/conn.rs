@@ -101,6 +101,70 @@ impl Store {
         }
     }
 
+    /// Runs `f` in one write transaction, here (blocking): start-up work, outside the runtime.
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        E: From<DbError>,
+        F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E>,
+    {
+        match self {
+            Store::Sqlite(db) => db.write_blocking(|tx| f(&mut Conn::Sqlite(tx))),
+            Store::Postgres(pool) => pg_run(pool, false, f),
+        }
+    }
+
+    /// The SQLite database, for what only it has (the checkpointer, the mapped search pool).
+    pub fn sqlite(&self) -> Option<&Db> {
+        match self {
+            Store::Sqlite(db) => Some(db),
+            Store::Postgres(_) => None,
+        }
+    }
+
+    /// Whether the database answers (`/status`).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match self {
+            Store::Sqlite(db) => db.ping().await,
+            Store::Postgres(pool) => {
+                pg_transaction(pool, true, |c| -> Result<(), DbError> {
+                    let Conn::Postgres(t) = c else { unreachable!("a PostgreSQL transaction") };
+                    t.query_one("SELECT 1", &[])?;
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
+    /// Whether the database answers and has every migration of this build applied
+    /// (`/health/ready`).
+    pub async fn migrations_applied(&self) -> Result<bool, DbError> {
+        match self {
+            Store::Sqlite(db) => db.migrations_applied().await,
+            Store::Postgres(pool) => {
+                let latest = crate::pg::migrations().last().map(|(v, _)| *v);
+                let applied = pg_transaction(pool, true, |c| -> Result<Option<i32>, DbError> {
+                    let Conn::Postgres(t) = c else { unreachable!("a PostgreSQL transaction") };
+                    Ok(t.query_one("SELECT MAX(version) FROM refinery_schema_history", &[])?.try_get(0)?)
+                })
+                .await?;
+                Ok(applied >= latest)
+            }
+        }
+    }
+
+    /// The connections of the pools: (pool, open, idle). SQLite: read, mapped, write;
+    /// PostgreSQL: one pool, `postgres`.
+    pub fn pool_state(&self) -> Vec<(&'static str, u32, u32)> {
+        match self {
+            Store::Sqlite(db) => db.pool_state().to_vec(),
+            Store::Postgres(pool) => {
+                let (open, idle) = pool.state();
+                vec![("postgres", open, idle)]
+            }
+        }
+    }
+
     /// Which backend this is.
     pub fn backend(&self) -> &'static str {
         match self {
@@ -111,8 +175,7 @@ impl Store {
 }
 
 /// `f` in a transaction of a pooled PostgreSQL client, on the blocking pool: read-only
-/// REPEATABLE READ for reads, the default isolation for writes. Commits on `Ok`; on `Err` (and
-/// on a panic, when the transaction is dropped) it rolls back.
+/// REPEATABLE READ for reads, the default isolation for writes (see [`pg_run`]).
 async fn pg_transaction<T, E, F>(pool: &PgPool, read_only: bool, f: F) -> Result<T, E>
 where
     T: Send + 'static,
@@ -120,27 +183,34 @@ where
     F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E> + Send + 'static,
 {
     let pool = pool.clone();
-    blocking(move || {
-        let mut client = pool.get().map_err(DbError::from)?;
-        let mut builder = client.build_transaction();
-        if read_only {
-            builder = builder.isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true);
+    blocking(move || pg_run(&pool, read_only, f)).await
+}
+
+/// `f` in a transaction of a pooled PostgreSQL client, here (blocking). Commits on `Ok`; on
+/// `Err` (and on a panic, when the transaction is dropped) it rolls back.
+fn pg_run<T, E, F>(pool: &PgPool, read_only: bool, f: F) -> Result<T, E>
+where
+    E: From<DbError>,
+    F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E>,
+{
+    let mut client = pool.get().map_err(DbError::from)?;
+    let mut builder = client.build_transaction();
+    if read_only {
+        builder = builder.isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true);
+    }
+    let mut tx = builder.start().map_err(DbError::from)?;
+    match f(&mut Conn::Postgres(&mut tx)) {
+        Ok(out) => {
+            tx.commit().map_err(DbError::from)?;
+            Ok(out)
         }
-        let mut tx = builder.start().map_err(DbError::from)?;
-        match f(&mut Conn::Postgres(&mut tx)) {
-            Ok(out) => {
-                tx.commit().map_err(DbError::from)?;
-                Ok(out)
-            }
-            Err(e) => {
-                // a failed rollback leaves nothing to undo: the server ends the transaction with
-                // the connection, and the pool drops a broken one
-                let _ = tx.rollback();
-                Err(e)
-            }
+        Err(e) => {
+            // a failed rollback leaves nothing to undo: the server ends the transaction with
+            // the connection, and the pool drops a broken one
+            let _ = tx.rollback();
+            Err(e)
         }
-    })
-    .await
+    }
 }
 
 /// A stored timestamp as a PostgreSQL `timestamptz` parameter: the RFC 3339 text that

@@ -40,13 +40,54 @@ impl Resp {
 }
 
 /// A test configuration: cheap hashing, a known superuser password, a temporary database.
+/// With `TEST_BACKEND=postgres` (tests/ops/postgres.sh runs the suite so), the database is a
+/// fresh PostgreSQL database of its own on the cluster of the PG* variables instead of the
+/// SQLite file (dropped with the [`TestApp`]).
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config::default();
     config.server.bind = "127.0.0.1:0".into();
     config.database.path = dir.join("copilot.db");
     config.auth.pbkdf2_iterations = 1000;
     config.bootstrap.admin_password = ADMIN_PASSWORD.into();
+    if on_postgres() {
+        config.database.url = postgres_database();
+    }
     config
+}
+
+/// Whether this run serves from PostgreSQL (`TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("TEST_BACKEND").is_ok_and(|v| v == "postgres")
+}
+
+/// The test databases of this process, by URL, dropped with their [`TestApp`].
+static DATABASES: std::sync::Mutex<Vec<crate::postgres::TestDb>> = std::sync::Mutex::new(Vec::new());
+
+/// A fresh PostgreSQL database; its URL. The synchronous client must not run on the test's
+/// runtime: it connects from a thread of its own.
+fn postgres_database() -> String {
+    let db = std::thread::spawn(|| crate::postgres::test_db("http suite"))
+        .join()
+        .unwrap()
+        .expect("TEST_BACKEND=postgres needs a cluster: PGHOST is not set (run tests/ops/postgres.sh)");
+    let url = db.url.clone();
+    DATABASES.lock().unwrap().push(db);
+    url
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let url = &self.state.config.database.url;
+        if url.is_empty() {
+            return;
+        }
+        let mut all = DATABASES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = all.iter().position(|d| &d.url == url) {
+            let db = all.swap_remove(i);
+            drop(all);
+            let _ = std::thread::spawn(move || drop(db)).join();
+        }
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -62,7 +103,8 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts a server on `config` (whose database lives in `dir`).
 pub async fn spawn_on(dir: tempfile::TempDir, config: Config) -> TestApp {
-    let (state, _) = AppState::open(config).expect("app state");
+    // off the runtime: PostgreSQL's synchronous client cannot connect inside it
+    let (state, _) = std::thread::spawn(move || AppState::open(config)).join().unwrap().expect("app state");
     state.start_background();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("socket address");
