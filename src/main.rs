@@ -58,16 +58,18 @@ fn main() -> ExitCode {
     let db = config.database.path.clone();
     let command = cli.command.unwrap_or(Command::Serve);
     if let Backend::Postgres(url) = config.database.backend() {
-        let refusal = match command {
+        match command {
             Command::Migrate => return migrate_postgres(url, config.database.pool_size),
-            Command::Serve => copilot::pg::NOT_SERVED,
+            // any number of instances may serve one PostgreSQL database: no file lock
+            Command::Serve => return serve(config),
             Command::Backup { .. } | Command::Restore { .. } => {
-                "backup and restore copy the SQLite file of database.path; a PostgreSQL database \
-                 (database.url) is backed up with PostgreSQL's own tools (pg_dump, pg_basebackup)"
+                eprintln!(
+                    "error: backup and restore copy the SQLite file of database.path; a PostgreSQL database \
+                     (database.url) is backed up with PostgreSQL's own tools (pg_dump, pg_basebackup)"
+                );
+                return ExitCode::FAILURE;
             }
-        };
-        eprintln!("error: {refusal}");
-        return ExitCode::FAILURE;
+        }
     }
     match command {
         Command::Migrate => {
@@ -140,22 +142,27 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let result =
-                AppState::open(config).and_then(|(state, startup)| runtime.block_on(copilot::serve(state, startup)));
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            serve(config)
+        }
+    }
+}
+
+/// Serves until a stop signal. `AppState::open` runs before the runtime starts: it connects to
+/// PostgreSQL with the synchronous client, which cannot run inside the runtime.
+fn serve(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = AppState::open(config).and_then(|(state, startup)| runtime.block_on(copilot::serve(state, startup)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -4,6 +4,8 @@
 # dropped afterwards). Installs the Debian packages where they are missing. Under this script a
 # missing cluster fails the tests (REQUIRE_POSTGRES=1) instead of skipping them.
 # Usage: tests/ops/postgres.sh [more arguments for cargo test]
+#        tests/ops/postgres.sh --http [filter…]   the whole HTTP suite served from PostgreSQL
+#                                                 (TEST_BACKEND=postgres: a database per test)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -40,4 +42,9 @@ if ! [ -f "/usr/share/postgresql/$version/extension/vector.control" ]; then
 fi
 "/usr/lib/postgresql/$version/bin/postgres" --version
 
-REQUIRE_POSTGRES=1 pg_virtualenv -v "$version" cargo test --test api postgres "$@"
+if [ "${1:-}" = --http ]; then
+  shift
+  TEST_BACKEND=postgres REQUIRE_POSTGRES=1 pg_virtualenv -v "$version" cargo test --test api "$@"
+else
+  REQUIRE_POSTGRES=1 pg_virtualenv -v "$version" cargo test --test api postgres "$@"
+fi
