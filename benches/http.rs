@@ -17,6 +17,7 @@
 //!                                                   # write stall while `copilot backup` runs
 //! cargo bench --bench http -- --only relay,followers    # copilot alone (alone.rs): a streamed completion
 //!                                                   # relayed from a scripted provider; 1,000 SSE followers
+//! pg_virtualenv -v 15 cargo bench --bench http -- --postgres  # also served from PostgreSQL
 //! cargo bench --bench http -- --knowledge           # also knowledge search over 100,000 chunks
 //!                                                   # (or --only knowledge_search,knowledge_hybrid)
 //! ```
@@ -34,6 +35,8 @@ use std::{
 mod alone;
 #[path = "common/corpus.rs"]
 mod corpus;
+#[path = "http/postgres.rs"]
+mod postgres;
 #[path = "http/provider.rs"]
 mod provider;
 
@@ -70,6 +73,8 @@ struct Opts {
     knowledge: bool,
     /// Chunks the knowledge search scenarios search.
     knowledge_chunks: usize,
+    /// Also serve from PostgreSQL (the cluster of the PG* variables) and run the scenarios there.
+    postgres: bool,
 }
 
 impl Opts {
@@ -98,6 +103,7 @@ impl Opts {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(100_000usize)
                 .max(1000),
+            postgres: args.iter().any(|a| a == "--postgres") || std::env::var_os("BENCH_POSTGRES").is_some(),
         }
     }
 }
@@ -974,6 +980,9 @@ fn main() {
     }
     if opts.repeat > 1 && ceiling.is_some() {
         print_summary(&summary);
+    }
+    if opts.postgres {
+        postgres::run(&rt, &opts, &copilot, ceiling.as_ref(), &bench_hash);
     }
 
     // ---- /auth/me during a login storm
