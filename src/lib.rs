@@ -129,7 +129,7 @@ impl AppState {
             .map_err(|e| format!("reading the registration organization: {}", e))?;
         let secret = if config.auth.jwt_secret.is_empty() {
             let candidate = Alphanumeric.sample_string(&mut rand::rng(), 64);
-            db.write_blocking(|tx| store::auth::init_setting(tx, "jwt_secret", &candidate, &db::now()))
+            db.write_blocking(|tx| store::auth::init_setting(&mut store::conn::Conn::Sqlite(tx), "jwt_secret", &candidate, &db::now()))
                 .map_err(|e| format!("storing the JWT secret: {}", e))?
         } else {
             config.auth.jwt_secret.clone()
@@ -560,8 +560,8 @@ async fn prune_periodically(state: AppState) {
         let (failures_before, revoked_before) =
             (db::format_ts(now - window), db::format_ts(now - time::Duration::days(1)));
         let pruned = state
-            .db
-            .write(move |tx| store::auth::prune(tx, &failures_before, &db::format_ts(now), &revoked_before, BATCH))
+            .store
+            .write(move |c| store::auth::prune(c, &failures_before, &db::format_ts(now), &revoked_before, BATCH))
             .await;
         state.rate_limits.forget_idle();
         match pruned {
