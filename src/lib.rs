@@ -129,8 +129,10 @@ impl AppState {
             .map_err(|e| format!("reading the registration organization: {}", e))?;
         let secret = if config.auth.jwt_secret.is_empty() {
             let candidate = Alphanumeric.sample_string(&mut rand::rng(), 64);
-            db.write_blocking(|tx| store::auth::init_setting(&mut store::conn::Conn::Sqlite(tx), "jwt_secret", &candidate, &db::now()))
-                .map_err(|e| format!("storing the JWT secret: {}", e))?
+            db.write_blocking(|tx| {
+                store::auth::init_setting(&mut store::conn::Conn::Sqlite(tx), "jwt_secret", &candidate, &db::now())
+            })
+            .map_err(|e| format!("storing the JWT secret: {}", e))?
         } else {
             config.auth.jwt_secret.clone()
         };

@@ -345,7 +345,11 @@ impl AuthApi {
                         };
                         if let Some(action) = action {
                             let actor = Actor { user_id: Some(u.id.clone()), api_key_id: None, client };
-                            store::audit::record_on(c, &actor, &Event::new(action, &u.organization_id, "session", &sid))?;
+                            store::audit::record_on(
+                                c,
+                                &actor,
+                                &Event::new(action, &u.organization_id, "session", &sid),
+                            )?;
                         }
                         Ok((rotation, Some(u)))
                     }

@@ -222,7 +222,13 @@ mod sqlite {
     /// Reserves one failed-login attempt of `account_key` before its password is checked, in the
     /// caller's write transaction: of any burst, at most the attempts left in the window get through.
     /// Failures older than `since` are dropped on the way; attempts while locked are not counted.
-    pub(super) fn reserve_attempt(conn: &Connection, account_key: &str, now: &str, since: &str, max: u32) -> StoreResult<Attempt> {
+    pub(super) fn reserve_attempt(
+        conn: &Connection,
+        account_key: &str,
+        now: &str,
+        since: &str,
+        max: u32,
+    ) -> StoreResult<Attempt> {
         let (failures, oldest) = recent_failures(conn, account_key, since, max)?;
         if failures >= max {
             return Ok(Attempt::Locked(oldest));
@@ -253,10 +259,14 @@ mod sqlite {
             )?
             .execute(params![failures_before, limit])?;
         let expired = conn
-            .prepare_cached("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ?1 LIMIT ?2)")?
+            .prepare_cached(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
+            )?
             .execute(params![now, limit])?;
         let revoked = conn
-            .prepare_cached("DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE revoked_at <= ?1 LIMIT ?2)")?
+            .prepare_cached(
+                "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE revoked_at <= ?1 LIMIT ?2)",
+            )?
             .execute(params![revoked_before, limit])?;
         Ok(failures + expired + revoked)
     }
@@ -391,7 +401,9 @@ mod sqlite {
                  WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND u.is_active = 1 \
                    AND (o.is_active = 1 OR u.is_superuser = 1)"
             ))?
-            .query_row(params![sid, user_id], |r| Ok(CurrentUser { session_id: sid.to_string(), ..caller_from_row(r)? }))
+            .query_row(params![sid, user_id], |r| {
+                Ok(CurrentUser { session_id: sid.to_string(), ..caller_from_row(r)? })
+            })
             .optional()?;
         Ok(row)
     }
@@ -443,12 +455,16 @@ pub mod pg {
 
     // nocase() on both sides: SQLite's COLLATE NOCASE columns, answered by the unique indexes
     pub(super) fn find_login_candidate(t: &mut Transaction, login: &str) -> StoreResult<Option<LoginCandidate>> {
-        let sql = format!("{CANDIDATE_SQL} WHERE nocase(u.username) = nocase($1) OR nocase(u.email) = nocase($1) LIMIT 1");
+        let sql =
+            format!("{CANDIDATE_SQL} WHERE nocase(u.username) = nocase($1) OR nocase(u.email) = nocase($1) LIMIT 1");
         t.query_opt(&sql, &[&login])?.as_ref().map(candidate_from_row).transpose()
     }
 
     pub(super) fn candidate_by_id(t: &mut Transaction, user_id: &str) -> StoreResult<Option<LoginCandidate>> {
-        t.query_opt(&format!("{CANDIDATE_SQL} WHERE u.id = $1"), &[&user_id])?.as_ref().map(candidate_from_row).transpose()
+        t.query_opt(&format!("{CANDIDATE_SQL} WHERE u.id = $1"), &[&user_id])?
+            .as_ref()
+            .map(candidate_from_row)
+            .transpose()
     }
 
     /// The reservation of an attempt at `now`: its time in microseconds since the Unix epoch.
@@ -629,7 +645,9 @@ pub mod pg {
     }
 
     pub(super) fn get_setting(t: &mut Transaction, key: &str) -> StoreResult<Option<String>> {
-        Ok(t.query_opt("SELECT value FROM server_settings WHERE key = $1", &[&key])?.map(|r| r.try_get(0)).transpose()?)
+        Ok(t.query_opt("SELECT value FROM server_settings WHERE key = $1", &[&key])?
+            .map(|r| r.try_get(0))
+            .transpose()?)
     }
 
     pub(super) fn init_setting(t: &mut Transaction, key: &str, value: &str, now: &str) -> StoreResult<String> {

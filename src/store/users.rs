@@ -8,10 +8,7 @@ use crate::{
     authz::{Scope, Standing},
     model::users::User,
     pagination::Page,
-    store::{
-        conn::Conn,
-        error::StoreResult,
-    },
+    store::{conn::Conn, error::StoreResult},
 };
 
 macro_rules! user_cols {
@@ -214,8 +211,11 @@ mod sqlite {
 
     /// A user of the scope, active or not.
     pub(super) fn get_user(conn: &Connection, scope: &Scope, id: &str) -> StoreResult<Option<User>> {
-        const SQL: &str =
-            concat!("SELECT ", user_cols!(), " FROM users u WHERE u.id = ?1 AND (?2 IS NULL OR u.organization_id = ?2)");
+        const SQL: &str = concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users u WHERE u.id = ?1 AND (?2 IS NULL OR u.organization_id = ?2)"
+        );
         Ok(conn.prepare_cached(SQL)?.query_row(params![id, scope.org()], user_from_row).optional()?)
     }
 
@@ -315,7 +315,12 @@ mod sqlite {
     }
 
     /// One page of the users of the scope that match `filter`, newest first, and the total count.
-    pub(super) fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: Page) -> StoreResult<(Vec<User>, i64)> {
+    pub(super) fn list_users(
+        conn: &Connection,
+        scope: &Scope,
+        filter: &UserFilter,
+        page: Page,
+    ) -> StoreResult<(Vec<User>, i64)> {
         let pattern = filter.search.as_deref().map(search_needle);
         let fts = filter.search.as_deref().and_then(trigram_query);
         let (count_sql, page_sql) = match fts {
@@ -404,7 +409,13 @@ mod sqlite {
 
     /// Moves a user into `organization_id` with `role_id`, and takes them out of every project of
     /// any other organization.
-    pub(super) fn move_to_org(conn: &Connection, id: &str, organization_id: &str, role_id: &str, now: &str) -> StoreResult<()> {
+    pub(super) fn move_to_org(
+        conn: &Connection,
+        id: &str,
+        organization_id: &str,
+        role_id: &str,
+        now: &str,
+    ) -> StoreResult<()> {
         conn.prepare_cached("UPDATE users SET organization_id = ?2, role_id = ?3, updated_at = ?4 WHERE id = ?1")?
             .execute(params![id, organization_id, role_id, now])?;
         conn.prepare_cached(
@@ -487,7 +498,11 @@ mod pg {
         get_user(t, &Scope::system_all(), &u.id)?.ok_or_else(|| StoreError::internal("inserted user vanished"))
     }
 
-    pub(super) fn role_id_by_name(t: &mut Transaction, organization_id: &str, name: &str) -> StoreResult<Option<String>> {
+    pub(super) fn role_id_by_name(
+        t: &mut Transaction,
+        organization_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<String>> {
         Ok(t.query_opt("SELECT id FROM roles WHERE organization_id = $1 AND name = $2", &[&organization_id, &name])?
             .map(|r| r.try_get(0))
             .transpose()?)

@@ -214,7 +214,12 @@ impl TestApp {
             .state
             .db
             .write(move |tx| -> StoreResult<_> {
-                let role_id = copilot::store::users::role_id_by_name(&mut copilot::store::conn::Conn::Sqlite(tx), &org_id, &role)?.expect("role exists");
+                let role_id = copilot::store::users::role_id_by_name(
+                    &mut copilot::store::conn::Conn::Sqlite(tx),
+                    &org_id,
+                    &role,
+                )?
+                .expect("role exists");
                 let user = copilot::store::users::insert_user(
                     &mut copilot::store::conn::Conn::Sqlite(tx),
                     &copilot::store::users::NewUser {

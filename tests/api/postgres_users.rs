@@ -86,8 +86,11 @@ async fn users_area(store: &Store) {
     // each in a transaction of its own: a failed statement ends a PostgreSQL transaction
     let insert = |u: NewUser| store.write(move |c| users::insert_user(c, &u));
     let a = acme.clone();
-    let e_name = insert(NewUser { email: "x@example.com".into(), ..new_user(&a, None, "ALICE", None, T1) }).await.unwrap_err();
-    let e_mail = insert(NewUser { email: "Alice@EXAMPLE.com".into(), ..new_user(&a, None, "alice2", None, T1) }).await.unwrap_err();
+    let e_name =
+        insert(NewUser { email: "x@example.com".into(), ..new_user(&a, None, "ALICE", None, T1) }).await.unwrap_err();
+    let e_mail = insert(NewUser { email: "Alice@EXAMPLE.com".into(), ..new_user(&a, None, "alice2", None, T1) })
+        .await
+        .unwrap_err();
     assert_eq!(conflict(e_name), "Username already taken", "{backend}");
     assert_eq!(conflict(e_mail), "Email already registered", "{backend}");
 
@@ -118,10 +121,10 @@ async fn users_area(store: &Store) {
     let (rows, total) = list(acme_scope.clone(), None, true, None, Page::new(Some(2), Some(2)).unwrap()).await.unwrap();
     assert_eq!((usernames(&rows), total), (vec!["alice"], 3), "{backend}");
     let searches: [(&str, &[&str]); 9] = [
-        ("ALI", &["alice", "greg"]),   // username, and greg's full name (all organizations)
-        ("al", &["alice", "greg"]),    // shorter than a trigram
-        ("_", &["a_b"]),               // literal, not a wildcard
-        ("%", &["a_b"]),               // in "100% sure"
+        ("ALI", &["alice", "greg"]), // username, and greg's full name (all organizations)
+        ("al", &["alice", "greg"]),  // shorter than a trigram
+        ("_", &["a_b"]),             // literal, not a wildcard
+        ("%", &["a_b"]),             // in "100% sure"
         ("EXAMPLE.COM", &["bob", "a_b", "alice", "greg"]),
         ("Żółw", &["alice"]),
         ("żółw", &[]), // letter case folds ASCII only, as SQLite's lower()
@@ -263,7 +266,10 @@ async fn auth_area(store: &Store) {
         })
         .await
         .unwrap();
-    assert_eq!((by_name.id.as_str(), by_name.username.as_str(), by_name.password_hash.as_str()), ("id-alice", "alice", "hash-alice"));
+    assert_eq!(
+        (by_name.id.as_str(), by_name.username.as_str(), by_name.password_hash.as_str()),
+        ("id-alice", "alice", "hash-alice")
+    );
     assert!(by_name.is_active && by_name.org_is_active && none, "{backend}");
     assert_eq!(by_mail.as_deref(), Some("id-alice"), "{backend}");
     assert!(!deactivated.org_is_active && root.org_is_active, "{backend}");
@@ -289,7 +295,8 @@ async fn auth_area(store: &Store) {
             let before = failures(c, "k")?; // the old one went with the first reservation
             auth::forget_attempt(c, "k", reserved[1])?;
             let left = (before, failures(c, "k")?);
-            let again = matches!(auth::reserve_attempt(c, "k", "2026-03-04T10:00:04.000000Z", since, 3)?, Attempt::Reserved(_));
+            let again =
+                matches!(auth::reserve_attempt(c, "k", "2026-03-04T10:00:04.000000Z", since, 3)?, Attempt::Reserved(_));
             auth::reserve_attempt(c, "other", "2026-03-04T10:00:00.000000Z", since, 3)?;
             auth::clear_failures(c, "other")?;
             Ok((locked, left, again, failures(c, "other")?))
@@ -298,6 +305,19 @@ async fn auth_area(store: &Store) {
         .unwrap();
     assert_eq!(locked.as_deref(), Some(times[0]), "{backend}");
     assert_eq!((left, again, after_prune), ((3, 2), true, 0), "{backend}");
+
+    // a burst of attempts at once: exactly the attempts left get through (PostgreSQL: the
+    // advisory lock; SQLite: the single writer)
+    let burst = (0..6).map(|i| {
+        let at = format!("2026-03-05T10:00:0{i}.000000Z");
+        store.write(move |c| auth::reserve_attempt(c, "burst", &at, "2026-03-04T09:00:00.000000Z", 3))
+    });
+    let reserved = futures_util::future::join_all(burst)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Attempt::Reserved(_))))
+        .count();
+    assert_eq!(reserved, 3, "{backend}");
 
     // sessions: the caller as the database says now, refresh rotation and reuse, revocation
     let a = acme.clone();
@@ -317,19 +337,29 @@ async fn auth_area(store: &Store) {
                 auth::rotate_refresh(c, "s1", "id-alice", "jti-s1b", "jti-s1c", now)?,
                 auth::rotate_refresh(c, "s1", "id-alice", "jti-s1", "jti-s1d", now)?, // reused
                 auth::rotate_refresh(c, "s1", "id-alice", "jti-s1c", "jti-s1e", now)?, // revoked now
-                auth::rotate_refresh(c, "old", "id-alice", "jti-old", "x", now)?,      // expired
-                auth::rotate_refresh(c, "s2", "id-root", "jti-s2", "x", now)?,         // not theirs
+                auth::rotate_refresh(c, "old", "id-alice", "jti-old", "x", now)?,     // expired
+                auth::rotate_refresh(c, "s2", "id-root", "jti-s2", "x", now)?,        // not theirs
                 auth::rotate_refresh(c, "nope", "id-alice", "jti-s2", "x", now)?,
             ];
             let after_reuse = auth::current_user(c, "s1", "id-alice")?.is_none();
             let revoked_n = auth::revoke_user_sessions(c, "id-alice", Some("s2"), "password changed", now)?;
-            let kept = (auth::current_user(c, "s2", "id-alice")?.is_some(), auth::current_user(c, "s3", "id-alice")?.is_none());
+            let kept = (
+                auth::current_user(c, "s2", "id-alice")?.is_some(),
+                auth::current_user(c, "s3", "id-alice")?.is_none(),
+            );
             auth::revoke_session(c, "s2", "logout", now)?;
             let off = OrgChanges { is_active: Some(false), ..Default::default() };
             copilot::store::organizations::update_org(c, &Scope::system_all(), &a, &off, T2)?;
             // a superuser still signs in to a deactivated organization
             let inactive_org = auth::current_user(c, "r1", "id-root")?.map(|u| (u.is_superuser, u.role_name));
-            Ok((me, rotations, after_reuse, kept, revoked_n, (inactive_org, auth::current_user(c, "s2", "id-alice")?.is_none())))
+            Ok((
+                me,
+                rotations,
+                after_reuse,
+                kept,
+                revoked_n,
+                (inactive_org, auth::current_user(c, "s2", "id-alice")?.is_none()),
+            ))
         })
         .await
         .unwrap();
@@ -355,6 +385,22 @@ async fn auth_area(store: &Store) {
         .unwrap();
     assert!(perms > 0 && me.permissions.names().len() as i64 == perms, "{backend}: {perms}");
 
+    // two refreshes with one token at once: one rotates, the other is a reuse (PostgreSQL: the
+    // session row is locked)
+    store
+        .write(|c| auth::create_session(c, "race", "id-root", "jti-race", T1, "2099-01-01T00:00:00.000000Z"))
+        .await
+        .unwrap();
+    let race = (0..2).map(|i| {
+        store.write(move |c| {
+            auth::rotate_refresh(c, "race", "id-root", "jti-race", &format!("n{i}"), "2026-03-04T10:00:00.000000Z")
+        })
+    });
+    let mut outcomes: Vec<String> =
+        futures_util::future::join_all(race).await.into_iter().map(|r| format!("{:?}", r.unwrap())).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["Reused", "Rotated"], "{backend}");
+
     // prune: old failures, expired and long-revoked sessions, in batches of `limit` each
     let (first, second, sessions_left) = store
         .write(move |c| -> R<_> {
@@ -362,14 +408,19 @@ async fn auth_area(store: &Store) {
                 ("2026-03-04T10:00:02.000000Z", "2026-03-04T10:00:00.000000Z", "2026-03-04T10:00:00.000000Z");
             let first = auth::prune(c, before, now, revoked_before, 1)?;
             let second = auth::prune(c, before, now, revoked_before, 100)?;
-            let left = count(c, "SELECT COUNT(*) FROM sessions WHERE ?1 <> ''", "SELECT COUNT(*) FROM sessions WHERE $1 <> ''", "x")?;
+            let left = count(
+                c,
+                "SELECT COUNT(*) FROM sessions WHERE ?1 <> ''",
+                "SELECT COUNT(*) FROM sessions WHERE $1 <> ''",
+                "x",
+            )?;
             Ok((first, second, left))
         })
         .await
         .unwrap();
     // first run, one of each: the failure of k at 10:00:00.000001 (10:00:01 was forgotten), old
-    // (expired), one of s1/s2/s3 (revoked at 10:00); then the other two; r1 stays
-    assert_eq!((first, second, sessions_left), (3, 2, 1), "{backend}");
+    // (expired), one of s1/s2/s3/race (revoked at 10:00); then the other three; r1 stays
+    assert_eq!((first, second, sessions_left), (3, 3, 1), "{backend}");
 
     // settings: the first value stays
     let settings = store
