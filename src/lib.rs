@@ -143,7 +143,7 @@ impl AppState {
             .map_err(|e| format!("reading the registration organization: {}", e))?;
         let secret = if config.auth.jwt_secret.is_empty() {
             let candidate = Alphanumeric.sample_string(&mut rand::rng(), 64);
-            data.write_blocking(|c| store::auth::init_setting(c.sqlite()?, "jwt_secret", &candidate, &db::now()))
+            data.write_blocking(|c| store::auth::init_setting(c, "jwt_secret", &candidate, &db::now()))
                 .map_err(|e| format!("storing the JWT secret: {}", e))?
         } else {
             config.auth.jwt_secret.clone()
@@ -575,9 +575,7 @@ async fn prune_periodically(state: AppState) {
             (db::format_ts(now - window), db::format_ts(now - time::Duration::days(1)));
         let pruned = state
             .store
-            .write(move |c| {
-                store::auth::prune(c.sqlite()?, &failures_before, &db::format_ts(now), &revoked_before, BATCH)
-            })
+            .write(move |c| store::auth::prune(c, &failures_before, &db::format_ts(now), &revoked_before, BATCH))
             .await;
         state.rate_limits.forget_idle();
         match pruned {

@@ -25,6 +25,7 @@ use crate::{
         self,
         audit::Event,
         auth::{Attempt, Rotation},
+        conn::Conn,
     },
     validate::{self, Email, Password, Username},
 };
@@ -152,7 +153,7 @@ const LOCKED: &str = "too many failed attempts";
 /// Records a failed, locked or refused login: nobody is its actor, the account (organization and
 /// user id, when the name matched one) its target.
 fn login_failure(
-    tx: &rusqlite::Connection,
+    c: &mut Conn,
     client: &Client,
     action: &'static str,
     who: Option<(&str, &str)>,
@@ -166,7 +167,7 @@ fn login_failure(
         target_id: who.map(|w| w.1),
         changes: Some(serde_json::json!({"username": username, "reason": reason})),
     };
-    Ok(store::audit::record(tx, &Actor { client: client.clone(), ..Actor::default() }, &event)?)
+    Ok(store::audit::record_on(c, &Actor { client: client.clone(), ..Actor::default() }, &event)?)
 }
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
@@ -188,13 +189,13 @@ impl AuthApi {
         let password_hash = self.state.passwords.hash(password).await?;
         let user = self
             .state
-            .db
-            .write(move |tx| -> ApiResult<_> {
-                let org = store::bootstrap::registration_org_id(tx)?
+            .store
+            .write(move |c| -> ApiResult<_> {
+                let org = store::bootstrap::registration_org_id(c.sqlite()?)?
                     .ok_or_else(|| ApiError::internal("the registration organization is missing"))?;
-                let role_id = store::users::role_id_by_name(tx, &org, "member")?;
+                let role_id = store::users::role_id_by_name(c, &org, "member")?;
                 let user = store::users::insert_user(
-                    tx,
+                    c,
                     &store::users::NewUser {
                         id: new_id(),
                         organization_id: org,
@@ -210,7 +211,7 @@ impl AuthApi {
                 let actor = Actor { user_id: Some(user.id.clone()), api_key_id: None, client };
                 let changes = serde_json::json!({"username": user.username, "email": user.email});
                 let event = Event::new("auth.register", &user.organization_id, "user", &user.id).changes(Some(changes));
-                store::audit::record(tx, &actor, &event)?;
+                store::audit::record_on(c, &actor, &event)?;
                 Ok(user)
             })
             .await?;
@@ -244,19 +245,19 @@ impl AuthApi {
         let (candidate, attempt) = {
             let client = client.clone();
             self.state
-                .db
-                .write(move |tx| -> ApiResult<_> {
-                    let candidate = store::auth::find_login_candidate(tx, &lookup)?;
+                .store
+                .write(move |c| -> ApiResult<_> {
+                    let candidate = store::auth::find_login_candidate(c, &lookup)?;
                     let key = match &candidate {
                         Some(u) => u.id.clone(),
                         None => format!("login:{}", lookup.to_lowercase()),
                     };
-                    let attempt = store::auth::reserve_attempt(tx, &key, &now_s, &since, max)?;
+                    let attempt = store::auth::reserve_attempt(c, &key, &now_s, &since, max)?;
                     let who = candidate.as_ref().map(|u| (u.organization_id.as_str(), u.id.as_str()));
                     // logged as failed with the reserved attempt; replaced if the password is right
                     let event = match attempt {
-                        Attempt::Locked(_) => login_failure(tx, &client, "auth.login_locked", who, &lookup, LOCKED)?,
-                        Attempt::Reserved(_) => login_failure(tx, &client, "auth.login_failed", who, &lookup, BAD)?,
+                        Attempt::Locked(_) => login_failure(c, &client, "auth.login_locked", who, &lookup, LOCKED)?,
+                        Attempt::Reserved(_) => login_failure(c, &client, "auth.login_failed", who, &lookup, BAD)?,
                     };
                     Ok((candidate, (attempt, event)))
                 })
@@ -283,12 +284,12 @@ impl AuthApi {
                 if user.is_active { "Your organization is deactivated" } else { "User account is deactivated" };
             let (client, login) = (client.clone(), login.clone());
             self.state
-                .db
-                .write(move |tx| {
-                    store::auth::forget_attempt(tx, attempt)?;
-                    store::audit::retract(tx, failure_event)?;
+                .store
+                .write(move |c| {
+                    store::auth::forget_attempt(c, &user.id, attempt)?;
+                    store::audit::retract(c.sqlite()?, failure_event)?;
                     let who = Some((user.organization_id.as_str(), user.id.as_str()));
-                    login_failure(tx, &client, "auth.login_failed", who, &login, reason).map(drop)
+                    login_failure(c, &client, "auth.login_failed", who, &login, reason).map(drop)
                 })
                 .await?;
             return Err(ApiError::forbidden(reason));
@@ -304,13 +305,13 @@ impl AuthApi {
         )?;
         let (user_id, org_id) = (user.id.clone(), user.organization_id.clone());
         self.state
-            .db
-            .write(move |tx| {
-                store::auth::clear_failures(tx, &user_id)?;
-                store::auth::create_session(tx, &sid, &user_id, &refresh_jti, &now(), &expires_at)?;
-                store::audit::retract(tx, failure_event)?;
+            .store
+            .write(move |c| {
+                store::auth::clear_failures(c, &user_id)?;
+                store::auth::create_session(c, &sid, &user_id, &refresh_jti, &now(), &expires_at)?;
+                store::audit::retract(c.sqlite()?, failure_event)?;
                 let actor = Actor { user_id: Some(user_id.clone()), api_key_id: None, client };
-                store::audit::record(tx, &actor, &Event::new("auth.login", &org_id, "session", &sid)).map(drop)
+                store::audit::record_on(c, &actor, &Event::new("auth.login", &org_id, "session", &sid)).map(drop)
             })
             .await?;
         tracing::info!(user_id = %user.id, "login");
@@ -330,13 +331,13 @@ impl AuthApi {
         let (sid, jti) = (claims.sid.clone(), new_jti.clone());
         let outcome = self
             .state
-            .db
-            .write(move |tx| -> ApiResult<_> {
+            .store
+            .write(move |c| -> ApiResult<_> {
                 let now = now();
-                let user = store::auth::candidate_by_id(tx, &claims.user_id)?;
+                let user = store::auth::candidate_by_id(c, &claims.user_id)?;
                 match user {
                     Some(u) if u.is_active && u.org_is_active => {
-                        let rotation = store::auth::rotate_refresh(tx, &sid, &u.id, &verified.jti, &jti, &now)?;
+                        let rotation = store::auth::rotate_refresh(c, &sid, &u.id, &verified.jti, &jti, &now)?;
                         let action = match rotation {
                             Rotation::Rotated => Some("auth.refresh"),
                             Rotation::Reused => Some("auth.refresh_reuse"),
@@ -344,12 +345,16 @@ impl AuthApi {
                         };
                         if let Some(action) = action {
                             let actor = Actor { user_id: Some(u.id.clone()), api_key_id: None, client };
-                            store::audit::record(tx, &actor, &Event::new(action, &u.organization_id, "session", &sid))?;
+                            store::audit::record_on(
+                                c,
+                                &actor,
+                                &Event::new(action, &u.organization_id, "session", &sid),
+                            )?;
                         }
                         Ok((rotation, Some(u)))
                     }
                     _ => {
-                        store::auth::revoke_session(tx, &sid, "user deactivated", &now)?;
+                        store::auth::revoke_session(c, &sid, "user deactivated", &now)?;
                         Ok((Rotation::Dead, None))
                     }
                 }
@@ -418,10 +423,10 @@ impl AuthApi {
         let (uid, actor, org) = (me.id.clone(), me.actor(), me.organization_id.clone());
         let (current, attempt, failure_event) = self
             .state
-            .db
-            .write(move |tx| -> ApiResult<_> {
-                let hash = store::auth::candidate_by_id(tx, &uid)?.map(|u| u.password_hash);
-                let attempt = store::auth::reserve_attempt(tx, &uid, &now_s, &since, max)?;
+            .store
+            .write(move |c| -> ApiResult<_> {
+                let hash = store::auth::candidate_by_id(c, &uid)?.map(|u| u.password_hash);
+                let attempt = store::auth::reserve_attempt(c, &uid, &now_s, &since, max)?;
                 // counted and logged as a failure now; taken back below if the password is right
                 let (action, reason) = match attempt {
                     Attempt::Locked(_) => ("auth.login_locked", LOCKED),
@@ -429,7 +434,7 @@ impl AuthApi {
                 };
                 let event = Event::new(action, &org, "user", &uid)
                     .changes(Some(serde_json::json!({"reason": reason, "during": "password change"})));
-                Ok((hash, attempt, store::audit::record(tx, &actor, &event)?))
+                Ok((hash, attempt, store::audit::record_on(c, &actor, &event)?))
             })
             .await?;
         let attempt = match attempt {
@@ -441,15 +446,15 @@ impl AuthApi {
         }
         let hash = self.state.passwords.hash(new_password).await?;
         self.state
-            .db
-            .write(move |tx| {
+            .store
+            .write(move |c| {
                 let now = now();
-                store::auth::forget_attempt(tx, attempt)?;
-                store::audit::retract(tx, failure_event)?;
-                store::users::set_password_hash(tx, &me.id, &hash, &now)?;
-                store::auth::revoke_user_sessions(tx, &me.id, Some(&me.session_id), "password changed", &now)?;
+                store::auth::forget_attempt(c, &me.id, attempt)?;
+                store::audit::retract(c.sqlite()?, failure_event)?;
+                store::users::set_password_hash(c, &me.id, &hash, &now)?;
+                store::auth::revoke_user_sessions(c, &me.id, Some(&me.session_id), "password changed", &now)?;
                 let event = Event::new("auth.password_change", &me.organization_id, "user", &me.id);
-                store::audit::record(tx, &me.actor(), &event).map(drop)
+                store::audit::record_on(c, &me.actor(), &event).map(drop)
             })
             .await?;
         Ok(MessageResponse::new("Password changed; other sessions have been signed out"))
@@ -463,11 +468,11 @@ impl AuthApi {
         let me = auth.0;
         authz::require_login(&me)?;
         self.state
-            .db
-            .write(move |tx| {
-                store::auth::revoke_session(tx, &me.session_id, "logout", &now())?;
+            .store
+            .write(move |c| {
+                store::auth::revoke_session(c, &me.session_id, "logout", &now())?;
                 let event = Event::new("auth.logout", &me.organization_id, "session", &me.session_id);
-                store::audit::record(tx, &me.actor(), &event).map(drop)
+                store::audit::record_on(c, &me.actor(), &event).map(drop)
             })
             .await?;
         Ok(MessageResponse::new("Logged out"))

@@ -108,8 +108,9 @@ impl UpdateUserRequest {
 }
 
 /// The escalation rule's view of the user `id` of the scope, or 404.
-fn standing(conn: &rusqlite::Connection, scope: &Scope, id: &str) -> ApiResult<Standing> {
-    Ok(store::users::standing(conn, &store::users::get_user(conn, scope, id)?.ok_or_else(user_not_found)?)?)
+fn standing(c: &mut Conn, scope: &Scope, id: &str) -> ApiResult<Standing> {
+    let user = store::users::get_user(c, scope, id)?.ok_or_else(user_not_found)?;
+    Ok(store::users::standing(c, &user)?)
 }
 
 fn user_not_found() -> ApiError {
@@ -143,7 +144,7 @@ impl UsersApi {
             .narrowed(validate::filter_id(organization_id.0).as_deref())?;
         let page = Page::new(skip.0, limit.0)?;
         let filter = user_filter(search.0, is_active.0, role_id.0);
-        let (rows, total) = self.state.db.read(move |c| store::users::list_users(c, &scope, &filter, page)).await?;
+        let (rows, total) = self.state.store.read(move |c| store::users::list_users(c, &scope, &filter, page)).await?;
         Ok(Json(page.wrap(rows, total)))
     }
 
@@ -154,7 +155,7 @@ impl UsersApi {
     async fn get_user(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<User>> {
         let id = validate::path_id(&id, "User")?;
         let scope = authz::require_self_or(&auth.0, &id, Permission::UsersRead)?;
-        let user = self.state.db.read(move |c| store::users::get_user(c, &scope, &id)).await?;
+        let user = self.state.store.read(move |c| store::users::get_user(c, &scope, &id)).await?;
         Ok(Json(user.ok_or_else(user_not_found)?))
     }
 
@@ -182,23 +183,23 @@ impl UsersApi {
         let by = me.id.clone();
         let user = self
             .state
-            .db
-            .write(move |tx| -> ApiResult<_> {
-                if !store::organizations::org_exists(&mut Conn::Sqlite(tx), &organization_id)? {
+            .store
+            .write(move |c| -> ApiResult<_> {
+                if !store::organizations::org_exists(c, &organization_id)? {
                     return Err(ApiError::bad_request("organization_id does not name an existing organization"));
                 }
                 let role_id = match role_id {
                     Some(r) => {
-                        let kind = store::roles::role_kind(tx, &organization_id, &r)?.ok_or_else(|| {
+                        let kind = store::roles::role_kind(c.sqlite()?, &organization_id, &r)?.ok_or_else(|| {
                             ApiError::bad_request("role_id does not name a role of the user's organization")
                         })?;
                         authz::require_may_confer(&me, kind)?;
                         r
                     }
-                    None => store::organizations::member_role_id(&mut Conn::Sqlite(tx), &organization_id)?,
+                    None => store::organizations::member_role_id(c, &organization_id)?,
                 };
                 let user = store::users::insert_user(
-                    tx,
+                    c,
                     &NewUser {
                         id: new_id(),
                         organization_id,
@@ -212,7 +213,7 @@ impl UsersApi {
                     },
                 )?;
                 let event = Event::new("user.create", &user.organization_id, "user", &user.id).changes(changes);
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record_on(c, &me.actor(), &event)?;
                 Ok(user)
             })
             .await?;
@@ -257,19 +258,19 @@ impl UsersApi {
         }
         let user = self
             .state
-            .db
-            .write(move |tx| -> ApiResult<_> {
-                authz::require_may_change_user(&me, standing(tx, &scope, &id)?, fields)?;
+            .store
+            .write(move |c| -> ApiResult<_> {
+                authz::require_may_change_user(&me, standing(c, &scope, &id)?, fields)?;
                 let now = now();
-                let user = store::users::update_user(tx, &scope, &id, &changes, &now)?.ok_or_else(user_not_found)?;
+                let user = store::users::update_user(c, &scope, &id, &changes, &now)?.ok_or_else(user_not_found)?;
                 if changes.is_active == Some(false) {
-                    store::auth::revoke_user_sessions(tx, &id, None, "user deactivated", &now)?;
+                    store::auth::revoke_user_sessions(c, &id, None, "user deactivated", &now)?;
                 } else if changes.password_hash.is_some() {
                     let keep = is_self.then_some(me.session_id.as_str());
-                    store::auth::revoke_user_sessions(tx, &id, keep, "password set", &now)?;
+                    store::auth::revoke_user_sessions(c, &id, keep, "password set", &now)?;
                 }
                 let event = Event::new("user.update", &user.organization_id, "user", &user.id).changes(audit_changes);
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record_on(c, &me.actor(), &event)?;
                 Ok(user)
             })
             .await?;
@@ -290,15 +291,15 @@ impl UsersApi {
         }
         let user_id = id.clone();
         self.state
-            .db
-            .write(move |tx| -> ApiResult<_> {
-                let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                authz::require_may_manage(&me, store::users::standing(tx, &target)?)?;
+            .store
+            .write(move |c| -> ApiResult<_> {
+                let target = store::users::get_user(c, &scope, &id)?.ok_or_else(user_not_found)?;
+                authz::require_may_manage(&me, store::users::standing(c, &target)?)?;
                 let now = now();
-                store::users::set_active(tx, &scope, &id, false, &now)?;
-                store::auth::revoke_user_sessions(tx, &id, None, "user deactivated", &now)?;
+                store::users::set_active(c, &scope, &id, false, &now)?;
+                store::auth::revoke_user_sessions(c, &id, None, "user deactivated", &now)?;
                 let event = Event::new("user.deactivate", &target.organization_id, "user", &id);
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record_on(c, &me.actor(), &event)?;
                 Ok(())
             })
             .await?;
@@ -317,13 +318,13 @@ impl UsersApi {
         let me = auth.0;
         let user = self
             .state
-            .db
-            .write(move |tx| -> ApiResult<_> {
-                authz::require_may_manage(&me, standing(tx, &scope, &id)?)?;
-                store::users::set_active(tx, &scope, &id, true, &now())?;
-                let user = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                store::audit::record(
-                    tx,
+            .store
+            .write(move |c| -> ApiResult<_> {
+                authz::require_may_manage(&me, standing(c, &scope, &id)?)?;
+                store::users::set_active(c, &scope, &id, true, &now())?;
+                let user = store::users::get_user(c, &scope, &id)?.ok_or_else(user_not_found)?;
+                store::audit::record_on(
+                    c,
                     &me.actor(),
                     &Event::new("user.activate", &user.organization_id, "user", &id),
                 )?;
@@ -350,17 +351,17 @@ impl UsersApi {
         let me = auth.0;
         let user = self
             .state
-            .db
-            .write(move |tx| {
-                let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                let kind = store::roles::role_kind(tx, &target.organization_id, &role_id)?
+            .store
+            .write(move |c| {
+                let target = store::users::get_user(c, &scope, &id)?.ok_or_else(user_not_found)?;
+                let kind = store::roles::role_kind(c.sqlite()?, &target.organization_id, &role_id)?
                     .ok_or_else(|| ApiError::bad_request("role_id does not name a role of the user's organization"))?;
-                authz::require_may_assign(&me, store::users::standing(tx, &target)?, kind)?;
-                store::users::set_role(tx, &scope, &id, &role_id, &now())?;
+                authz::require_may_assign(&me, store::users::standing(c, &target)?, kind)?;
+                store::users::set_role(c, &scope, &id, &role_id, &now())?;
                 let event = Event::new("user.assign_role", &target.organization_id, "user", &id)
                     .changes(Some(serde_json::json!({ "role_id": role_id })));
-                store::audit::record(tx, &me.actor(), &event)?;
-                store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)
+                store::audit::record_on(c, &me.actor(), &event)?;
+                store::users::get_user(c, &scope, &id)?.ok_or_else(user_not_found)
             })
             .await?;
         Ok(Json(user))

@@ -26,7 +26,7 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser
             let verified = state.tokens.verify(bearer.token.trim(), token::TokenType::Access)?;
             let claims = verified.claims;
             state
-                .db
+                .store
                 .lookup(move |c| store::auth::current_user(c, &claims.sid, &claims.user_id))
                 .await
                 .map_err(ApiError::from)?

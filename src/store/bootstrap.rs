@@ -86,7 +86,7 @@ pub struct Admin {
 
 /// Runs the first-start work once; returns true when it ran.
 pub fn bootstrap(conn: &Connection, admin: &Admin) -> StoreResult<bool> {
-    if get_setting(conn, DONE_KEY)?.is_some() {
+    if get_setting(&mut Conn::Sqlite(conn), DONE_KEY)?.is_some() {
         return Ok(false);
     }
     let now = now();
@@ -105,9 +105,9 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> StoreResult<bool> {
     )?;
     insert_system_roles(&mut Conn::Sqlite(conn), &org_id, &now)?;
     let org_id_copy = org_id.clone();
-    let admin_role = crate::store::users::role_id_by_name(conn, &org_id, "admin")?;
+    let admin_role = crate::store::users::role_id_by_name(&mut Conn::Sqlite(conn), &org_id, "admin")?;
     insert_user(
-        conn,
+        &mut Conn::Sqlite(conn),
         &NewUser {
             id: new_id(),
             organization_id: org_id,
@@ -120,27 +120,27 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> StoreResult<bool> {
             now: now.clone(),
         },
     )?;
-    init_setting(conn, REGISTRATION_ORG_KEY, &org_id_copy, &now)?;
-    init_setting(conn, DONE_KEY, &now, &now)?;
+    init_setting(&mut Conn::Sqlite(conn), REGISTRATION_ORG_KEY, &org_id_copy, &now)?;
+    init_setting(&mut Conn::Sqlite(conn), DONE_KEY, &now, &now)?;
     Ok(true)
 }
 
 /// Whether the first-start work has run on this database.
 pub fn is_bootstrapped(conn: &Connection) -> StoreResult<bool> {
-    Ok(get_setting(conn, DONE_KEY)?.is_some())
+    Ok(get_setting(&mut Conn::Sqlite(conn), DONE_KEY)?.is_some())
 }
 
 /// The organization that registrations join: the one the first start created, kept by id so
 /// that renaming organizations changes nothing.
 pub fn registration_org_id(conn: &Connection) -> StoreResult<Option<String>> {
-    get_setting(conn, REGISTRATION_ORG_KEY)
+    get_setting(&mut Conn::Sqlite(conn), REGISTRATION_ORG_KEY)
 }
 
 /// Databases bootstrapped before the registration organization was kept by id: keep the one
 /// named `Default` now, once.
 pub fn ensure_registration_org(conn: &Connection) -> StoreResult<()> {
     use rusqlite::OptionalExtension;
-    if get_setting(conn, REGISTRATION_ORG_KEY)?.is_some() {
+    if get_setting(&mut Conn::Sqlite(conn), REGISTRATION_ORG_KEY)?.is_some() {
         return Ok(());
     }
     let id: Option<String> = conn
@@ -148,7 +148,7 @@ pub fn ensure_registration_org(conn: &Connection) -> StoreResult<()> {
         .query_row([DEFAULT_ORG], |r| r.get(0))
         .optional()?;
     if let Some(id) = id {
-        init_setting(conn, REGISTRATION_ORG_KEY, &id, &now())?;
+        init_setting(&mut Conn::Sqlite(conn), REGISTRATION_ORG_KEY, &id, &now())?;
     }
     Ok(())
 }

@@ -16,7 +16,15 @@ async fn set_active(app: &TestApp, user_id: &str, active: bool) {
     let id = user_id.to_string();
     app.state
         .db
-        .write(move |tx| copilot::store::users::set_active(tx, &Scope::system_all(), &id, active, &copilot::db::now()))
+        .write(move |tx| {
+            copilot::store::users::set_active(
+                &mut copilot::store::conn::Conn::Sqlite(tx),
+                &Scope::system_all(),
+                &id,
+                active,
+                &copilot::db::now(),
+            )
+        })
         .await
         .unwrap();
 }

@@ -72,7 +72,13 @@ async fn expired_failures_and_dead_sessions_are_pruned_in_bounded_batches() {
     let prune = |limit| {
         app.state.db.write(move |tx| {
             let now = copilot::db::now();
-            copilot::store::auth::prune(tx, "2021-01-01T00:00:00.000000Z", &now, "2021-01-01T00:00:00.000000Z", limit)
+            copilot::store::auth::prune(
+                &mut copilot::store::conn::Conn::Sqlite(tx),
+                "2021-01-01T00:00:00.000000Z",
+                &now,
+                "2021-01-01T00:00:00.000000Z",
+                limit,
+            )
         })
     };
     assert_eq!(prune(10).await.unwrap(), 20, "at most `limit` rows of each kind per run");

@@ -256,9 +256,14 @@ impl TestApp {
             .state
             .db
             .write(move |tx| -> StoreResult<_> {
-                let role_id = copilot::store::users::role_id_by_name(tx, &org_id, &role)?.expect("role exists");
+                let role_id = copilot::store::users::role_id_by_name(
+                    &mut copilot::store::conn::Conn::Sqlite(tx),
+                    &org_id,
+                    &role,
+                )?
+                .expect("role exists");
                 let user = copilot::store::users::insert_user(
-                    tx,
+                    &mut copilot::store::conn::Conn::Sqlite(tx),
                     &copilot::store::users::NewUser {
                         id: copilot::db::new_id(),
                         organization_id: org_id,

@@ -20,6 +20,7 @@ mod limits;
 mod operations;
 mod organizations;
 mod postgres;
+mod postgres_users;
 mod projects;
 mod roles;
 mod server;

@@ -302,7 +302,12 @@ async fn superusers_move_users_between_organizations() {
         let o = other.clone();
         app.state
             .db
-            .read(move |c| StoreResult::Ok(copilot::store::users::role_id_by_name(c, &o, "member")?.unwrap()))
+            .read(move |c| {
+                StoreResult::Ok(
+                    copilot::store::users::role_id_by_name(&mut copilot::store::conn::Conn::Sqlite(c), &o, "member")?
+                        .unwrap(),
+                )
+            })
             .await
             .unwrap()
     };

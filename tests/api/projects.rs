@@ -408,7 +408,7 @@ async fn member_lists_page_search_and_filter() {
         .db
         .write(move |tx| {
             copilot::store::users::set_active(
-                tx,
+                &mut copilot::store::conn::Conn::Sqlite(tx),
                 &copilot::authz::Scope::system_all(),
                 &gone,
                 false,

@@ -279,7 +279,13 @@ async fn delete_refuses_system_roles_and_roles_in_use() {
     app.state
         .db
         .write(move |tx| {
-            copilot::store::users::set_active(tx, &Scope::system_all(), &holder, false, &copilot::db::now())
+            copilot::store::users::set_active(
+                &mut copilot::store::conn::Conn::Sqlite(tx),
+                &Scope::system_all(),
+                &holder,
+                false,
+                &copilot::db::now(),
+            )
         })
         .await
         .unwrap();

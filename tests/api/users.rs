@@ -18,7 +18,12 @@ async fn role_id(app: &TestApp, org_id: &str, name: &str) -> String {
     let (org_id, name) = (org_id.to_string(), name.to_string());
     app.state
         .db
-        .read(move |c| StoreResult::Ok(copilot::store::users::role_id_by_name(c, &org_id, &name)?.expect("role")))
+        .read(move |c| {
+            StoreResult::Ok(
+                copilot::store::users::role_id_by_name(&mut copilot::store::conn::Conn::Sqlite(c), &org_id, &name)?
+                    .expect("role"),
+            )
+        })
         .await
         .unwrap()
 }
