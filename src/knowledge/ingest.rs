@@ -61,6 +61,10 @@ impl Ingestor {
                 );
                 None
             }
+            (Store::Postgres(_), None) => {
+                tracing::info!("knowledge base on PostgreSQL: full-text retrieval (no vector search there yet)");
+                None
+            }
             (_, embedder) => embedder,
         };
         Arc::new(Ingestor {

@@ -275,7 +275,7 @@ async fn documents_area(store: &Store) {
     let rules: Vec<ChunkDraft> = (0..1030).map(|i| draft(Some(i + 1), "Rules", &format!("rule number {i}"))).collect();
     assert!(commit("d2", "tok2", rules).await, "{backend}");
     let d1 = get(store, all.clone(), "d1").await.unwrap();
-    assert_eq!((d1.status.as_str(), d1.chunk_count, d1.page_count, d1.error), ("ready".into(), 3, Some(2), None));
+    assert_eq!((d1.status.as_str(), d1.chunk_count, d1.page_count, d1.error), ("ready", 3, Some(2), None));
     let chunks = |scope: Scope, id: &'static str, page: Page| {
         let store = store.clone();
         async move { store.read(move |c| documents::list_chunks(c, &scope, id, page)).await.unwrap() }
@@ -373,7 +373,7 @@ async fn documents_area(store: &Store) {
         ("failed", Some("ingestion was interrupted 1 times; reindex to retry"), LATER),
         "{backend}"
     );
-    assert_eq!(store.write(|c| documents::upgrade_spaces(c)).await.unwrap(), 0, "{backend}");
+    assert_eq!(store.write(documents::upgrade_spaces).await.unwrap(), 0, "{backend}");
 
     // ---- several instances claim at once: each document once (PostgreSQL: SKIP LOCKED; the
     // first claim holds its row lock, uncommitted, while the second claims)
@@ -441,6 +441,28 @@ async fn documents_area(store: &Store) {
         .unwrap();
     assert_eq!(left, (0, 0, 3), "{backend}");
     assert!(search(store, all.clone(), &[], &[], "rule").await.is_empty(), "{backend}");
+
+    // ---- the background worker on this store: claims, extracts, chunks, commits
+    let mut new = doc("d6", &acme, None, "Leave", "leave.md", &user, T2);
+    new.sha256 = "sha-of-leave".into();
+    let text = "# Leave\n\n## Parental leave\n\nSixteen weeks, paid in full.\n";
+    store.write(move |c| documents::insert_document(c, &new, text.as_bytes())).await.unwrap();
+    let ingestor = copilot::knowledge::ingest::Ingestor::new(store.clone(), None);
+    ingestor.start();
+    ingestor.wake();
+    let mut d6 = get(store, all.clone(), "d6").await.unwrap();
+    for _ in 0..200 {
+        if d6.status != "pending" && d6.status != "processing" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        d6 = get(store, all.clone(), "d6").await.unwrap();
+    }
+    ingestor.shutdown(std::time::Duration::from_secs(5)).await;
+    assert_eq!((d6.status.as_str(), d6.chunk_count, d6.error.as_deref()), ("ready", 1, None), "{backend}");
+    let found = search(store, in_a.clone(), &[], &[], "parental weeks").await;
+    assert_eq!(texts(&found), ["Sixteen weeks, paid in full."], "{backend}");
+    assert_eq!((found[0].heading.as_str(), found[0].document_title.as_str()), ("Leave > Parental leave", "Leave"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
