@@ -118,7 +118,16 @@ fn main() {
             created_by: admin.clone(),
             now: now(),
         };
-        state.db.write_blocking(|tx| copilot::store::documents::insert_document(tx, &new, text.as_bytes())).unwrap();
+        state
+            .db
+            .write_blocking(|tx| {
+                copilot::store::documents::insert_document(
+                    &mut copilot::store::conn::Conn::Sqlite(tx),
+                    &new,
+                    text.as_bytes(),
+                )
+            })
+            .unwrap();
     }
     let started = Instant::now();
     let cpu_before = process_cpu();
@@ -231,7 +240,7 @@ fn main() {
                     text: q.clone(),
                     limit: 10,
                 };
-                search::retrieve(&state.db, None, query()).await.unwrap();
+                search::retrieve(&state.store, None, query()).await.unwrap();
                 text_times.push(t.elapsed());
                 // the same query again, timed by the CPU of the thread that runs it (the machine
                 // is shared: wall time includes waiting for a core)
@@ -512,7 +521,7 @@ fn ingest_pdf_child(path: &str) {
                 created_by: admin,
                 now: now(),
             };
-            copilot::store::documents::insert_document(tx, &new, &bytes)
+            copilot::store::documents::insert_document(&mut copilot::store::conn::Conn::Sqlite(tx), &new, &bytes)
         })
         .unwrap();
     drop(bytes);

@@ -158,21 +158,21 @@ impl AppState {
         }
         // one process serves the SQLite file: what a previous one was ingesting is redone
         let requeued = data
-            .write_blocking(|c| store::documents::requeue_interrupted(c.sqlite()?, &db::now()))
+            .write_blocking(|c| store::documents::requeue_interrupted(c, &db::now()))
             .map_err(|e| format!("recovering document ingestion: {}", e))?;
         if requeued > 0 {
             tracing::warn!(documents = requeued, "resuming the ingestion of documents interrupted by a stop");
         }
         // vector spaces of an older layout (float vectors only) are rebuilt with their sign bits
         let upgraded = data
-            .write_blocking(|c| store::documents::upgrade_spaces(c.sqlite()?))
+            .write_blocking(|c| store::documents::upgrade_spaces(c))
             .map_err(|e| format!("upgrading the vector spaces: {}", e))?;
         if upgraded > 0 {
             tracing::info!(vectors = upgraded, "rebuilt the vector spaces with binary quantization");
         }
         let embedder = llm::embeddings::Embedder::new(&config.knowledge.embedding_model, &llm)?.map(Arc::new);
         let state = AppState {
-            ingest: knowledge::ingest::Ingestor::new(data.sqlite().expect("SQLite").clone(), embedder),
+            ingest: knowledge::ingest::Ingestor::new(data.clone(), embedder),
             llm: Arc::new(llm),
             jobs: Arc::default(),
             tokens: Arc::new(Tokens::new(

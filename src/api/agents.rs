@@ -192,7 +192,11 @@ impl AgentConfigsApi {
             .state
             .db
             .write(move |tx| -> ApiResult<_> {
-                store::documents::check_knowledge_scope(tx, &new.organization_id, &kb_scope)?;
+                store::documents::check_knowledge_scope(
+                    &mut store::conn::Conn::Sqlite(tx),
+                    &new.organization_id,
+                    &kb_scope,
+                )?;
                 let config = store::agents::insert_agent_config(tx, &new)?;
                 let event = Event::new("agent_config.create", &config.organization_id, "agent_config", &config.id)
                     .changes(audit);
@@ -249,7 +253,7 @@ impl AgentConfigsApi {
             .write(move |tx| -> ApiResult<_> {
                 if let Some(kb) = &kb_scope {
                     let org = store::agents::get_agent_config(tx, &scope, &id)?.ok_or_else(not_found)?.organization_id;
-                    store::documents::check_knowledge_scope(tx, &org, kb)?;
+                    store::documents::check_knowledge_scope(&mut store::conn::Conn::Sqlite(tx), &org, kb)?;
                 }
                 let config = store::agents::update_agent_config(tx, &scope, &id, &changes, &now())?;
                 agent_event(tx, &actor, "agent_config.update", config.as_ref(), audit)?;

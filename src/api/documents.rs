@@ -165,7 +165,7 @@ impl DocumentsApi {
             status: status.0.map(DocumentStatus::as_str),
         };
         let (rows, total) =
-            self.state.db.read(move |c| store::documents::list_documents(c, &scope, &filter, page)).await?;
+            self.state.store.read(move |c| store::documents::list_documents(c, &scope, &filter, page)).await?;
         Ok(Json(page.wrap(rows, total)))
     }
 
@@ -287,22 +287,22 @@ impl DocumentsApi {
         };
         let doc = self
             .state
-            .db
-            .write(move |tx| {
+            .store
+            .write(move |c| {
                 if let Some(p) = &new.project_id
-                    && !store::documents::project_in_org(tx, &organization_id, p)?
+                    && !store::documents::project_in_org(c, &organization_id, p)?
                 {
                     return Err(ApiError::bad_request(format!(
                         "project_id does not name a project of your organization: {p}"
                     )));
                 }
-                let doc = store::documents::insert_document(tx, &new, &bytes)?;
+                let doc = store::documents::insert_document(c, &new, &bytes)?;
                 let changes = serde_json::json!({
                     "title": doc.title, "filename": doc.filename, "content_type": doc.content_type,
                     "size_bytes": doc.size_bytes, "project_id": doc.project_id,
                 });
                 let event = Event::new("document.create", &doc.organization_id, "document", &doc.id);
-                store::audit::record(tx, &actor, &event.changes(Some(changes)))?;
+                store::audit::record_on(c, &actor, &event.changes(Some(changes)))?;
                 Ok(doc)
             })
             .await?;
@@ -318,7 +318,7 @@ impl DocumentsApi {
     async fn get(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<Document>> {
         let scope = authz::require(&auth.0, Permission::AgentsRead)?;
         let id = validate::path_id(&id, "Document")?;
-        Ok(Json(self.state.db.read(move |c| store::documents::find_document(c, &scope, &id)).await?))
+        Ok(Json(self.state.store.read(move |c| store::documents::find_document(c, &scope, &id)).await?))
     }
 
     /// List a document's chunks
@@ -337,7 +337,7 @@ impl DocumentsApi {
         let page = Page::new(skip.0, limit.0)?;
         let (rows, total) = self
             .state
-            .db
+            .store
             .read(move |c| {
                 store::documents::find_document(c, &scope, &id)?;
                 store::documents::list_chunks(c, &scope, &id, page)
@@ -354,7 +354,7 @@ impl DocumentsApi {
         let scope = authz::require(&auth.0, Permission::AgentsRead)?;
         let id = validate::path_id(&id, "Document")?;
         let (filename, content_type, bytes) =
-            self.state.db.read(move |c| store::documents::document_file(c, &scope, &id)).await?;
+            self.state.store.read(move |c| store::documents::document_file(c, &scope, &id)).await?;
         let content_type = match content_type.as_str() {
             t if t.starts_with("text/") => format!("{t}; charset=utf-8"),
             t => t.to_string(),
@@ -373,11 +373,11 @@ impl DocumentsApi {
         let actor = auth.0.actor();
         let doc = self
             .state
-            .db
-            .write(move |tx| -> ApiResult<_> {
-                let doc = store::documents::request_reindex(tx, &scope, &id, &now())?;
-                store::audit::record(
-                    tx,
+            .store
+            .write(move |c| -> ApiResult<_> {
+                let doc = store::documents::request_reindex(c, &scope, &id, &now())?;
+                store::audit::record_on(
+                    c,
                     &actor,
                     &Event::new("document.reindex", &doc.organization_id, "document", &id),
                 )?;
@@ -397,12 +397,12 @@ impl DocumentsApi {
         let id = validate::path_id(&id, "Document")?;
         let actor = auth.0.actor();
         self.state
-            .db
-            .write(move |tx| {
-                let doc = store::documents::delete_document(tx, &scope, &id)?;
+            .store
+            .write(move |c| {
+                let doc = store::documents::delete_document(c, &scope, &id)?;
                 let event = Event::new("document.delete", &doc.organization_id, "document", &id)
                     .changes(Some(serde_json::json!({ "title": doc.title })));
-                store::audit::record(tx, &actor, &event).map(drop)
+                store::audit::record_on(c, &actor, &event).map(drop)
             })
             .await?;
         Ok(Deleted::NoContent)

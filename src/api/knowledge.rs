@@ -56,7 +56,7 @@ impl KnowledgeApi {
         let project_ids: Vec<String> = validate::filter_id(project_id.0).into_iter().collect();
         let document_ids: Vec<String> = validate::filter_id(document_id.0).into_iter().collect();
         let query = search::Query { scope, project_ids, document_ids, text: q, limit: limit as usize };
-        let passages = search::retrieve(&self.state.db, self.state.ingest.embedder.as_deref(), query).await?;
+        let passages = search::retrieve(&self.state.store, self.state.ingest.embedder.as_deref(), query).await?;
         let total = passages.len() as i64;
         Ok(Json(Page { skip: 0, limit }.wrap(passages, total)))
     }

@@ -19,10 +19,10 @@ use tokio::sync::{Notify, watch};
 
 use super::{Format, PIPELINE_VERSION, chunk, extract};
 use crate::{
-    db::{self, Db, new_id, now},
+    db::{self, new_id, now},
     llm::embeddings::Embedder,
     store::error::StoreResult,
-    store::{self, documents::Vectors},
+    store::{self, conn::Store, documents::Vectors},
 };
 
 const LEASE: Duration = Duration::from_secs(300);
@@ -32,8 +32,9 @@ const POLL: Duration = Duration::from_secs(5);
 const MAX_ATTEMPTS: i64 = 3;
 
 pub struct Ingestor {
-    db: Db,
-    /// `[knowledge] embedding_model`, when a provider serves it: chunks are embedded too.
+    store: Store,
+    /// `[knowledge] embedding_model`, when a provider serves it: chunks are embedded too (on
+    /// SQLite only: `None` on PostgreSQL, see [`Ingestor::new`]).
     pub embedder: Option<Arc<Embedder>>,
     wake: Notify,
     stop: watch::Sender<bool>,
@@ -46,9 +47,28 @@ fn lease_until() -> String {
 }
 
 impl Ingestor {
-    pub fn new(db: Db, embedder: Option<Arc<Embedder>>) -> Arc<Ingestor> {
+    /// The worker of `store`. On PostgreSQL the knowledge base is full text only (vector search
+    /// there is not built yet: no pgvector on this platform, no vector column in the schema):
+    /// an embedding model is then ignored, with a warning, so that neither chunks nor questions
+    /// are sent to the provider for vectors nothing would keep.
+    pub fn new(store: Store, embedder: Option<Arc<Embedder>>) -> Arc<Ingestor> {
+        let embedder = match (&store, embedder) {
+            (Store::Postgres(_), Some(e)) => {
+                tracing::warn!(
+                    model = %e.model,
+                    "[knowledge] embedding_model is ignored on PostgreSQL: the knowledge base there is full-text \
+                     only (no vector search yet); chunks and questions are not embedded"
+                );
+                None
+            }
+            (Store::Postgres(_), None) => {
+                tracing::info!("knowledge base on PostgreSQL: full-text retrieval (no vector search there yet)");
+                None
+            }
+            (_, embedder) => embedder,
+        };
         Arc::new(Ingestor {
-            db,
+            store,
             embedder,
             wake: Notify::new(),
             stop: watch::Sender::new(false),
@@ -114,7 +134,7 @@ impl Ingestor {
         let token = new_id();
         let t = token.clone();
         let claimed =
-            self.db.write(move |tx| store::documents::claim(tx, &t, &lease_until(), &now(), MAX_ATTEMPTS)).await?;
+            self.store.write(move |c| store::documents::claim(c, &t, &lease_until(), &now(), MAX_ATTEMPTS)).await?;
         let Some(doc) = claimed else { return Ok(false) };
         let (id, sha256) = (doc.id.clone(), doc.sha256.clone());
         tracing::info!(document_id = %id, "ingesting document");
@@ -127,7 +147,7 @@ impl Ingestor {
                 r = &mut work => break r?,
                 _ = renew.tick() => {
                     let (id, t) = (id.clone(), token.clone());
-                    self.db.write(move |tx| store::documents::renew_lease(tx, &id, &t, &lease_until())).await?;
+                    self.store.write(move |c| store::documents::renew_lease(c, &id, &t, &lease_until())).await?;
                 }
             }
         };
@@ -152,11 +172,11 @@ impl Ingestor {
                     None => format!("{sha256}:{PIPELINE_VERSION}:"),
                 };
                 let ok = self
-                    .db
-                    .write(move |tx| {
+                    .store
+                    .write(move |c| {
                         let vectors = vectors.as_deref().map(|v| Vectors { model: &model, vectors: v });
                         store::documents::commit_chunks(
-                            tx,
+                            c,
                             &doc_id,
                             &t,
                             &out.chunks,
@@ -173,7 +193,7 @@ impl Ingestor {
             }
             Err(error) => {
                 tracing::warn!(document_id = %id, %error, "document ingestion failed");
-                self.db.write(move |tx| store::documents::commit_failure(tx, &doc_id, &t, &error, &now())).await?
+                self.store.write(move |c| store::documents::commit_failure(c, &doc_id, &t, &error, &now())).await?
             }
         };
         if !committed {

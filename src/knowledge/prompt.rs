@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 use super::{KnowledgeScope, search};
 use crate::{
     authz::Scope,
-    db::Db,
     llm::{
         context::{ChatMessage, estimate_tokens},
         embeddings::Embedder,
     },
     model::knowledge::Passage,
+    store::conn::Store,
 };
 
 /// The passages given to the model for one completion.
@@ -30,7 +30,7 @@ const SNIPPET_CHARS: usize = 200;
 /// `budget` tokens of them. `None` when the knowledge base is off. A failed retrieval is logged
 /// and answers with no passages: the reply is still generated.
 pub async fn for_completion(
-    db: &Db,
+    store: &Store,
     embedder: Option<&Embedder>,
     organization_id: &str,
     knowledge_base: &Value,
@@ -48,7 +48,7 @@ pub async fn for_completion(
         document_ids: kb.document_ids,
         text: question.to_string(),
     };
-    let found = search::retrieve(db, embedder, query).await;
+    let found = search::retrieve(store, embedder, query).await;
     let passages = found.unwrap_or_else(|e| {
         tracing::error!(error = %e, "knowledge retrieval failed; answering without passages");
         vec![]

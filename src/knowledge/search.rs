@@ -13,6 +13,7 @@ use crate::{
     db::Db,
     llm::embeddings::Embedder,
     model::knowledge::Passage,
+    store::conn::Store,
     store::documents::{
         SearchScope, match_count, nearest_chunks, newest_window, passages_by_rowid, rank_chunks, space_table,
     },
@@ -129,7 +130,19 @@ impl Query {
 /// Full text, and vectors when `embedder` is configured and answers: the best `limit` passages,
 /// best first. `score` is −BM25 for full text alone, the RRF value when fused. An embedding
 /// failure leaves full-text retrieval working.
-pub async fn retrieve(db: &Db, embedder: Option<&Embedder>, q: Query) -> StoreResult<Vec<Passage>> {
+///
+/// PostgreSQL has no vector search (yet): there the question is not embedded and full text
+/// answers alone (`ts_rank_cd`, see `store::documents::search_passages`), as on SQLite without
+/// an embedding model; the start says so (`Ingestor::new`).
+pub async fn retrieve(store: &Store, embedder: Option<&Embedder>, q: Query) -> StoreResult<Vec<Passage>> {
+    let db = match store {
+        Store::Sqlite(db) => db,
+        Store::Postgres(_) => {
+            return store
+                .read(move |c| crate::store::documents::search_passages(c, &q.search_scope(), &q.text, q.limit))
+                .await;
+        }
+    };
     let vector = match embedder {
         Some(e) => match e.embed(std::slice::from_ref(&q.text)).await {
             Ok(mut v) => v.pop().map(|v| (e.model.clone(), v)),
@@ -246,7 +259,17 @@ mod tests {
                     rusqlite::params![org, now()],
                 )?;
                 let v = Vectors { model: "m", vectors: &vectors };
-                assert!(commit_chunks(tx, "d", "lease", &drafts, Some(v), None, None, "k", &now())?);
+                assert!(commit_chunks(
+                    &mut crate::store::conn::Conn::Sqlite(tx),
+                    "d",
+                    "lease",
+                    &drafts,
+                    Some(v),
+                    None,
+                    None,
+                    "k",
+                    &now()
+                )?);
                 Ok(())
             })
             .unwrap();

@@ -474,7 +474,7 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
 
     // knowledge base passages (SPEC §7) take at most half of the budget; history gets the rest
     let knowledge = crate::knowledge::prompt::for_completion(
-        &s.db,
+        &crate::store::conn::Store::Sqlite(s.db.clone()),
         s.embedder.as_deref(),
         &agent.organization_id,
         &agent.knowledge_base,

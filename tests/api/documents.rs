@@ -487,7 +487,7 @@ async fn a_worker_that_lost_its_lease_writes_nothing() {
                 token_count: 1,
             };
             let ok = copilot::store::documents::commit_chunks(
-                tx,
+                &mut copilot::store::conn::Conn::Sqlite(tx),
                 &i,
                 "stale-token",
                 &[draft],
@@ -537,7 +537,11 @@ async fn ingestion_interrupted_by_a_stop_resumes_at_the_next_start() {
                         created_by: admin.clone(),
                         now: copilot::db::now(),
                     };
-                    copilot::store::documents::insert_document(tx, &new, text.as_bytes())?;
+                    copilot::store::documents::insert_document(
+                        &mut copilot::store::conn::Conn::Sqlite(tx),
+                        &new,
+                        text.as_bytes(),
+                    )?;
                     tx.execute(
                         "UPDATE documents SET status = ?2, attempts = 1, lease_token = 'dead', \
                          lease_until = '2000-01-01T00:00:00.000000Z' WHERE id = ?1 AND ?2 = 'processing'",

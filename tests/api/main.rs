@@ -21,6 +21,7 @@ mod operations;
 mod organizations;
 mod postgres;
 mod postgres_users;
+mod postgres_docs;
 mod projects;
 mod roles;
 mod server;
