@@ -137,7 +137,13 @@ impl AppState {
         let llm = llm::Providers::from_config(&config.llm, |name| std::env::var(name).ok())?;
         // a job of a previous process cannot be resumed: its partial text was only in memory
         let interrupted = db
-            .write_blocking(|tx| store::completions::fail_interrupted_jobs(tx, "server restarted", &db::now()))
+            .write_blocking(|tx| {
+                store::completions::fail_interrupted_jobs(
+                    &mut store::conn::Conn::Sqlite(tx),
+                    "server restarted",
+                    &db::now(),
+                )
+            })
             .map_err(|e| format!("recovering completion jobs: {}", e))?;
         if interrupted > 0 {
             tracing::warn!(jobs = interrupted, "marked completion jobs of a previous run as failed");
@@ -580,7 +586,7 @@ async fn prune_audit_log(state: &AppState, now: time::OffsetDateTime) {
     let before = db::format_ts(now - time::Duration::days(state.config.audit.retention_days.into()));
     for _ in 0..200 {
         let before = before.clone();
-        match state.db.write(move |tx| store::audit::prune(tx, &before, BATCH)).await {
+        match state.store.write(move |c| store::audit::prune(c, &before, BATCH)).await {
             Ok(n) if n < BATCH as usize => {
                 if n > 0 {
                     tracing::debug!(rows = n, "pruned old audit events");

@@ -166,7 +166,11 @@ fn login_failure(
         target_id: who.map(|w| w.1),
         changes: Some(serde_json::json!({"username": username, "reason": reason})),
     };
-    Ok(store::audit::record(tx, &Actor { client: client.clone(), ..Actor::default() }, &event)?)
+    Ok(store::audit::record(
+        &mut store::conn::Conn::Sqlite(tx),
+        &Actor { client: client.clone(), ..Actor::default() },
+        &event,
+    )?)
 }
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
@@ -210,7 +214,7 @@ impl AuthApi {
                 let actor = Actor { user_id: Some(user.id.clone()), api_key_id: None, client };
                 let changes = serde_json::json!({"username": user.username, "email": user.email});
                 let event = Event::new("auth.register", &user.organization_id, "user", &user.id).changes(Some(changes));
-                store::audit::record(tx, &actor, &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?;
                 Ok(user)
             })
             .await?;
@@ -286,7 +290,7 @@ impl AuthApi {
                 .db
                 .write(move |tx| {
                     store::auth::forget_attempt(tx, attempt)?;
-                    store::audit::retract(tx, failure_event)?;
+                    store::audit::retract(&mut store::conn::Conn::Sqlite(tx), failure_event)?;
                     let who = Some((user.organization_id.as_str(), user.id.as_str()));
                     login_failure(tx, &client, "auth.login_failed", who, &login, reason).map(drop)
                 })
@@ -308,9 +312,14 @@ impl AuthApi {
             .write(move |tx| {
                 store::auth::clear_failures(tx, &user_id)?;
                 store::auth::create_session(tx, &sid, &user_id, &refresh_jti, &now(), &expires_at)?;
-                store::audit::retract(tx, failure_event)?;
+                store::audit::retract(&mut store::conn::Conn::Sqlite(tx), failure_event)?;
                 let actor = Actor { user_id: Some(user_id.clone()), api_key_id: None, client };
-                store::audit::record(tx, &actor, &Event::new("auth.login", &org_id, "session", &sid)).map(drop)
+                store::audit::record(
+                    &mut store::conn::Conn::Sqlite(tx),
+                    &actor,
+                    &Event::new("auth.login", &org_id, "session", &sid),
+                )
+                .map(drop)
             })
             .await?;
         tracing::info!(user_id = %user.id, "login");
@@ -344,7 +353,11 @@ impl AuthApi {
                         };
                         if let Some(action) = action {
                             let actor = Actor { user_id: Some(u.id.clone()), api_key_id: None, client };
-                            store::audit::record(tx, &actor, &Event::new(action, &u.organization_id, "session", &sid))?;
+                            store::audit::record(
+                                &mut store::conn::Conn::Sqlite(tx),
+                                &actor,
+                                &Event::new(action, &u.organization_id, "session", &sid),
+                            )?;
                         }
                         Ok((rotation, Some(u)))
                     }
@@ -429,7 +442,7 @@ impl AuthApi {
                 };
                 let event = Event::new(action, &org, "user", &uid)
                     .changes(Some(serde_json::json!({"reason": reason, "during": "password change"})));
-                Ok((hash, attempt, store::audit::record(tx, &actor, &event)?))
+                Ok((hash, attempt, store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?))
             })
             .await?;
         let attempt = match attempt {
@@ -445,11 +458,11 @@ impl AuthApi {
             .write(move |tx| {
                 let now = now();
                 store::auth::forget_attempt(tx, attempt)?;
-                store::audit::retract(tx, failure_event)?;
+                store::audit::retract(&mut store::conn::Conn::Sqlite(tx), failure_event)?;
                 store::users::set_password_hash(tx, &me.id, &hash, &now)?;
                 store::auth::revoke_user_sessions(tx, &me.id, Some(&me.session_id), "password changed", &now)?;
                 let event = Event::new("auth.password_change", &me.organization_id, "user", &me.id);
-                store::audit::record(tx, &me.actor(), &event).map(drop)
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event).map(drop)
             })
             .await?;
         Ok(MessageResponse::new("Password changed; other sessions have been signed out"))
@@ -467,7 +480,7 @@ impl AuthApi {
             .write(move |tx| {
                 store::auth::revoke_session(tx, &me.session_id, "logout", &now())?;
                 let event = Event::new("auth.logout", &me.organization_id, "session", &me.session_id);
-                store::audit::record(tx, &me.actor(), &event).map(drop)
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event).map(drop)
             })
             .await?;
         Ok(MessageResponse::new("Logged out"))

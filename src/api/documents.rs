@@ -302,7 +302,7 @@ impl DocumentsApi {
                     "size_bytes": doc.size_bytes, "project_id": doc.project_id,
                 });
                 let event = Event::new("document.create", &doc.organization_id, "document", &doc.id);
-                store::audit::record(tx, &actor, &event.changes(Some(changes)))?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event.changes(Some(changes)))?;
                 Ok(doc)
             })
             .await?;
@@ -377,7 +377,7 @@ impl DocumentsApi {
             .write(move |tx| -> ApiResult<_> {
                 let doc = store::documents::request_reindex(tx, &scope, &id, &now())?;
                 store::audit::record(
-                    tx,
+                    &mut store::conn::Conn::Sqlite(tx),
                     &actor,
                     &Event::new("document.reindex", &doc.organization_id, "document", &id),
                 )?;
@@ -402,7 +402,7 @@ impl DocumentsApi {
                 let doc = store::documents::delete_document(tx, &scope, &id)?;
                 let event = Event::new("document.delete", &doc.organization_id, "document", &id)
                     .changes(Some(serde_json::json!({ "title": doc.title })));
-                store::audit::record(tx, &actor, &event).map(drop)
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event).map(drop)
             })
             .await?;
         Ok(Deleted::NoContent)

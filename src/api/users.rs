@@ -212,7 +212,7 @@ impl UsersApi {
                     },
                 )?;
                 let event = Event::new("user.create", &user.organization_id, "user", &user.id).changes(changes);
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 Ok(user)
             })
             .await?;
@@ -269,7 +269,7 @@ impl UsersApi {
                     store::auth::revoke_user_sessions(tx, &id, keep, "password set", &now)?;
                 }
                 let event = Event::new("user.update", &user.organization_id, "user", &user.id).changes(audit_changes);
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 Ok(user)
             })
             .await?;
@@ -298,7 +298,7 @@ impl UsersApi {
                 store::users::set_active(tx, &scope, &id, false, &now)?;
                 store::auth::revoke_user_sessions(tx, &id, None, "user deactivated", &now)?;
                 let event = Event::new("user.deactivate", &target.organization_id, "user", &id);
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 Ok(())
             })
             .await?;
@@ -323,7 +323,7 @@ impl UsersApi {
                 store::users::set_active(tx, &scope, &id, true, &now())?;
                 let user = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
                 store::audit::record(
-                    tx,
+                    &mut store::conn::Conn::Sqlite(tx),
                     &me.actor(),
                     &Event::new("user.activate", &user.organization_id, "user", &id),
                 )?;
@@ -359,7 +359,7 @@ impl UsersApi {
                 store::users::set_role(tx, &scope, &id, &role_id, &now())?;
                 let event = Event::new("user.assign_role", &target.organization_id, "user", &id)
                     .changes(Some(serde_json::json!({ "role_id": role_id })));
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)
             })
             .await?;
