@@ -570,6 +570,11 @@ mod pg {
         page: Page,
     ) -> StoreResult<(Vec<Conversation>, i64)> {
         let pattern = f.search.as_deref().map(search_needle);
+        // PostgreSQL text holds no NUL (binding one fails): no stored title contains it
+        if [&pattern, &f.agent_config_id, &f.project_id].iter().any(|v| v.as_deref().is_some_and(|v| v.contains('\0')))
+        {
+            return Ok((vec![], 0));
+        }
         let total: i64 = t
             .query_one(
                 &format!("SELECT COUNT(*) FROM conversations {LIST_WHERE}"),

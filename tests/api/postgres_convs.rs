@@ -195,6 +195,9 @@ async fn conversations_area(store: &Store) {
     assert_eq!(titles(&rows), ["under_score"], "{backend}");
     let (_, total) = list(ConversationFilter { search: Some("e_s".into()), ..all() }, 0, 50).await;
     assert_eq!(total, 0, "{backend}");
+    // a NUL is a character like any other (PostgreSQL text cannot hold one: nothing matches)
+    let (_, total) = list(ConversationFilter { search: Some("acme\0".into()), ..all() }, 0, 50).await;
+    assert_eq!(total, 0, "{backend}");
     let (_, total) = list(ConversationFilter { agent_config_id: Some("a1".into()), ..all() }, 0, 50).await;
     assert_eq!(total, 2, "{backend}");
     let (_, total) = list(ConversationFilter { project_id: Some("p1".into()), ..all() }, 0, 50).await;
@@ -668,6 +671,7 @@ async fn audit_area(store: &Store) {
     assert_eq!(list(f(Some("o1"), None), 0, 50).await.1, 2, "{backend}");
     assert_eq!(list(f(None, Some("user.create")), 0, 50).await.1, 2, "{backend}");
     assert_eq!(list(f(Some("o1"), Some("user.create")), 0, 50).await.1, 1, "{backend}");
+    assert_eq!(list(f(None, Some("user.create\0")), 0, 50).await.1, 0, "{backend}");
     let by = |field: &str| {
         let mut fl = Filter::default();
         match field {
