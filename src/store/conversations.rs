@@ -638,9 +638,10 @@ mod pg {
         .collect()
     }
 
-    /// Rows are fetched from a portal in batches of this many, so a caller that stops early
-    /// leaves the rest unread, as on SQLite.
-    const NEWEST_BATCH: i32 = 32;
+    /// Rows are read in keyset steps of this many, newest first, so a caller that stops early
+    /// leaves the rest unread, as on SQLite. (One query without a LIMIT, even read through a
+    /// portal, is planned for every row: a sort of the whole conversation.)
+    const NEWEST_STEP: i64 = 32;
 
     pub(super) fn newest_messages(
         t: &mut Transaction,
@@ -648,21 +649,26 @@ mod pg {
         until: &MessageKey,
         mut take: impl FnMut(Message) -> bool,
     ) -> StoreResult<()> {
-        let until_at = key_ts(until)?;
-        let sql = format!(
+        // the first step includes `until`, the next ones start below the last row read
+        let first = format!(
             "SELECT {MESSAGE_COLS} FROM messages m WHERE m.conversation_id = $1 AND m.is_active \
-             AND (m.created_at, m.id) <= ($2, $3) ORDER BY m.created_at DESC, m.id DESC"
+             AND (m.created_at, m.id) <= ($2, $3) ORDER BY m.created_at DESC, m.id DESC LIMIT $4"
         );
-        let portal = t.bind(sql.as_str(), &[&conversation_id, &until_at, &until.id])?;
+        let next = first.replace("<= ($2, $3)", "< ($2, $3)");
+        let (mut at, mut id, mut sql) = (key_ts(until)?, until.id.clone(), &first);
         loop {
-            let rows = t.query_portal(&portal, NEWEST_BATCH)?;
+            let rows = t.query(sql.as_str(), &[&conversation_id, &at, &id, &NEWEST_STEP])?;
+            let mut last = None;
             for r in &rows {
-                if !take(message_from_row(r)?) {
+                let m = message_from_row(r)?;
+                last = Some((r.try_get::<_, time::OffsetDateTime>(5)?, m.id.clone()));
+                if !take(m) {
                     return Ok(());
                 }
             }
-            if rows.len() < NEWEST_BATCH as usize {
-                return Ok(());
+            match last {
+                Some((a, i)) if rows.len() as i64 == NEWEST_STEP => (at, id, sql) = (Some(a), i, &next),
+                _ => return Ok(()),
             }
         }
     }

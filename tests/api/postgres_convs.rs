@@ -350,6 +350,40 @@ async fn conversations_area(store: &Store) {
     assert_eq!(dbg_text(&upto), dbg_text(&order[..3].to_vec()), "{backend}");
     assert_eq!(dbg_text(&newest), dbg_text(&vec![order[4].clone(), order[3].clone(), order[2].clone()]), "{backend}");
 
+    // a longer history, newest first across several reading steps, ties on their boundaries
+    let long = made[1].id.clone();
+    let all_of_it: Vec<Message> = write(store, move |c| {
+        let mut out = vec![];
+        for i in 0..70 {
+            let now = format!("2026-03-04T01:00:{:02}.000000Z", i / 5);
+            let n = NewMessage { role: MessageRole::User, content: format!("{i}"), metadata: "{}".into() };
+            out.push(cs::insert_message(c, "u1", &long, &n, &now)?.unwrap());
+        }
+        Ok(out)
+    })
+    .await
+    .unwrap();
+    let mut desc = all_of_it.clone();
+    desc.sort_by(|a, b| (&b.created_at, &b.id).cmp(&(&a.created_at, &a.id)));
+    let (long, until) = (made[1].id.clone(), MessageKey::of(&desc[0]));
+    let (every, forty) = read(store, move |c| {
+        let mut every = vec![];
+        cs::newest_messages(c, &long, &until, |m| {
+            every.push(m);
+            true
+        })?;
+        let mut forty = vec![];
+        cs::newest_messages(c, &long, &until, |m| {
+            forty.push(m);
+            forty.len() < 40
+        })?;
+        Ok((every, forty))
+    })
+    .await
+    .unwrap();
+    assert_eq!(dbg_text(&every), dbg_text(&desc), "{backend}");
+    assert_eq!(dbg_text(&forty), dbg_text(&desc[..40].to_vec()), "{backend}");
+
     // delete the conversation: gone for every read, its rows kept (soft delete)
     let (c2, tid) = (cid.clone(), theirs.id.clone());
     let (d1, d2, not_mine) = write(store, move |c| {
