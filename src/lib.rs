@@ -151,7 +151,7 @@ impl AppState {
         let llm = llm::Providers::from_config(&config.llm, |name| std::env::var(name).ok())?;
         // a job of a previous process cannot be resumed: its partial text was only in memory
         let interrupted = data
-            .write_blocking(|c| store::completions::fail_interrupted_jobs(c.sqlite()?, "server restarted", &db::now()))
+            .write_blocking(|c| store::completions::fail_interrupted_jobs(c, "server restarted", &db::now()))
             .map_err(|e| format!("recovering completion jobs: {}", e))?;
         if interrupted > 0 {
             tracing::warn!(jobs = interrupted, "marked completion jobs of a previous run as failed");
@@ -594,7 +594,7 @@ async fn prune_audit_log(state: &AppState, now: time::OffsetDateTime) {
     let before = db::format_ts(now - time::Duration::days(state.config.audit.retention_days.into()));
     for _ in 0..200 {
         let before = before.clone();
-        match state.store.write(move |c| store::audit::prune(c.sqlite()?, &before, BATCH)).await {
+        match state.store.write(move |c| store::audit::prune(c, &before, BATCH)).await {
             Ok(n) if n < BATCH as usize => {
                 if n > 0 {
                     tracing::debug!(rows = n, "pruned old audit events");

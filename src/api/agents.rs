@@ -200,7 +200,7 @@ impl AgentConfigsApi {
                 let config = store::agents::insert_agent_config(tx, &new)?;
                 let event = Event::new("agent_config.create", &config.organization_id, "agent_config", &config.id)
                     .changes(audit);
-                store::audit::record(tx, &actor, &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?;
                 Ok(config)
             })
             .await?;
@@ -319,7 +319,7 @@ fn agent_event(
 ) -> ApiResult<()> {
     if let Some(c) = config {
         store::audit::record(
-            tx,
+            &mut store::conn::Conn::Sqlite(tx),
             actor,
             &Event::new(action, &c.organization_id, "agent_config", &c.id).changes(changes),
         )?;

@@ -110,7 +110,7 @@ impl ApiKeysApi {
                     "name": key.name, "permissions": key.permissions, "expires_at": key.expires_at, "prefix": key.prefix,
                 });
                 let event = Event::new("api_key.create", &me.organization_id, "api_key", &key.id);
-                store::audit::record(tx, &me.actor(), &event.changes(Some(changes)))?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event.changes(Some(changes)))?;
                 Ok(key)
             })
             .await?;
@@ -162,8 +162,12 @@ impl ApiKeysApi {
                 let owners = if admin { Owners::Scope(&scope, None) } else { Owners::User(&me.id) };
                 let (org, name) = store::api_keys::delete_key(tx, &owners, &id)?;
                 let event = Event::new("api_key.delete", &org, "api_key", &id);
-                store::audit::record(tx, &me.actor(), &event.changes(Some(serde_json::json!({ "name": name }))))
-                    .map(drop)
+                store::audit::record(
+                    &mut store::conn::Conn::Sqlite(tx),
+                    &me.actor(),
+                    &event.changes(Some(serde_json::json!({ "name": name }))),
+                )
+                .map(drop)
             })
             .await?;
         Ok(Deleted::NoContent)

@@ -62,7 +62,7 @@ impl AuditApi {
         {
             return Err(ApiError::bad_request("from must not be after to"));
         }
-        let (rows, total) = self.state.db.read(move |c| store::audit::list(c, &filter, page)).await?;
+        let (rows, total) = self.state.store.read(move |c| store::audit::list(c, &filter, page)).await?;
         Ok(Json(page.wrap(rows, total)))
     }
 }

@@ -167,7 +167,7 @@ fn login_failure(
         target_id: who.map(|w| w.1),
         changes: Some(serde_json::json!({"username": username, "reason": reason})),
     };
-    Ok(store::audit::record_on(c, &Actor { client: client.clone(), ..Actor::default() }, &event)?)
+    Ok(store::audit::record(c, &Actor { client: client.clone(), ..Actor::default() }, &event)?)
 }
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
@@ -211,7 +211,7 @@ impl AuthApi {
                 let actor = Actor { user_id: Some(user.id.clone()), api_key_id: None, client };
                 let changes = serde_json::json!({"username": user.username, "email": user.email});
                 let event = Event::new("auth.register", &user.organization_id, "user", &user.id).changes(Some(changes));
-                store::audit::record_on(c, &actor, &event)?;
+                store::audit::record(c, &actor, &event)?;
                 Ok(user)
             })
             .await?;
@@ -287,7 +287,7 @@ impl AuthApi {
                 .store
                 .write(move |c| {
                     store::auth::forget_attempt(c, &user.id, attempt)?;
-                    store::audit::retract(c.sqlite()?, failure_event)?;
+                    store::audit::retract(c, failure_event)?;
                     let who = Some((user.organization_id.as_str(), user.id.as_str()));
                     login_failure(c, &client, "auth.login_failed", who, &login, reason).map(drop)
                 })
@@ -309,9 +309,9 @@ impl AuthApi {
             .write(move |c| {
                 store::auth::clear_failures(c, &user_id)?;
                 store::auth::create_session(c, &sid, &user_id, &refresh_jti, &now(), &expires_at)?;
-                store::audit::retract(c.sqlite()?, failure_event)?;
+                store::audit::retract(c, failure_event)?;
                 let actor = Actor { user_id: Some(user_id.clone()), api_key_id: None, client };
-                store::audit::record_on(c, &actor, &Event::new("auth.login", &org_id, "session", &sid)).map(drop)
+                store::audit::record(c, &actor, &Event::new("auth.login", &org_id, "session", &sid)).map(drop)
             })
             .await?;
         tracing::info!(user_id = %user.id, "login");
@@ -345,7 +345,7 @@ impl AuthApi {
                         };
                         if let Some(action) = action {
                             let actor = Actor { user_id: Some(u.id.clone()), api_key_id: None, client };
-                            store::audit::record_on(
+                            store::audit::record(
                                 c,
                                 &actor,
                                 &Event::new(action, &u.organization_id, "session", &sid),
@@ -434,7 +434,7 @@ impl AuthApi {
                 };
                 let event = Event::new(action, &org, "user", &uid)
                     .changes(Some(serde_json::json!({"reason": reason, "during": "password change"})));
-                Ok((hash, attempt, store::audit::record_on(c, &actor, &event)?))
+                Ok((hash, attempt, store::audit::record(c, &actor, &event)?))
             })
             .await?;
         let attempt = match attempt {
@@ -450,11 +450,11 @@ impl AuthApi {
             .write(move |c| {
                 let now = now();
                 store::auth::forget_attempt(c, &me.id, attempt)?;
-                store::audit::retract(c.sqlite()?, failure_event)?;
+                store::audit::retract(c, failure_event)?;
                 store::users::set_password_hash(c, &me.id, &hash, &now)?;
                 store::auth::revoke_user_sessions(c, &me.id, Some(&me.session_id), "password changed", &now)?;
                 let event = Event::new("auth.password_change", &me.organization_id, "user", &me.id);
-                store::audit::record_on(c, &me.actor(), &event).map(drop)
+                store::audit::record(c, &me.actor(), &event).map(drop)
             })
             .await?;
         Ok(MessageResponse::new("Password changed; other sessions have been signed out"))
@@ -472,7 +472,7 @@ impl AuthApi {
             .write(move |c| {
                 store::auth::revoke_session(c, &me.session_id, "logout", &now())?;
                 let event = Event::new("auth.logout", &me.organization_id, "session", &me.session_id);
-                store::audit::record_on(c, &me.actor(), &event).map(drop)
+                store::audit::record(c, &me.actor(), &event).map(drop)
             })
             .await?;
         Ok(MessageResponse::new("Logged out"))

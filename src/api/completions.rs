@@ -140,7 +140,7 @@ impl CompletionsApi {
         {
             return Ok(JobEvents::Stream(self.event_stream(h.stream(after).boxed())));
         }
-        let events = jobs::stored_events(&self.state.db, owner, conversation_id, job_id, after)
+        let events = jobs::stored_events(&self.state.store, owner, conversation_id, job_id, after)
             .await?
             .ok_or_else(job_not_found)?;
         Ok(JobEvents::Stream(self.event_stream(futures_util::stream::iter(events).boxed())))
@@ -168,7 +168,7 @@ impl CompletionsApi {
         let s = &self.state;
         Starter {
             jobs: s.jobs.clone(),
-            db: s.db.clone(),
+            store: s.store.clone(),
             providers: s.llm.clone(),
             limits: s.config.limits.clone(),
             embedder: s.ingest.embedder.clone(),
@@ -184,15 +184,15 @@ impl CompletionsApi {
     async fn cancel_job(&self, auth: BearerAuth, id: Path<String>, job_id: Path<String>) -> ApiResult<Json<Job>> {
         authz::require(&auth.0, Permission::ConversationsWrite)?;
         let (conversation_id, job_id) = ids(&id, &job_id)?;
-        let (jobs, db) = (&self.state.jobs, &self.state.db);
+        let (jobs, store) = (&self.state.jobs, &self.state.store);
         let (job, was_running) =
-            jobs::cancel(jobs, db, auth.0.id.clone(), conversation_id, job_id).await?.ok_or_else(job_not_found)?;
+            jobs::cancel(jobs, store, auth.0.id.clone(), conversation_id, job_id).await?.ok_or_else(job_not_found)?;
         match job.status {
             JobStatus::Cancelled if was_running => {
                 // the job's runner stored the cancellation; this records who asked for it
                 let (actor, org, id) = (auth.0.actor(), auth.0.organization_id.clone(), job.id.clone());
                 self.state
-                    .db
+                    .store
                     .write(move |tx| {
                         let event = Event::new("completion.cancel", &org, "completion_job", &id);
                         store::audit::record(tx, &actor, &event).map(drop)

@@ -17,12 +17,13 @@ use crate::{
     api::{ApiTags, Created, Deleted, JsonStream, changes_of},
     auth::BearerAuth,
     authz::{self, Permission},
-    db::{Db, now},
+    db::now,
     error::{ApiError, ApiResult},
     pagination::{ListResponse, Page, search_term},
     store::{
         self,
         audit::Event,
+        conn::Store,
         conversations::{ConversationChanges, ConversationFilter, MessageKey, NewConversation, NewMessage},
     },
     validate,
@@ -121,7 +122,7 @@ impl ConversationsApi {
             project_id: validate::filter_id(project_id.0),
         };
         let (rows, total) =
-            self.state.db.read(move |c| store::conversations::list_conversations(c, &owner, &filter, page)).await?;
+            self.state.store.read(move |c| store::conversations::list_conversations(c, &owner, &filter, page)).await?;
         Ok(Json(page.wrap(rows, total)))
     }
 
@@ -136,7 +137,7 @@ impl ConversationsApi {
         let owner = auth.0.id;
         let found = self
             .state
-            .db
+            .store
             .read(move |c| -> ApiResult<_> {
                 let Some(conversation) = store::conversations::get_conversation(c, &owner, &id)? else {
                     return Ok(None);
@@ -146,7 +147,7 @@ impl ConversationsApi {
             })
             .await?;
         let (conversation, last) = found.ok_or_else(conversation_not_found)?;
-        Ok(JsonStream::new(conversation_body(self.state.db.clone(), conversation, last)))
+        Ok(JsonStream::new(conversation_body(self.state.store.clone(), conversation, last)))
     }
 
     /// Start a conversation
@@ -177,7 +178,7 @@ impl ConversationsApi {
         };
         let conversation = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let c = store::conversations::insert_conversation(tx, &new, &now())?;
                 let event = Event::new("conversation.create", &c.organization_id, "conversation", &c.id).changes(audit);
@@ -214,7 +215,7 @@ impl ConversationsApi {
         };
         let conversation = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let c = store::conversations::update_conversation(tx, &owner, &id, &changes, &now())?;
                 if let Some(c) = &c {
@@ -239,7 +240,7 @@ impl ConversationsApi {
         let me = auth.0;
         let deleted = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let deleted = store::conversations::delete_conversation(tx, &me.id, &id, &now())?;
                 if deleted {
@@ -270,7 +271,7 @@ impl ConversationsApi {
         let id = validate::path_id(&id, "Conversation")?;
         let page = Page::new(skip.0, limit.0)?;
         let owner = auth.0.id;
-        let found = self.state.db.read(move |c| store::conversations::list_messages(c, &owner, &id, page)).await?;
+        let found = self.state.store.read(move |c| store::conversations::list_messages(c, &owner, &id, page)).await?;
         let (rows, total) = found.ok_or_else(conversation_not_found)?;
         Ok(Json(page.wrap(rows, total)))
     }
@@ -301,7 +302,7 @@ impl ConversationsApi {
         };
         let message = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let m = store::conversations::insert_message(tx, &me.id, &id, &new, &now())?;
                 if let Some(m) = &m {
@@ -323,7 +324,8 @@ impl ConversationsApi {
         let id = validate::path_id(&id, "Conversation")?;
         let msg_id = validate::path_id(&msg_id, "Message")?;
         let owner = auth.0.id;
-        let message = self.state.db.read(move |c| store::conversations::get_message(c, &owner, &id, &msg_id)).await?;
+        let message =
+            self.state.store.read(move |c| store::conversations::get_message(c, &owner, &id, &msg_id)).await?;
         Ok(Json(message.ok_or_else(message_not_found)?))
     }
 
@@ -339,7 +341,7 @@ impl ConversationsApi {
         let me = auth.0;
         let deleted = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let deleted = store::conversations::delete_message(tx, &me.id, &id, &msg_id, &now())?;
                 if deleted {
@@ -377,7 +379,7 @@ const MESSAGES_PER_STEP: i64 = 8;
 /// `last` (the newest when the conversation was read) come from the database a few at a time,
 /// each step on a read connection of its own, so a slow client holds neither a connection nor a
 /// snapshot.
-fn conversation_body(db: Db, conversation: Conversation, last: Option<MessageKey>) -> poem::Body {
+fn conversation_body(store: Store, conversation: Conversation, last: Option<MessageKey>) -> poem::Body {
     // the document with an empty `messages` is split where the messages go, so that the fields
     // keep exactly the order and form of `Json<ConversationWithMessages>`
     const SLOT: &str = "\u{0}messages\u{0}";
@@ -391,21 +393,22 @@ fn conversation_body(db: Db, conversation: Conversation, last: Option<MessageKey
     let tail = format!("]{after}").into_bytes();
 
     struct Walk {
-        db: Db,
+        store: Store,
         conversation_id: String,
         after: MessageKey,
         /// `None` once every message is written
         until: Option<MessageKey>,
         first: bool,
     }
-    let walk = Walk { db, conversation_id, after: MessageKey::start(), until: last, first: true };
+    let walk = Walk { store, conversation_id, after: MessageKey::start(), until: last, first: true };
     let messages = futures_util::stream::try_unfold(walk, |mut w| async move {
         let Some(until) = w.until.clone() else { return Ok(None) };
         let (cid, after, u) = (w.conversation_id.clone(), w.after.clone(), until.clone());
-        let page =
-            w.db.read(move |c| store::conversations::messages_between(c, &cid, &after, &u, MESSAGES_PER_STEP))
-                .await
-                .map_err(std::io::Error::other)?;
+        let page = w
+            .store
+            .read(move |c| store::conversations::messages_between(c, &cid, &after, &u, MESSAGES_PER_STEP))
+            .await
+            .map_err(std::io::Error::other)?;
         let Some(newest) = page.last() else { return Ok(None) };
         w.after = MessageKey::of(newest);
         if w.after == until {

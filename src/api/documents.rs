@@ -302,7 +302,7 @@ impl DocumentsApi {
                     "size_bytes": doc.size_bytes, "project_id": doc.project_id,
                 });
                 let event = Event::new("document.create", &doc.organization_id, "document", &doc.id);
-                store::audit::record_on(c, &actor, &event.changes(Some(changes)))?;
+                store::audit::record(c, &actor, &event.changes(Some(changes)))?;
                 Ok(doc)
             })
             .await?;
@@ -376,7 +376,7 @@ impl DocumentsApi {
             .store
             .write(move |c| -> ApiResult<_> {
                 let doc = store::documents::request_reindex(c, &scope, &id, &now())?;
-                store::audit::record_on(
+                store::audit::record(
                     c,
                     &actor,
                     &Event::new("document.reindex", &doc.organization_id, "document", &id),
@@ -402,7 +402,7 @@ impl DocumentsApi {
                 let doc = store::documents::delete_document(c, &scope, &id)?;
                 let event = Event::new("document.delete", &doc.organization_id, "document", &id)
                     .changes(Some(serde_json::json!({ "title": doc.title })));
-                store::audit::record_on(c, &actor, &event).map(drop)
+                store::audit::record(c, &actor, &event).map(drop)
             })
             .await?;
         Ok(Deleted::NoContent)

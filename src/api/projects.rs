@@ -118,7 +118,7 @@ impl ProjectsApi {
                 let project = store::projects::insert_project(tx, &new)?;
                 let event =
                     Event::new("project.create", &project.organization_id, "project", &project.id).changes(audit);
-                store::audit::record(tx, &actor, &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?;
                 Ok(project)
             })
             .await?;
@@ -165,7 +165,7 @@ impl ProjectsApi {
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
                 store::projects::update_project(tx, &scope, &id, &changes, &now())?;
                 let event = Event::new("project.update", &project.organization_id, "project", &id).changes(audit);
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 Ok(store::projects::find_project(tx, &scope, &id)?)
             })
             .await?;
@@ -188,7 +188,7 @@ impl ProjectsApi {
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
                 store::projects::deactivate_project(tx, &scope, &id, &now())?;
                 let event = Event::new("project.delete", &project.organization_id, "project", &id);
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 Ok(())
             })
             .await?;
@@ -249,7 +249,7 @@ impl ProjectsApi {
                     store::projects::update_project(tx, &scope, &id, &ProjectChanges::default(), &now)?;
                     let event = Event::new("project.add_member", &project.organization_id, "project", &id)
                         .changes(Some(serde_json::json!({ "user_id": user_id })));
-                    store::audit::record(tx, &me.actor(), &event)?;
+                    store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 }
                 Ok(store::projects::find_project(tx, &scope, &id)?)
             })
@@ -285,7 +285,7 @@ impl ProjectsApi {
                 store::projects::update_project(tx, &scope, &id, &ProjectChanges::default(), &now)?;
                 let event = Event::new("project.remove_member", &project.organization_id, "project", &id)
                     .changes(Some(serde_json::json!({ "user_id": user_id })));
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 Ok(store::projects::find_project(tx, &scope, &id)?)
             })
             .await?;

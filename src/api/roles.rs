@@ -151,7 +151,7 @@ impl RolesApi {
             .write(move |tx| -> ApiResult<_> {
                 let role = store::roles::insert_role(tx, &new)?;
                 let event = Event::new("role.create", &role.organization_id, "role", &role.id).changes(audit);
-                store::audit::record(tx, &actor, &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?;
                 Ok(role)
             })
             .await?;
@@ -190,7 +190,7 @@ impl RolesApi {
                 authz::require_may_edit_role(&me, &current, changes.permissions)?;
                 store::roles::update_role(tx, &scope, &id, &changes, &now())?;
                 let event = Event::new("role.update", &current.organization_id, "role", &id).changes(audit);
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 Ok(store::roles::find_role(tx, &scope, &id)?)
             })
             .await?;
@@ -214,7 +214,7 @@ impl RolesApi {
                 store::roles::delete_role(tx, &scope, &id)?;
                 let event = Event::new("role.delete", &role.organization_id, "role", &id)
                     .changes(Some(serde_json::json!({ "name": role.name })));
-                store::audit::record(tx, &actor, &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?;
                 Ok(())
             })
             .await?;
@@ -248,7 +248,7 @@ impl RolesApi {
                 if store::roles::grant(tx, &scope, &id, &perm_id, &now())? {
                     let event = Event::new("role.grant_permission", &current.organization_id, "role", &id)
                         .changes(Some(serde_json::json!({ "permission": granted.name })));
-                    store::audit::record(tx, &me.actor(), &event)?;
+                    store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 }
                 Ok(store::roles::find_role(tx, &scope, &id)?)
             })
@@ -283,7 +283,7 @@ impl RolesApi {
                 }
                 let event = Event::new("role.revoke_permission", &current.organization_id, "role", &id)
                     .changes(Some(serde_json::json!({ "permission": revoked.name })));
-                store::audit::record(tx, &me.actor(), &event)?;
+                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
                 Ok(store::roles::find_role(tx, &scope, &id)?)
             })
             .await?;

@@ -78,7 +78,7 @@ impl UsageApi {
         let (org, uid, start, stop) = (organization_id.clone(), user_id.clone(), from.to_string(), end.to_string());
         let data = self
             .state
-            .db
+            .store
             .read(move |c| store::completions::usage(c, &org, uid.as_deref(), &start, &stop, group))
             .await?;
         let totals = data.iter().fold(
@@ -112,7 +112,7 @@ impl UsageApi {
         let (org, uid) = (organization_id.to_string(), user_id.map(str::to_string));
         let (month, day) = crate::limits::periods(time::OffsetDateTime::now_utc());
         self.state
-            .db
+            .store
             .read(move |c| store::limits::budgets_in_force(c, &defaults, &org, uid.as_deref(), &month, &day))
             .await
             .map_err(Into::into)

@@ -213,7 +213,7 @@ impl UsersApi {
                     },
                 )?;
                 let event = Event::new("user.create", &user.organization_id, "user", &user.id).changes(changes);
-                store::audit::record_on(c, &me.actor(), &event)?;
+                store::audit::record(c, &me.actor(), &event)?;
                 Ok(user)
             })
             .await?;
@@ -270,7 +270,7 @@ impl UsersApi {
                     store::auth::revoke_user_sessions(c, &id, keep, "password set", &now)?;
                 }
                 let event = Event::new("user.update", &user.organization_id, "user", &user.id).changes(audit_changes);
-                store::audit::record_on(c, &me.actor(), &event)?;
+                store::audit::record(c, &me.actor(), &event)?;
                 Ok(user)
             })
             .await?;
@@ -299,7 +299,7 @@ impl UsersApi {
                 store::users::set_active(c, &scope, &id, false, &now)?;
                 store::auth::revoke_user_sessions(c, &id, None, "user deactivated", &now)?;
                 let event = Event::new("user.deactivate", &target.organization_id, "user", &id);
-                store::audit::record_on(c, &me.actor(), &event)?;
+                store::audit::record(c, &me.actor(), &event)?;
                 Ok(())
             })
             .await?;
@@ -323,7 +323,7 @@ impl UsersApi {
                 authz::require_may_manage(&me, standing(c, &scope, &id)?)?;
                 store::users::set_active(c, &scope, &id, true, &now())?;
                 let user = store::users::get_user(c, &scope, &id)?.ok_or_else(user_not_found)?;
-                store::audit::record_on(
+                store::audit::record(
                     c,
                     &me.actor(),
                     &Event::new("user.activate", &user.organization_id, "user", &id),
@@ -360,7 +360,7 @@ impl UsersApi {
                 store::users::set_role(c, &scope, &id, &role_id, &now())?;
                 let event = Event::new("user.assign_role", &target.organization_id, "user", &id)
                     .changes(Some(serde_json::json!({ "role_id": role_id })));
-                store::audit::record_on(c, &me.actor(), &event)?;
+                store::audit::record(c, &me.actor(), &event)?;
                 store::users::get_user(c, &scope, &id)?.ok_or_else(user_not_found)
             })
             .await?;

@@ -30,7 +30,7 @@ use super::{
 use crate::{
     authz::Scope,
     config::LimitsConfig,
-    db::{Db, DbError, new_id, now},
+    db::{DbError, new_id, now},
     model::{
         audit::Actor,
         completions::{Job, JobStatus},
@@ -40,6 +40,7 @@ use crate::{
         self,
         audit::Event,
         completions::{JobEnd, NewJob},
+        conn::Store,
         conversations::{MessageKey, NewMessage},
         error::{StoreError, StoreResult},
     },
@@ -375,7 +376,7 @@ pub struct JobSpec {
 #[derive(Clone)]
 pub struct Starter {
     pub jobs: Arc<Jobs>,
-    pub db: Db,
+    pub store: Store,
     pub providers: Arc<Providers>,
     pub limits: LimitsConfig,
     pub embedder: Option<Arc<Embedder>>,
@@ -420,8 +421,9 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
     let jid = job_id.clone();
     let user_id = owner.clone();
     let limits = s.limits.clone();
-    let prepared =
-        s.db.write(move |tx| -> Result<_, StartError> {
+    let prepared = s
+        .store
+        .write(move |tx| -> Result<_, StartError> {
             let owner = user_id;
             let conversation = store::conversations::get_conversation(tx, &owner, &conversation_id)?
                 .ok_or(StoreError::NotFound("Conversation not found"))?;
@@ -429,7 +431,7 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
                 StoreError::invalid("The conversation has no agent config; set agent_config_id on it first")
             })?;
             // of the caller's current organization: a user moved elsewhere keeps nothing of the old one
-            let agent = match store::agents::get_agent_config(tx, &home, &agent_id)? {
+            let agent = match store::agents::get_agent_config(tx.sqlite()?, &home, &agent_id)? {
                 Some(a) if a.is_active => a,
                 Some(_) => {
                     let why = "agent_config_id of the conversation names an inactive agent config; activate it first";
@@ -474,7 +476,7 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
 
     // knowledge base passages (SPEC §7) take at most half of the budget; history gets the rest
     let knowledge = crate::knowledge::prompt::for_completion(
-        &crate::store::conn::Store::Sqlite(s.db.clone()),
+        &s.store,
         s.embedder.as_deref(),
         &agent.organization_id,
         &agent.knowledge_base,
@@ -491,8 +493,9 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
         provider.max_context_tokens.saturating_sub(knowledge_tokens),
     );
     let (conversation_id, until) = (conversation.id.clone(), MessageKey::of(&user_message));
-    let prompt =
-        s.db.read(move |c| -> StoreResult<_> {
+    let prompt = s
+        .store
+        .read(move |c| -> StoreResult<_> {
             store::conversations::newest_messages(c, &conversation_id, &until, |m| prompt.offer(m))?;
             Ok(prompt.finish())
         })
@@ -502,8 +505,9 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
         Err(e) => {
             // the job row exists: fail it, or it would block the conversation until a restart
             let (jid, now) = (job_id.clone(), now());
-            let _ =
-                s.db.write(move |tx| {
+            let _ = s
+                .store
+                .write(move |tx| {
                     let end = JobEnd {
                         status: JobStatus::Failed,
                         assistant_message_id: None,
@@ -540,22 +544,22 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
         estimated_prompt_tokens: prompt.estimated_tokens,
         citations,
     };
-    spawn(s.jobs.clone(), s.db.clone(), s.providers.http.clone(), spec);
+    spawn(s.jobs.clone(), s.store.clone(), s.providers.http.clone(), spec);
     Ok(handle)
 }
 
 /// Registers the job and runs it in its own task.
-pub fn spawn(jobs: Arc<Jobs>, db: Db, http: reqwest::Client, spec: JobSpec) {
+pub fn spawn(jobs: Arc<Jobs>, store: Store, http: reqwest::Client, spec: JobSpec) {
     jobs.insert(spec.handle.clone());
     tokio::spawn(async move {
         let id = spec.handle.id.clone();
-        run(db, http, spec, &jobs.tally).await;
+        run(store, http, spec, &jobs.tally).await;
         tokio::time::sleep(RETAIN_FINISHED).await;
         jobs.remove(&id);
     });
 }
 
-async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
+async fn run(store: Store, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
     let JobSpec { handle: h, provider, request, estimated_prompt_tokens, citations } = spec;
     let started = Instant::now();
     let mut stop_rx = h.stop.subscribe();
@@ -606,7 +610,7 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
     let final_id = h.next_event_id();
     let (job_id, conversation_id, owner) = (h.id.clone(), h.conversation_id.clone(), h.user_id.clone());
     let (err, finish_reason) = (error.clone(), completion.finish_reason.clone());
-    let stored = db
+    let stored = store
         .write(move |tx| -> StoreResult<_> {
             let now = now();
             let message = if store_message {
@@ -638,7 +642,7 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
         Err(e) => {
             tracing::error!(job_id = %h.id, error = %e, "storing the reply failed");
             let job_id = h.id.clone();
-            let _ = db
+            let _ = store
                 .write(move |tx| {
                     let end = JobEnd {
                         status: JobStatus::Failed,
@@ -665,22 +669,23 @@ async fn run(db: Db, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
 /// The events after `after` of a job of `owner` no longer in memory, from what is stored (see
 /// [`replay_stored`]); `None` when there is no such job.
 pub async fn stored_events(
-    db: &Db,
+    store: &Store,
     owner: String,
     conversation_id: String,
     job_id: String,
     after: i64,
 ) -> StoreResult<Option<Vec<StreamEvent>>> {
-    db.read(move |c| {
-        let Some(job) = store::completions::get_job(c, &owner, &conversation_id, &job_id)? else {
-            return Ok(None);
-        };
-        let message = |id: &str| store::conversations::get_message(c, &owner, &conversation_id, id);
-        let user = message(&job.user_message_id)?;
-        let assistant = job.assistant_message_id.as_deref().map(message).transpose()?.flatten();
-        Ok(Some(replay_stored(&job, user, assistant, after)))
-    })
-    .await
+    store
+        .read(move |c| {
+            let Some(job) = store::completions::get_job(c, &owner, &conversation_id, &job_id)? else {
+                return Ok(None);
+            };
+            let mut message = |id: &str| store::conversations::get_message(c, &owner, &conversation_id, id);
+            let user = message(&job.user_message_id)?;
+            let assistant = job.assistant_message_id.as_deref().map(&mut message).transpose()?.flatten();
+            Ok(Some(replay_stored(&job, user, assistant, after)))
+        })
+        .await
 }
 
 /// Cancels the job `job_id` of `owner`: stops it when this process runs it and waits until its
@@ -688,14 +693,14 @@ pub async fn stored_events(
 /// no such job). A job that another process runs is left alone (until jobs are shared).
 pub async fn cancel(
     jobs: &Jobs,
-    db: &Db,
+    store: &Store,
     owner: String,
     conversation_id: String,
     job_id: String,
 ) -> StoreResult<Option<(Job, bool)>> {
     let read = || {
         let (owner, conversation_id, job_id) = (owner.clone(), conversation_id.clone(), job_id.clone());
-        db.read(move |c| store::completions::get_job(c, &owner, &conversation_id, &job_id))
+        store.read(move |c| store::completions::get_job(c, &owner, &conversation_id, &job_id))
     };
     let Some(job) = read().await? else { return Ok(None) };
     let was_running = job.status == JobStatus::Running;

@@ -1,46 +1,13 @@
-//! SQL for completion jobs (issue 6): one row per generated reply, and the usage reports that
-//! sum them. Jobs are read through their owner, usage through the organization.
-
-use rusqlite::{Connection, OptionalExtension, Row, params};
+//! Completion jobs (issue 6), on both backends: one row per generated reply, and the usage
+//! reports that sum them. Jobs are read through their owner, usage through the organization.
 
 use crate::{
     model::completions::{Job, JobStatus},
     model::usage::{UsageGroup, UsageRow},
-    store::error::{StoreResult, conflict_on_unique},
+    store::{conn::Conn, error::StoreResult},
 };
 
-const JOB_COLS: &str = "j.id, j.conversation_id, j.agent_config_id, j.provider, j.model, j.status, \
-                        j.user_message_id, j.assistant_message_id, j.error, j.finish_reason, j.prompt_tokens, \
-                        j.completion_tokens, j.last_event_id, j.created_at, j.finished_at";
-
-fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
-    Ok(Job {
-        id: r.get(0)?,
-        conversation_id: r.get(1)?,
-        agent_config_id: r.get(2)?,
-        provider: r.get(3)?,
-        model: r.get(4)?,
-        status: {
-            let s: String = r.get(5)?;
-            JobStatus::parse(&s).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    5,
-                    rusqlite::types::Type::Text,
-                    format!("job status {s:?}").into(),
-                )
-            })?
-        },
-        user_message_id: r.get(6)?,
-        assistant_message_id: r.get(7)?,
-        error: r.get(8)?,
-        finish_reason: r.get(9)?,
-        prompt_tokens: r.get(10)?,
-        completion_tokens: r.get(11)?,
-        last_event_id: r.get(12)?,
-        created_at: r.get(13)?,
-        finished_at: r.get(14)?,
-    })
-}
+const ONE_RUNNING: &str = "A reply is already being generated in this conversation; wait for it or cancel it";
 
 pub struct NewJob {
     pub id: String,
@@ -54,24 +21,11 @@ pub struct NewJob {
 }
 
 /// Records a running job; a conversation that already has one answers 409.
-pub fn insert_job(conn: &Connection, n: &NewJob, now: &str) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, agent_config_id, provider, \
-         model, status, user_message_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
-    )?
-    .execute(params![
-        n.id,
-        n.conversation_id,
-        n.user_id,
-        n.organization_id,
-        n.agent_config_id,
-        n.provider,
-        n.model,
-        n.user_message_id,
-        now
-    ])
-    .map_err(conflict_on_unique("A reply is already being generated in this conversation; wait for it or cancel it"))?;
-    Ok(())
+pub fn insert_job(c: &mut Conn, n: &NewJob, now: &str) -> StoreResult<()> {
+    match c {
+        Conn::Sqlite(c) => sqlite::insert_job(c, n, now),
+        Conn::Postgres(t) => pg::insert_job(t, n, now),
+    }
 }
 
 /// How a job ended.
@@ -86,83 +40,345 @@ pub struct JobEnd<'a> {
 }
 
 /// Closes a running job; a job already closed (e.g. by start-up recovery) stays as it is.
-pub fn finish_job(conn: &Connection, id: &str, e: &JobEnd<'_>, now: &str) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE completion_jobs SET status = ?2, assistant_message_id = ?3, error = ?4, finish_reason = ?5, \
-         prompt_tokens = ?6, completion_tokens = ?7, last_event_id = ?8, finished_at = ?9 \
-         WHERE id = ?1 AND status = 'running'",
-    )?
-    .execute(params![
-        id,
-        e.status.as_str(),
-        e.assistant_message_id,
-        e.error,
-        e.finish_reason,
-        e.prompt_tokens,
-        e.completion_tokens,
-        e.last_event_id,
-        now
-    ])?;
-    Ok(())
+pub fn finish_job(c: &mut Conn, id: &str, e: &JobEnd<'_>, now: &str) -> StoreResult<()> {
+    match c {
+        Conn::Sqlite(c) => sqlite::finish_job(c, id, e, now),
+        Conn::Postgres(t) => pg::finish_job(t, id, e, now),
+    }
 }
 
 /// Job `id` of `owner`'s live conversation `conversation_id`.
-pub fn get_job(conn: &Connection, owner: &str, conversation_id: &str, id: &str) -> StoreResult<Option<Job>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {JOB_COLS} FROM completion_jobs j JOIN conversations c ON c.id = j.conversation_id \
-             WHERE j.id = ?1 AND j.conversation_id = ?2 AND c.user_id = ?3 AND c.is_active = 1"
-        ))?
-        .query_row(params![id, conversation_id, owner], job_from_row)
-        .optional()?)
+pub fn get_job(c: &mut Conn, owner: &str, conversation_id: &str, id: &str) -> StoreResult<Option<Job>> {
+    match c {
+        Conn::Sqlite(c) => sqlite::get_job(c, owner, conversation_id, id),
+        Conn::Postgres(t) => pg::get_job(t, owner, conversation_id, id),
+    }
 }
 
 /// Marks jobs that a previous process left running as failed; returns how many.
-pub fn fail_interrupted_jobs(conn: &Connection, reason: &str, now: &str) -> StoreResult<usize> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE completion_jobs SET status = 'failed', error = ?1, finished_at = ?2, \
-             last_event_id = MAX(last_event_id, 2) WHERE status = 'running'",
-        )?
-        .execute(params![reason, now])?)
+pub fn fail_interrupted_jobs(c: &mut Conn, reason: &str, now: &str) -> StoreResult<usize> {
+    match c {
+        Conn::Sqlite(c) => sqlite::fail_interrupted_jobs(c, reason, now),
+        Conn::Postgres(t) => pg::fail_interrupted_jobs(t, reason, now),
+    }
 }
 
 /// Token and request sums of the jobs created in `[from, to)` in `organization_id` (and of
-/// `user_id` only, when given), one row per group.
+/// `user_id` only, when given), one row per group, in the byte order of the group's key.
 pub fn usage(
-    conn: &Connection,
+    c: &mut Conn,
     organization_id: &str,
     user_id: Option<&str>,
     from: &str,
     to: &str,
     group: UsageGroup,
 ) -> StoreResult<Vec<UsageRow>> {
-    let (key, label) = match group {
-        UsageGroup::User => ("j.user_id", "MAX(u.username)"),
-        UsageGroup::AgentConfig => ("j.agent_config_id", "MAX(a.name)"),
-        UsageGroup::Model => ("j.model", "MAX(j.provider)"),
-        UsageGroup::Day => ("substr(j.created_at, 1, 10)", "NULL"),
+    match c {
+        Conn::Sqlite(c) => sqlite::usage(c, organization_id, user_id, from, to, group),
+        Conn::Postgres(t) => pg::usage(t, organization_id, user_id, from, to, group),
+    }
+}
+
+mod sqlite {
+    use rusqlite::{Connection, OptionalExtension, Row, params};
+
+    use super::{JobEnd, NewJob, ONE_RUNNING};
+    use crate::{
+        model::completions::{Job, JobStatus},
+        model::usage::{UsageGroup, UsageRow},
+        store::error::{StoreResult, conflict_on_unique},
     };
-    let rows = conn
-        .prepare_cached(&format!(
-            "SELECT {key} AS k, {label}, COALESCE(SUM(j.prompt_tokens), 0), COALESCE(SUM(j.completion_tokens), 0), \
-             COUNT(*) FROM completion_jobs j LEFT JOIN users u ON u.id = j.user_id \
-             LEFT JOIN agent_configs a ON a.id = j.agent_config_id \
-             WHERE j.organization_id = ?1 AND (?2 IS NULL OR j.user_id = ?2) AND j.created_at >= ?3 \
-             AND j.created_at < ?4 GROUP BY k ORDER BY k"
-        ))?
-        .query_map(params![organization_id, user_id, from, to], |r| {
-            let prompt_tokens: i64 = r.get(2)?;
-            let completion_tokens: i64 = r.get(3)?;
+
+    const JOB_COLS: &str = "j.id, j.conversation_id, j.agent_config_id, j.provider, j.model, j.status, \
+                            j.user_message_id, j.assistant_message_id, j.error, j.finish_reason, j.prompt_tokens, \
+                            j.completion_tokens, j.last_event_id, j.created_at, j.finished_at";
+
+    fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+        Ok(Job {
+            id: r.get(0)?,
+            conversation_id: r.get(1)?,
+            agent_config_id: r.get(2)?,
+            provider: r.get(3)?,
+            model: r.get(4)?,
+            status: {
+                let s: String = r.get(5)?;
+                JobStatus::parse(&s).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        5,
+                        rusqlite::types::Type::Text,
+                        format!("job status {s:?}").into(),
+                    )
+                })?
+            },
+            user_message_id: r.get(6)?,
+            assistant_message_id: r.get(7)?,
+            error: r.get(8)?,
+            finish_reason: r.get(9)?,
+            prompt_tokens: r.get(10)?,
+            completion_tokens: r.get(11)?,
+            last_event_id: r.get(12)?,
+            created_at: r.get(13)?,
+            finished_at: r.get(14)?,
+        })
+    }
+
+    /// Records a running job; a conversation that already has one answers 409.
+    pub(super) fn insert_job(conn: &Connection, n: &NewJob, now: &str) -> StoreResult<()> {
+        conn.prepare_cached(
+            "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, agent_config_id, provider, \
+             model, status, user_message_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
+        )?
+        .execute(params![
+            n.id,
+            n.conversation_id,
+            n.user_id,
+            n.organization_id,
+            n.agent_config_id,
+            n.provider,
+            n.model,
+            n.user_message_id,
+            now
+        ])
+        .map_err(conflict_on_unique(ONE_RUNNING))?;
+        Ok(())
+    }
+
+    /// Closes a running job; a job already closed (e.g. by start-up recovery) stays as it is.
+    pub(super) fn finish_job(conn: &Connection, id: &str, e: &JobEnd<'_>, now: &str) -> StoreResult<()> {
+        conn.prepare_cached(
+            "UPDATE completion_jobs SET status = ?2, assistant_message_id = ?3, error = ?4, finish_reason = ?5, \
+             prompt_tokens = ?6, completion_tokens = ?7, last_event_id = ?8, finished_at = ?9 \
+             WHERE id = ?1 AND status = 'running'",
+        )?
+        .execute(params![
+            id,
+            e.status.as_str(),
+            e.assistant_message_id,
+            e.error,
+            e.finish_reason,
+            e.prompt_tokens,
+            e.completion_tokens,
+            e.last_event_id,
+            now
+        ])?;
+        Ok(())
+    }
+
+    /// Job `id` of `owner`'s live conversation `conversation_id`.
+    pub(super) fn get_job(conn: &Connection, owner: &str, conversation_id: &str, id: &str) -> StoreResult<Option<Job>> {
+        Ok(conn
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLS} FROM completion_jobs j JOIN conversations c ON c.id = j.conversation_id \
+                 WHERE j.id = ?1 AND j.conversation_id = ?2 AND c.user_id = ?3 AND c.is_active = 1"
+            ))?
+            .query_row(params![id, conversation_id, owner], job_from_row)
+            .optional()?)
+    }
+
+    /// Marks jobs that a previous process left running as failed; returns how many.
+    pub(super) fn fail_interrupted_jobs(conn: &Connection, reason: &str, now: &str) -> StoreResult<usize> {
+        Ok(conn
+            .prepare_cached(
+                "UPDATE completion_jobs SET status = 'failed', error = ?1, finished_at = ?2, \
+                 last_event_id = MAX(last_event_id, 2) WHERE status = 'running'",
+            )?
+            .execute(params![reason, now])?)
+    }
+
+    /// Token and request sums of the jobs created in `[from, to)` in `organization_id` (and of
+    /// `user_id` only, when given), one row per group.
+    pub(super) fn usage(
+        conn: &Connection,
+        organization_id: &str,
+        user_id: Option<&str>,
+        from: &str,
+        to: &str,
+        group: UsageGroup,
+    ) -> StoreResult<Vec<UsageRow>> {
+        let (key, label) = match group {
+            UsageGroup::User => ("j.user_id", "MAX(u.username)"),
+            UsageGroup::AgentConfig => ("j.agent_config_id", "MAX(a.name)"),
+            UsageGroup::Model => ("j.model", "MAX(j.provider)"),
+            UsageGroup::Day => ("substr(j.created_at, 1, 10)", "NULL"),
+        };
+        let rows = conn
+            .prepare_cached(&format!(
+                "SELECT {key} AS k, {label}, COALESCE(SUM(j.prompt_tokens), 0), COALESCE(SUM(j.completion_tokens), 0), \
+                 COUNT(*) FROM completion_jobs j LEFT JOIN users u ON u.id = j.user_id \
+                 LEFT JOIN agent_configs a ON a.id = j.agent_config_id \
+                 WHERE j.organization_id = ?1 AND (?2 IS NULL OR j.user_id = ?2) AND j.created_at >= ?3 \
+                 AND j.created_at < ?4 GROUP BY k ORDER BY k"
+            ))?
+            .query_map(params![organization_id, user_id, from, to], |r| {
+                let prompt_tokens: i64 = r.get(2)?;
+                let completion_tokens: i64 = r.get(3)?;
+                Ok(UsageRow {
+                    key: r.get(0)?,
+                    label: r.get(1)?,
+                    prompt_tokens,
+                    completion_tokens,
+                    total_tokens: prompt_tokens + completion_tokens,
+                    requests: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+}
+
+mod pg {
+    use postgres::{Row, Transaction};
+
+    use super::{JobEnd, NewJob, ONE_RUNNING};
+    use crate::{
+        db::format_ts,
+        model::completions::{Job, JobStatus},
+        model::usage::{UsageGroup, UsageRow},
+        store::{
+            conn::{pg_ts, pg_ts_col},
+            error::{StoreError, StoreResult, pg_conflict_on_unique},
+        },
+    };
+
+    const JOB_COLS: &str = "j.id, j.conversation_id, j.agent_config_id, j.provider, j.model, j.status, \
+                            j.user_message_id, j.assistant_message_id, j.error, j.finish_reason, j.prompt_tokens, \
+                            j.completion_tokens, j.last_event_id, j.created_at, j.finished_at";
+
+    fn job_from_row(r: &Row) -> StoreResult<Job> {
+        let status: String = r.try_get(5)?;
+        let finished_at: Option<time::OffsetDateTime> = r.try_get(14)?;
+        Ok(Job {
+            id: r.try_get(0)?,
+            conversation_id: r.try_get(1)?,
+            agent_config_id: r.try_get(2)?,
+            provider: r.try_get(3)?,
+            model: r.try_get(4)?,
+            status: JobStatus::parse(&status)
+                .ok_or_else(|| StoreError::internal(format_args!("job status {status:?}")))?,
+            user_message_id: r.try_get(6)?,
+            assistant_message_id: r.try_get(7)?,
+            error: r.try_get(8)?,
+            finish_reason: r.try_get(9)?,
+            prompt_tokens: r.try_get(10)?,
+            completion_tokens: r.try_get(11)?,
+            last_event_id: r.try_get(12)?,
+            created_at: pg_ts_col(r, 13)?,
+            finished_at: finished_at.map(format_ts),
+        })
+    }
+
+    pub(super) fn insert_job(t: &mut Transaction, n: &NewJob, now: &str) -> StoreResult<()> {
+        let at = pg_ts(now)?;
+        t.execute(
+            "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, agent_config_id, provider, \
+             model, status, user_message_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9)",
+            &[
+                &n.id,
+                &n.conversation_id,
+                &n.user_id,
+                &n.organization_id,
+                &n.agent_config_id,
+                &n.provider,
+                &n.model,
+                &n.user_message_id,
+                &at,
+            ],
+        )
+        .map_err(pg_conflict_on_unique(ONE_RUNNING))?;
+        Ok(())
+    }
+
+    pub(super) fn finish_job(t: &mut Transaction, id: &str, e: &JobEnd<'_>, now: &str) -> StoreResult<()> {
+        let at = pg_ts(now)?;
+        t.execute(
+            "UPDATE completion_jobs SET status = $2, assistant_message_id = $3, error = $4, finish_reason = $5, \
+             prompt_tokens = $6, completion_tokens = $7, last_event_id = $8, finished_at = $9 \
+             WHERE id = $1 AND status = 'running'",
+            &[
+                &id,
+                &e.status.as_str(),
+                &e.assistant_message_id,
+                &e.error,
+                &e.finish_reason,
+                &e.prompt_tokens,
+                &e.completion_tokens,
+                &e.last_event_id,
+                &at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn get_job(
+        t: &mut Transaction,
+        owner: &str,
+        conversation_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<Job>> {
+        t.query_opt(
+            &format!(
+                "SELECT {JOB_COLS} FROM completion_jobs j JOIN conversations c ON c.id = j.conversation_id \
+                 WHERE j.id = $1 AND j.conversation_id = $2 AND c.user_id = $3 AND c.is_active"
+            ),
+            &[&id, &conversation_id, &owner],
+        )?
+        .as_ref()
+        .map(job_from_row)
+        .transpose()
+    }
+
+    pub(super) fn fail_interrupted_jobs(t: &mut Transaction, reason: &str, now: &str) -> StoreResult<usize> {
+        let at = pg_ts(now)?;
+        let n = t.execute(
+            "UPDATE completion_jobs SET status = 'failed', error = $1, finished_at = $2, \
+             last_event_id = GREATEST(last_event_id, 2) WHERE status = 'running'",
+            &[&reason, &at],
+        )?;
+        Ok(n as usize)
+    }
+
+    pub(super) fn usage(
+        t: &mut Transaction,
+        organization_id: &str,
+        user_id: Option<&str>,
+        from: &str,
+        to: &str,
+        group: UsageGroup,
+    ) -> StoreResult<Vec<UsageRow>> {
+        // the day is the UTC date, the first ten characters of SQLite's text; the groups are in
+        // the byte order of their keys (COLLATE "C", which an output name cannot take: the key's
+        // expression), SQLite's BINARY, whatever the database's collation, and NULL (jobs without
+        // an agent config) first as there; SUM of bigint is numeric in PostgreSQL, hence the casts
+        let (key, label) = match group {
+            UsageGroup::User => ("j.user_id", "MAX(u.username)"),
+            UsageGroup::AgentConfig => ("j.agent_config_id", "MAX(a.name)"),
+            UsageGroup::Model => ("j.model", "MAX(j.provider)"),
+            UsageGroup::Day => ("to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "NULL::text"),
+        };
+        let (from, to) = (pg_ts(from)?, pg_ts(to)?);
+        t.query(
+            &format!(
+                "SELECT {key} AS k, {label}, COALESCE(SUM(j.prompt_tokens), 0)::bigint, \
+                 COALESCE(SUM(j.completion_tokens), 0)::bigint, COUNT(*) FROM completion_jobs j \
+                 LEFT JOIN users u ON u.id = j.user_id LEFT JOIN agent_configs a ON a.id = j.agent_config_id \
+                 WHERE j.organization_id = $1 AND ($2::text IS NULL OR j.user_id = $2) AND j.created_at >= $3 \
+                 AND j.created_at < $4 GROUP BY k ORDER BY {key} COLLATE \"C\" NULLS FIRST"
+            ),
+            &[&organization_id, &user_id, &from, &to],
+        )?
+        .iter()
+        .map(|r| {
+            let prompt_tokens: i64 = r.try_get(2)?;
+            let completion_tokens: i64 = r.try_get(3)?;
             Ok(UsageRow {
-                key: r.get(0)?,
-                label: r.get(1)?,
+                key: r.try_get(0)?,
+                label: r.try_get(1)?,
                 prompt_tokens,
                 completion_tokens,
                 total_tokens: prompt_tokens + completion_tokens,
-                requests: r.get(4)?,
+                requests: r.try_get(4)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
+        })
+        .collect()
+    }
 }

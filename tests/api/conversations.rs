@@ -430,7 +430,7 @@ async fn a_long_conversation_is_served_whole_and_as_the_pages_list_it() {
     // timestamp so that ties fall on the boundaries of the server's reading steps; one deleted
     let (owner, cid) = (user["id"].as_str().unwrap().to_string(), id.clone());
     app.state
-        .db
+        .store
         .write(move |tx| -> StoreResult<_> {
             for i in 0..45 {
                 let now = format!("2026-01-01T00:00:{:02}.000000Z", i / 3);

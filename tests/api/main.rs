@@ -22,6 +22,7 @@ mod organizations;
 mod postgres;
 mod postgres_users;
 mod postgres_docs;
+mod postgres_convs;
 mod projects;
 mod roles;
 mod server;
