@@ -3,7 +3,7 @@
 # (pg_virtualenv, from postgresql-common: a fresh cluster on a free port, PG* variables set,
 # dropped afterwards). Installs the Debian packages where they are missing. Under this script a
 # missing cluster fails the tests (REQUIRE_POSTGRES=1) instead of skipping them.
-# Usage: tests/ops/postgres.sh [more arguments for cargo test]
+# Usage: tests/ops/postgres.sh [filter]          the tests named postgres* (or those of the filter)
 #        tests/ops/postgres.sh --http [filter…]   the whole HTTP suite served from PostgreSQL
 #                                                 (TEST_BACKEND=postgres: a database per test)
 set -euo pipefail
@@ -44,7 +44,8 @@ fi
 
 if [ "${1:-}" = --http ]; then
   shift
-  TEST_BACKEND=postgres REQUIRE_POSTGRES=1 pg_virtualenv -v "$version" cargo test --test api "$@"
+  TEST_BACKEND=postgres REQUIRE_POSTGRES=1 pg_virtualenv -t -v "$version" cargo test --test api "$@"
 else
-  REQUIRE_POSTGRES=1 pg_virtualenv -v "$version" cargo test --test api postgres "$@"
+  # -t: the cluster lives in a temporary folder, so that two runs at once do not collide
+  REQUIRE_POSTGRES=1 pg_virtualenv -t -v "$version" cargo test --test api "${@:-postgres}"
 fi
