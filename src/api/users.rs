@@ -189,7 +189,7 @@ impl UsersApi {
                 }
                 let role_id = match role_id {
                     Some(r) => {
-                        let kind = store::roles::role_kind(tx, &organization_id, &r)?.ok_or_else(|| {
+                        let kind = store::roles::role_kind(&mut Conn::Sqlite(tx), &organization_id, &r)?.ok_or_else(|| {
                             ApiError::bad_request("role_id does not name a role of the user's organization")
                         })?;
                         authz::require_may_confer(&me, kind)?;
@@ -353,7 +353,7 @@ impl UsersApi {
             .db
             .write(move |tx| {
                 let target = store::users::get_user(tx, &scope, &id)?.ok_or_else(user_not_found)?;
-                let kind = store::roles::role_kind(tx, &target.organization_id, &role_id)?
+                let kind = store::roles::role_kind(&mut Conn::Sqlite(tx), &target.organization_id, &role_id)?
                     .ok_or_else(|| ApiError::bad_request("role_id does not name a role of the user's organization"))?;
                 authz::require_may_assign(&me, store::users::standing(tx, &target)?, kind)?;
                 store::users::set_role(tx, &scope, &id, &role_id, &now())?;

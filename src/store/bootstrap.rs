@@ -58,7 +58,7 @@ pub fn insert_system_roles(c: &mut Conn, organization_id: &str, now: &str) -> St
                      VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
                 )?
                 .execute(params![role_id, organization_id, name, description, now])?;
-                crate::store::roles::replace_permissions(conn, &role_id, perms.iter().copied().collect())?;
+                crate::store::roles::replace_permissions(&mut Conn::Sqlite(conn), &role_id, perms.iter().copied().collect())?;
             }
             Conn::Postgres(t) => {
                 t.execute(

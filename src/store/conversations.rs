@@ -212,7 +212,7 @@ pub fn insert_conversation(conn: &Connection, n: &NewConversation, now: &str) ->
         }
     }
     if let Some(project_id) = &n.project_id
-        && !is_active_project_of(conn, &n.organization_id, project_id)?
+        && !is_active_project_of(&mut crate::store::conn::Conn::Sqlite(conn), &n.organization_id, project_id)?
     {
         return Err(StoreError::invalid("project_id does not name an active project of the organization"));
     }

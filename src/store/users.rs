@@ -197,7 +197,7 @@ pub fn list_users(conn: &Connection, scope: &Scope, filter: &UserFilter, page: P
 /// What the escalation rule needs to know of `user`: superuser or not, and the kind of its role.
 pub fn standing(conn: &Connection, user: &User) -> StoreResult<Standing> {
     let role = match &user.role_id {
-        Some(r) => crate::store::roles::role_kind(conn, &user.organization_id, r)?,
+        Some(r) => crate::store::roles::role_kind(&mut Conn::Sqlite(conn), &user.organization_id, r)?,
         None => None,
     };
     Ok(Standing { is_superuser: user.is_superuser, role })

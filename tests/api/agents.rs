@@ -11,7 +11,7 @@ use crate::helpers::*;
 pub async fn insert_project(app: &TestApp, org_id: &str, name: &str, active: bool) -> String {
     let (org_id, name) = (org_id.to_string(), name.to_string());
     app.state
-        .db
+        .store
         .write(move |tx| -> StoreResult<_> {
             let now = copilot::db::now();
             let new = NewProject {

@@ -20,6 +20,7 @@ mod limits;
 mod operations;
 mod organizations;
 mod postgres;
+mod postgres_roles;
 mod projects;
 mod roles;
 mod server;

@@ -270,7 +270,7 @@ async fn superusers_move_users_between_organizations() {
     // a project of the old organization with the mover as a member, and one of the new
     let (m, o, d) = (mover.clone(), other.clone(), org.clone());
     app.state
-        .db
+        .store
         .write(move |tx| -> StoreResult<_> {
             let now = copilot::db::now();
             for (pid, org_id) in [("p-old", &d), ("p-new", &o)] {

@@ -439,7 +439,7 @@ async fn scoped_writes_do_not_reach_another_organization() {
         .to_string();
     let (p, r) = (project.clone(), role.clone());
     app.state
-        .db
+        .store
         .write(move |tx| -> StoreResult<_> {
             let other = Scope::system(&org_b);
             let changes = store::projects::ProjectChanges { name: Some("Hijacked".into()), ..Default::default() };
