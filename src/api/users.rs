@@ -189,9 +189,10 @@ impl UsersApi {
                 }
                 let role_id = match role_id {
                     Some(r) => {
-                        let kind = store::roles::role_kind(&mut Conn::Sqlite(tx), &organization_id, &r)?.ok_or_else(|| {
-                            ApiError::bad_request("role_id does not name a role of the user's organization")
-                        })?;
+                        let kind =
+                            store::roles::role_kind(&mut Conn::Sqlite(tx), &organization_id, &r)?.ok_or_else(|| {
+                                ApiError::bad_request("role_id does not name a role of the user's organization")
+                            })?;
                         authz::require_may_confer(&me, kind)?;
                         r
                     }

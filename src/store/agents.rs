@@ -210,7 +210,11 @@ mod sqlite {
     }
 
     /// Whether `project_id` names an active project of `organization_id`.
-    pub(super) fn is_active_project_of(conn: &Connection, organization_id: &str, project_id: &str) -> StoreResult<bool> {
+    pub(super) fn is_active_project_of(
+        conn: &Connection,
+        organization_id: &str,
+        project_id: &str,
+    ) -> StoreResult<bool> {
         Ok(conn
             .prepare_cached("SELECT 1 FROM projects WHERE id = ?1 AND organization_id = ?2 AND is_active = 1")?
             .query_row(params![project_id, organization_id], |_| Ok(()))
@@ -220,9 +224,7 @@ mod sqlite {
 
     fn require_project(conn: &Connection, organization_id: &str, project_id: Option<&str>) -> StoreResult<()> {
         match project_id {
-            Some(p) if !is_active_project_of(conn, organization_id, p)? => {
-                Err(project_invalid())
-            }
+            Some(p) if !is_active_project_of(conn, organization_id, p)? => Err(project_invalid()),
             _ => Ok(()),
         }
     }
@@ -382,7 +384,9 @@ mod pg {
             .try_get(0)?;
         let rows = t
             .query(
-                &format!("SELECT {COLS} FROM agent_configs {WHERE} ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"),
+                &format!(
+                    "SELECT {COLS} FROM agent_configs {WHERE} ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
+                ),
                 &[&scope.org(), &f.is_active, &agent_type, &f.project_id, &pattern, &page.limit, &page.skip],
             )?
             .iter()
@@ -401,7 +405,11 @@ mod pg {
         .transpose()
     }
 
-    pub(super) fn is_active_project_of(t: &mut Transaction, organization_id: &str, project_id: &str) -> StoreResult<bool> {
+    pub(super) fn is_active_project_of(
+        t: &mut Transaction,
+        organization_id: &str,
+        project_id: &str,
+    ) -> StoreResult<bool> {
         Ok(t.query_opt(
             "SELECT 1 FROM projects WHERE id = $1 AND organization_id = $2 AND is_active",
             &[&project_id, &organization_id],

@@ -103,10 +103,7 @@ mod sqlite {
 
     use super::{KeyOwner, NewKey, Owners};
     use crate::{
-        authz::PermissionSet,
-        model::api_keys::ApiKey,
-        pagination::Page,
-        store::auth::caller_from_row,
+        authz::PermissionSet, model::api_keys::ApiKey, pagination::Page, store::auth::caller_from_row,
         store::error::StoreResult,
     };
 
@@ -163,7 +160,11 @@ mod sqlite {
         Ok((rows, total))
     }
 
-    pub(super) fn delete_key(conn: &Connection, owners: &Owners<'_>, id: &str) -> StoreResult<Option<(String, String)>> {
+    pub(super) fn delete_key(
+        conn: &Connection,
+        owners: &Owners<'_>,
+        id: &str,
+    ) -> StoreResult<Option<(String, String)>> {
         let (user, org) = owners.delete_filter();
         Ok(conn
             .prepare_cached(

@@ -211,7 +211,13 @@ mod sqlite {
     }
 
     /// Applies `c` to the project `id` and stamps `updated_at`.
-    pub(super) fn update_project(conn: &Connection, scope: &Scope, id: &str, c: &ProjectChanges, now: &str) -> StoreResult<()> {
+    pub(super) fn update_project(
+        conn: &Connection,
+        scope: &Scope,
+        id: &str,
+        c: &ProjectChanges,
+        now: &str,
+    ) -> StoreResult<()> {
         conn.prepare_cached(
             "UPDATE projects SET name = COALESCE(?2, name), description = CASE WHEN ?7 THEN ?3 ELSE description END, \
              settings = COALESCE(?4, settings), is_active = COALESCE(?5, is_active), updated_at = ?6 \
@@ -277,7 +283,13 @@ mod sqlite {
     }
 
     /// Makes `user_id` a member; returns false when they already were.
-    pub(super) fn add_member(conn: &Connection, scope: &Scope, project_id: &str, user_id: &str, now: &str) -> StoreResult<bool> {
+    pub(super) fn add_member(
+        conn: &Connection,
+        scope: &Scope,
+        project_id: &str,
+        user_id: &str,
+        now: &str,
+    ) -> StoreResult<bool> {
         let n = conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO user_projects (project_id, user_id, created_at) \
@@ -288,7 +300,12 @@ mod sqlite {
     }
 
     /// Removes a membership; returns false when there was none.
-    pub(super) fn remove_member(conn: &Connection, scope: &Scope, project_id: &str, user_id: &str) -> StoreResult<bool> {
+    pub(super) fn remove_member(
+        conn: &Connection,
+        scope: &Scope,
+        project_id: &str,
+        user_id: &str,
+    ) -> StoreResult<bool> {
         let n = conn
             .prepare_cached(
                 "DELETE FROM user_projects WHERE project_id = ?1 AND user_id = ?2 \
@@ -487,7 +504,12 @@ mod pg {
         Ok(n > 0)
     }
 
-    pub(super) fn remove_member(t: &mut Transaction, scope: &Scope, project_id: &str, user_id: &str) -> StoreResult<bool> {
+    pub(super) fn remove_member(
+        t: &mut Transaction,
+        scope: &Scope,
+        project_id: &str,
+        user_id: &str,
+    ) -> StoreResult<bool> {
         let n = t.execute(
             "DELETE FROM user_projects WHERE project_id = $1 AND user_id = $2 AND project_id IN \
              (SELECT id FROM projects WHERE id = $1 AND ($3::text IS NULL OR organization_id = $3))",

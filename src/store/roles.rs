@@ -112,11 +112,7 @@ pub fn revoke(c: &mut Conn, scope: &Scope, role_id: &str, permission_id: &str, n
 
 /// One page of the permissions in their canonical order (`Permission::ALL`), and the total of
 /// matches.
-pub fn list_permissions(
-    c: &mut Conn,
-    search: Option<&str>,
-    page: Page,
-) -> StoreResult<(Vec<PermissionInfo>, i64)> {
+pub fn list_permissions(c: &mut Conn, search: Option<&str>, page: Page) -> StoreResult<(Vec<PermissionInfo>, i64)> {
     match c {
         Conn::Sqlite(c) => sqlite::list_permissions(c, search, page),
         Conn::Postgres(t) => pg::list_permissions(t, search, page),
@@ -167,7 +163,12 @@ mod sqlite {
     }
 
     /// One page of the scope's roles and the total of matches.
-    pub(super) fn list_roles(conn: &Connection, scope: &Scope, search: Option<&str>, page: Page) -> StoreResult<(Vec<Role>, i64)> {
+    pub(super) fn list_roles(
+        conn: &Connection,
+        scope: &Scope,
+        search: Option<&str>,
+        page: Page,
+    ) -> StoreResult<(Vec<Role>, i64)> {
         let pattern = search.map(search_needle);
         let filter = "FROM roles r WHERE (?1 IS NULL OR r.organization_id = ?1) \
                       AND (?2 IS NULL OR instr(lower(r.name), ?2) > 0 OR instr(lower(r.description), ?2) > 0)";
@@ -221,7 +222,13 @@ mod sqlite {
     }
 
     /// Applies `c` to the scope's custom role `id` and stamps `updated_at`.
-    pub(super) fn update_role(conn: &Connection, scope: &Scope, id: &str, c: &RoleChanges, now: &str) -> StoreResult<()> {
+    pub(super) fn update_role(
+        conn: &Connection,
+        scope: &Scope,
+        id: &str,
+        c: &RoleChanges,
+        now: &str,
+    ) -> StoreResult<()> {
         let n = conn
             .prepare_cached(
                 "UPDATE roles SET name = COALESCE(?2, name), description = CASE WHEN ?5 THEN ?3 ELSE description END, \
@@ -258,7 +265,9 @@ mod sqlite {
             return Err(held_by_users(holders));
         }
         let n = conn
-            .prepare_cached("DELETE FROM roles WHERE id = ?1 AND is_system = 0 AND (?2 IS NULL OR organization_id = ?2)")?
+            .prepare_cached(
+                "DELETE FROM roles WHERE id = ?1 AND is_system = 0 AND (?2 IS NULL OR organization_id = ?2)",
+            )?
             .execute(params![id, scope.org()])
             .map_err(|e| {
                 // the count above runs in the same transaction; this is the schema's own guard
@@ -271,7 +280,13 @@ mod sqlite {
     }
 
     /// Grants a permission; returns false when the role already held it.
-    pub(super) fn grant(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &str, now: &str) -> StoreResult<bool> {
+    pub(super) fn grant(
+        conn: &Connection,
+        scope: &Scope,
+        role_id: &str,
+        permission_id: &str,
+        now: &str,
+    ) -> StoreResult<bool> {
         let n = conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO role_permissions (role_id, permission_id) \
@@ -285,7 +300,13 @@ mod sqlite {
     }
 
     /// Revokes a permission; returns false when the role did not hold it.
-    pub(super) fn revoke(conn: &Connection, scope: &Scope, role_id: &str, permission_id: &str, now: &str) -> StoreResult<bool> {
+    pub(super) fn revoke(
+        conn: &Connection,
+        scope: &Scope,
+        role_id: &str,
+        permission_id: &str,
+        now: &str,
+    ) -> StoreResult<bool> {
         let n = conn
             .prepare_cached(
                 "DELETE FROM role_permissions WHERE role_id = ?1 AND permission_id = ?2 AND role_id IN \
@@ -323,7 +344,8 @@ mod sqlite {
         page: Page,
     ) -> StoreResult<(Vec<PermissionInfo>, i64)> {
         let pattern = search.map(search_needle);
-        let filter = "FROM permissions WHERE ?1 IS NULL OR instr(lower(name), ?1) > 0 OR instr(lower(description), ?1) > 0";
+        let filter =
+            "FROM permissions WHERE ?1 IS NULL OR instr(lower(name), ?1) > 0 OR instr(lower(description), ?1) > 0";
         let total: i64 =
             conn.prepare_cached(&format!("SELECT COUNT(*) {filter}"))?.query_row(params![pattern], |r| r.get(0))?;
         let rows = conn
@@ -414,7 +436,11 @@ mod pg {
             .ok_or_else(|| StoreError::NotFound("Role not found"))
     }
 
-    pub(super) fn role_kind(t: &mut Transaction, organization_id: &str, role_id: &str) -> StoreResult<Option<RoleKind>> {
+    pub(super) fn role_kind(
+        t: &mut Transaction,
+        organization_id: &str,
+        role_id: &str,
+    ) -> StoreResult<Option<RoleKind>> {
         let Some(r) = t.query_opt(
             "SELECT r.is_system, r.name, (SELECT string_agg(p.name, ',') FROM role_permissions rp \
                JOIN permissions p ON p.id = rp.permission_id WHERE rp.role_id = r.id) \

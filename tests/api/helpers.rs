@@ -202,7 +202,11 @@ impl TestApp {
             permissions: permissions.iter().map(|p| copilot::authz::Permission::from_name(p).expect(p)).collect(),
             now: copilot::db::now(),
         };
-        self.state.store.write(move |tx| StoreResult::Ok(copilot::store::roles::insert_role(tx, &role)?.id)).await.unwrap()
+        self.state
+            .store
+            .write(move |tx| StoreResult::Ok(copilot::store::roles::insert_role(tx, &role)?.id))
+            .await
+            .unwrap()
     }
 
     /// A user of `org_id` holding the role named `role` (`admin`, `member` or a custom one),

@@ -115,7 +115,11 @@ async fn roles_area(store: &Store) {
     let (rows, total) = r(store, |c| copilot::store::roles::list_permissions(c, None, page(0, 100))).await.unwrap();
     assert_eq!((rows.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), total), (canonical.clone(), 13), "{b}");
     let (rows, total) = r(store, |c| copilot::store::roles::list_permissions(c, None, page(2, 3))).await.unwrap();
-    assert_eq!((rows.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), total), (canonical[2..5].to_vec(), 13), "{b}");
+    assert_eq!(
+        (rows.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), total),
+        (canonical[2..5].to_vec(), 13),
+        "{b}"
+    );
     let (rows, total) =
         r(store, |c| copilot::store::roles::list_permissions(c, Some("PROJECTS:"), page(0, 100))).await.unwrap();
     assert_eq!(
@@ -123,7 +127,8 @@ async fn roles_area(store: &Store) {
         (vec!["projects:read", "projects:write", "projects:delete"], 3),
         "{b}"
     );
-    let (rows, total) = r(store, |c| copilot::store::roles::list_permissions(c, Some("%"), page(0, 100))).await.unwrap();
+    let (rows, total) =
+        r(store, |c| copilot::store::roles::list_permissions(c, Some("%"), page(0, 100))).await.unwrap();
     assert_eq!((rows.len(), total), (0, 0), "{b}: % is itself");
     let first = rows_first_permission(store).await;
     let id = first.id.clone();
@@ -171,11 +176,17 @@ async fn roles_area(store: &Store) {
         let store = store.clone();
         async move {
             let (rows, total) =
-                r(&store, move |c| copilot::store::roles::list_roles(c, &scope, search, page(skip, limit))).await.unwrap();
+                r(&store, move |c| copilot::store::roles::list_roles(c, &scope, search, page(skip, limit)))
+                    .await
+                    .unwrap();
             (rows.into_iter().map(|r| r.name).collect::<Vec<_>>(), total)
         }
     };
-    assert_eq!(list(in_a.clone(), None, 0, 100).await, (vec!["Editors".into(), "member".into(), "admin".into()], 3), "{b}");
+    assert_eq!(
+        list(in_a.clone(), None, 0, 100).await,
+        (vec!["Editors".into(), "member".into(), "admin".into()], 3),
+        "{b}"
+    );
     assert_eq!(list(in_a.clone(), None, 1, 1).await, (vec!["member".into()], 3), "{b}: a page keeps the total");
     assert_eq!(list(all.clone(), Some("EDIT"), 0, 100).await.1, 2, "{b}: both orgs' editors");
     assert_eq!(list(in_a.clone(), Some("DEFAULT ROLE"), 0, 100).await, (vec!["member".into()], 1), "{b}: description");
@@ -197,7 +208,11 @@ async fn roles_area(store: &Store) {
     .await
     .unwrap();
     let editors_set: PermissionSet = [Permission::UsersRead, Permission::ProjectsWrite].into_iter().collect();
-    assert_eq!((admin_kind, custom_kind, foreign), (Some(RoleKind::Admin), Some(RoleKind::Custom(editors_set)), None), "{b}");
+    assert_eq!(
+        (admin_kind, custom_kind, foreign),
+        (Some(RoleKind::Admin), Some(RoleKind::Custom(editors_set)), None),
+        "{b}"
+    );
 
     // update: rename, clear the description, replace the set; system roles and a taken name refused
     let (s, id) = (in_a.clone(), editors_id.clone());
@@ -304,7 +319,8 @@ async fn roles_area(store: &Store) {
     assert!(matches!(e, StoreError::NotFound(_)), "{b}");
     let (s, o) = (in_a.clone(), a_org.clone());
     let e = w(store, move |c| {
-        let admin = copilot::store::roles::list_roles(c, &Scope::system(&o), Some("administrator"), page(0, 1))?.0.remove(0);
+        let admin =
+            copilot::store::roles::list_roles(c, &Scope::system(&o), Some("administrator"), page(0, 1))?.0.remove(0);
         copilot::store::roles::delete_role(c, &s, &admin.id)
     })
     .await
@@ -388,7 +404,10 @@ async fn projects_area(store: &Store) {
     // get: another org's project is not found; find says so
     let (sb, id) = (in_b.clone(), apollo_id.clone());
     let (hidden, e) = r(store, move |c| {
-        Ok((copilot::store::projects::get_project(c, &sb, &id)?, copilot::store::projects::find_project(c, &sb, &id).unwrap_err()))
+        Ok((
+            copilot::store::projects::get_project(c, &sb, &id)?,
+            copilot::store::projects::find_project(c, &sb, &id).unwrap_err(),
+        ))
     })
     .await
     .unwrap();
@@ -403,7 +422,13 @@ async fn projects_area(store: &Store) {
             settings: Some(r#"{"k": "v"}"#.into()),
             is_active: None,
         };
-        copilot::store::projects::update_project(c, &sb, &id, &ProjectChanges { name: Some("X".into()), ..Default::default() }, &at(19))?;
+        copilot::store::projects::update_project(
+            c,
+            &sb,
+            &id,
+            &ProjectChanges { name: Some("X".into()), ..Default::default() },
+            &at(19),
+        )?;
         copilot::store::projects::update_project(c, &sa, &id, &changes, &at(20))?;
         let p = copilot::store::projects::find_project(c, &sa, &id)?;
         copilot::store::projects::update_project(c, &sa, &id, &ProjectChanges::default(), &at(21))?;
@@ -456,9 +481,11 @@ async fn projects_area(store: &Store) {
     assert_eq!(members(in_a.clone(), Some("CAROL FU"), true, 0, 100).await, (s(&["carol"]), 1), "{b}: full name");
     assert_eq!(members(in_b.clone(), None, true, 0, 100).await, (vec![], 0), "{b}: another org's project");
     let c2 = carol.clone();
-    w(store, move |c| exec(c, "UPDATE users SET is_active = 0 WHERE id = ?1", "UPDATE users SET is_active = false WHERE id = $1", &c2))
-        .await
-        .unwrap();
+    w(store, move |c| {
+        exec(c, "UPDATE users SET is_active = 0 WHERE id = ?1", "UPDATE users SET is_active = false WHERE id = $1", &c2)
+    })
+    .await
+    .unwrap();
     assert_eq!(members(in_a.clone(), None, false, 0, 100).await, (s(&["carol"]), 1), "{b}: inactive members");
     let full = members(in_a.clone(), None, true, 0, 100).await;
     assert_eq!(full.1, 2, "{b}");
@@ -556,12 +583,24 @@ async fn agents_area(store: &Store) {
     let a = &agents[0];
     assert_eq!(
         (a.agent_type, a.temperature, a.max_tokens, a.tools.clone(), a.created_by.as_deref(), a.created_at.as_str()),
-        (AgentType::Rfp, 0.35, 4096, vec!["search".to_string(), "calc".into(), "a_tool".into()], Some(owner.as_str()), at(10).as_str()),
+        (
+            AgentType::Rfp,
+            0.35,
+            4096,
+            vec!["search".to_string(), "calc".into(), "a_tool".into()],
+            Some(owner.as_str()),
+            at(10).as_str()
+        ),
         "{b}: tools keep their order"
     );
     assert_eq!(
         (a.knowledge_base.clone(), a.settings.clone(), a.system_prompt.as_deref(), a.is_active),
-        (serde_json::json!({"top_k": 5, "project_ids": []}), serde_json::json!({"nested": {"b": [true, null]}}), Some("Be brief."), true),
+        (
+            serde_json::json!({"top_k": 5, "project_ids": []}),
+            serde_json::json!({"nested": {"b": [true, null]}}),
+            Some("Be brief."),
+            true
+        ),
         "{b}"
     );
     let (rfp, jira, docs) = (agents[0].id.clone(), agents[1].id.clone(), agents[2].id.clone());
@@ -577,7 +616,13 @@ async fn agents_area(store: &Store) {
     .unwrap();
     assert_eq!(checks, [true, false, false], "{b}");
 
-    let list = |scope: Scope, search: Option<&str>, agent_type: Option<AgentType>, project: Option<&str>, is_active: bool, skip: i64, limit: i64| {
+    let list = |scope: Scope,
+                search: Option<&str>,
+                agent_type: Option<AgentType>,
+                project: Option<&str>,
+                is_active: bool,
+                skip: i64,
+                limit: i64| {
         let f = AgentConfigFilter {
             search: search.map(str::to_string),
             agent_type,
@@ -594,7 +639,11 @@ async fn agents_area(store: &Store) {
         }
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    assert_eq!(list(in_a.clone(), None, None, None, true, 0, 100).await, (s(&["Docs_bot", "Jira bot", "RFP writer"]), 3), "{b}");
+    assert_eq!(
+        list(in_a.clone(), None, None, None, true, 0, 100).await,
+        (s(&["Docs_bot", "Jira bot", "RFP writer"]), 3),
+        "{b}"
+    );
     assert_eq!(list(in_a.clone(), None, None, None, true, 2, 5).await, (s(&["RFP writer"]), 3), "{b}: paging");
     assert_eq!(list(in_a.clone(), None, Some(AgentType::Jira), None, true, 0, 100).await, (s(&["Jira bot"]), 1), "{b}");
     assert_eq!(list(in_a.clone(), None, None, Some(&live), true, 0, 100).await.1, 2, "{b}: by project");
@@ -606,7 +655,8 @@ async fn agents_area(store: &Store) {
     // update: a partial change keeps the rest; clearing; a bad project refused; other scope none
     let (sa, sb, id, t) = (in_a.clone(), in_b.clone(), rfp.clone(), theirs.clone());
     let (foreign, bad, updated) = w(store, move |c| {
-        let foreign = copilot::store::agents::update_agent_config(c, &sb, &id, &AgentConfigChanges::default(), &at(20))?;
+        let foreign =
+            copilot::store::agents::update_agent_config(c, &sb, &id, &AgentConfigChanges::default(), &at(20))?;
         let bad = AgentConfigChanges { project_id: Some(Some(t)), ..Default::default() };
         let bad = copilot::store::agents::update_agent_config(c, &sa, &id, &bad, &at(20)).unwrap_err();
         let changes = AgentConfigChanges {
@@ -637,8 +687,18 @@ async fn agents_area(store: &Store) {
         "{b}"
     );
     assert_eq!(
-        (updated.llm_model.as_str(), updated.knowledge_base.clone(), updated.settings.clone(), updated.updated_at.as_str()),
-        ("gemini-pro", serde_json::json!({"project_ids": [], "top_k": 5}), serde_json::json!({"s": 1}), at(21).as_str()),
+        (
+            updated.llm_model.as_str(),
+            updated.knowledge_base.clone(),
+            updated.settings.clone(),
+            updated.updated_at.as_str()
+        ),
+        (
+            "gemini-pro",
+            serde_json::json!({"project_ids": [], "top_k": 5}),
+            serde_json::json!({"s": 1}),
+            at(21).as_str()
+        ),
         "{b}: unchanged fields kept"
     );
     assert_eq!(updated.created_at, at(10), "{b}");
@@ -656,7 +716,8 @@ async fn agents_area(store: &Store) {
     assert!(foreign.is_none() && !off.is_active && off.updated_at == at(31), "{b}");
     assert_eq!(list(in_a.clone(), None, None, None, false, 0, 100).await, (s(&["Jira bot"]), 1), "{b}");
     let (sa, id) = (in_a.clone(), jira.clone());
-    let on = w(store, move |c| copilot::store::agents::set_agent_config_active(c, &sa, &id, true, &at(32))).await.unwrap();
+    let on =
+        w(store, move |c| copilot::store::agents::set_agent_config_active(c, &sa, &id, true, &at(32))).await.unwrap();
     assert!(on.unwrap().is_active, "{b}");
     let (sa, id) = (in_a.clone(), docs.clone());
     let got = r(store, move |c| copilot::store::agents::get_agent_config(c, &sa, &id)).await.unwrap().unwrap();
@@ -788,13 +849,20 @@ async fn api_keys_area(store: &Store) {
 
     // an inactive owner or organization: no key; a superuser keeps theirs in an inactive org
     let bn = ben.clone();
-    w(store, move |c| exec(c, "UPDATE users SET is_active = 0 WHERE id = ?1", "UPDATE users SET is_active = false WHERE id = $1", &bn))
-        .await
-        .unwrap();
+    w(store, move |c| {
+        exec(c, "UPDATE users SET is_active = 0 WHERE id = ?1", "UPDATE users SET is_active = false WHERE id = $1", &bn)
+    })
+    .await
+    .unwrap();
     assert!(owner("sha-3", at(20)).await.is_none(), "{b}: inactive user");
     for org in [a_org.clone(), b_org.clone()] {
         w(store, move |c| {
-            exec(c, "UPDATE organizations SET is_active = 0 WHERE id = ?1", "UPDATE organizations SET is_active = false WHERE id = $1", &org)
+            exec(
+                c,
+                "UPDATE organizations SET is_active = 0 WHERE id = ?1",
+                "UPDATE organizations SET is_active = false WHERE id = $1",
+                &org,
+            )
         })
         .await
         .unwrap();
@@ -817,10 +885,12 @@ async fn api_keys_area(store: &Store) {
     assert_eq!(mine, (a_org.clone(), "key k1".to_string()), "{b}");
     assert!(matches!(again, StoreError::NotFound(_)), "{b}");
     let sb = Scope::system(&b_org);
-    let e = w(store, move |c| copilot::store::api_keys::delete_key(c, &Owners::Scope(&sb, None), "k2")).await.unwrap_err();
+    let e =
+        w(store, move |c| copilot::store::api_keys::delete_key(c, &Owners::Scope(&sb, None), "k2")).await.unwrap_err();
     assert!(matches!(e, StoreError::NotFound(_)), "{b}: another org's key");
     let sa = Scope::system(&a_org);
-    let got = w(store, move |c| copilot::store::api_keys::delete_key(c, &Owners::Scope(&sa, None), "k2")).await.unwrap();
+    let got =
+        w(store, move |c| copilot::store::api_keys::delete_key(c, &Owners::Scope(&sa, None), "k2")).await.unwrap();
     assert_eq!(got.1, "key k2", "{b}: an org admin's reach");
     // a user deleted takes their keys (ON DELETE CASCADE)
     let bn = ben.clone();
@@ -842,4 +912,94 @@ async fn postgres_api_keys_area_on_sqlite() {
 #[test]
 fn postgres_api_keys_area_on_postgres() {
     on_postgres("postgres_api_keys_area_on_postgres", |store| async move { api_keys_area(&store).await });
+}
+
+// ---- bootstrap (first start) ----
+
+async fn bootstrap_area(store: &Store) {
+    let b = store.backend();
+    let fresh = r(store, |c| {
+        Ok((copilot::store::bootstrap::is_bootstrapped_on(c)?, copilot::store::bootstrap::registration_org_id_on(c)?))
+    })
+    .await
+    .unwrap();
+    assert_eq!(fresh, (false, None), "{b}");
+    let admin = || copilot::store::bootstrap::Admin {
+        username: "root".into(),
+        email: "root@example.com".into(),
+        password_hash: "hash".into(),
+    };
+    let (first, second) = w(store, move |c| {
+        Ok((
+            copilot::store::bootstrap::bootstrap_on(c, &admin())?,
+            copilot::store::bootstrap::bootstrap_on(c, &admin())?,
+        ))
+    })
+    .await
+    .unwrap();
+    assert_eq!((first, second), (true, false), "{b}: once");
+    let (done, org, users, roles, perms) = r(store, |c| {
+        let org = copilot::store::bootstrap::registration_org_id_on(c)?.unwrap();
+        let q = |t: &str| {
+            (format!("SELECT COUNT(*) FROM {t} WHERE ?1 <> ''"), format!("SELECT COUNT(*) FROM {t} WHERE $1 <> ''"))
+        };
+        let (us, up) = q("users");
+        let (rs, rp) = q("roles");
+        let (ps, pp) = q("permissions");
+        Ok((
+            copilot::store::bootstrap::is_bootstrapped_on(c)?,
+            copilot::store::organizations::get_org(c, &Scope::system_all(), &org)?.unwrap(),
+            count(c, &us, &up, "x")?,
+            count(c, &rs, &rp, "x")?,
+            count(c, &ps, &pp, "x")?,
+        ))
+    })
+    .await
+    .unwrap();
+    assert_eq!((done, org.name.as_str(), users, roles, perms), (true, "Default", 1, 2, 13), "{b}");
+    let (o, root) = (org.id.clone(), "root");
+    let user = r(store, move |c| {
+        let (rows, _) = copilot::store::users::list_users_on(
+            c,
+            &Scope::system(&o),
+            &copilot::store::users::UserFilter { search: Some(root.into()), is_active: true, role_id: None },
+            page(0, 10),
+        )?;
+        let kind = copilot::store::roles::role_kind(c, &o, rows[0].role_id.as_deref().unwrap())?;
+        Ok((rows[0].is_superuser, kind))
+    })
+    .await
+    .unwrap();
+    assert_eq!(user, (true, Some(RoleKind::Admin)), "{b}: the superuser holds the admin role");
+
+    // a database from before the setting: ensure_registration_org keeps Default's id, once
+    w(store, |c| {
+        exec(
+            c,
+            "DELETE FROM server_settings WHERE key = ?1",
+            "DELETE FROM server_settings WHERE key = $1",
+            "registration_organization_id",
+        )
+    })
+    .await
+    .unwrap();
+    let got = w(store, |c| {
+        copilot::store::bootstrap::ensure_registration_org_on(c)?;
+        copilot::store::bootstrap::ensure_registration_org_on(c)?;
+        copilot::store::bootstrap::registration_org_id_on(c)
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, Some(org.id), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_bootstrap_area_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    bootstrap_area(&sqlite_store(&dir)).await;
+}
+
+#[test]
+fn postgres_bootstrap_area_on_postgres() {
+    on_postgres("postgres_bootstrap_area_on_postgres", |store| async move { bootstrap_area(&store).await });
 }
