@@ -17,7 +17,7 @@
 //! ```text
 //! cargo bench --bench knowledge                  # 20 MB ingested, 10k and 100k chunks, 25 MB PDF
 //! cargo bench --bench knowledge -- --mb 5 --chunks 20000 --pdf-mb 0   # smaller, no PDF
-//! cargo bench --bench knowledge -- --db /tmp/kb.db   # keep the database (the file must not exist)
+//! cargo bench --bench knowledge -- --db /tmp/kb.store.sqlite().expect("SQLite")   # keep the database (the file must not exist)
 //! ```
 
 #[path = "common/corpus.rs"]
@@ -84,10 +84,12 @@ fn main() {
     let mut rng = StdRng::seed_from_u64(12);
     let vocab = vocabulary(&mut rng);
     let (org, admin): (String, String) = state
-        .db
+        .store
+        .sqlite()
+        .expect("SQLite")
         .write_blocking(|tx| -> StoreResult<_> {
             Ok((
-                copilot::store::bootstrap::registration_org_id(tx)?.unwrap(),
+                copilot::store::bootstrap::registration_org_id(&mut copilot::store::conn::Conn::Sqlite(tx))?.unwrap(),
                 tx.query_row("SELECT id FROM users WHERE is_superuser = 1", [], |r| r.get(0))?,
             ))
         })
@@ -119,7 +121,9 @@ fn main() {
             now: now(),
         };
         state
-            .db
+            .store
+            .sqlite()
+            .expect("SQLite")
             .write_blocking(|tx| {
                 copilot::store::documents::insert_document(
                     &mut copilot::store::conn::Conn::Sqlite(tx),
@@ -135,7 +139,9 @@ fn main() {
         state.start_background();
         loop {
             let left: i64 = state
-                .db
+                .store
+                .sqlite()
+                .expect("SQLite")
                 .read(|c| {
                     StoreResult::Ok(
                         c.query_row("SELECT COUNT(*) FROM documents WHERE status <> 'ready'", [], |r| r.get(0))?,
@@ -153,7 +159,9 @@ fn main() {
     let secs = started.elapsed().as_secs_f64();
     let cpu = process_cpu() - cpu_before;
     let ingested: i64 = state
-        .db
+        .store
+        .sqlite()
+        .expect("SQLite")
         .write_blocking(|tx| StoreResult::Ok(tx.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?))
         .unwrap();
     let mbytes = total_bytes as f64 / 1048576.0;
@@ -170,7 +178,9 @@ fn main() {
     // its document, a question near one chunk.
     let topics: Vec<Vec<f32>> = (0..50).map(|_| random_vector(&mut rng)).collect();
     let table = state
-        .db
+        .store
+        .sqlite()
+        .expect("SQLite")
         .write_blocking(|tx| -> StoreResult<_> {
             let table = copilot::store::documents::ensure_space(tx, "bench", DIMS, &now())?;
             // vectors for the chunks ingested above
@@ -207,12 +217,16 @@ fn main() {
         });
         assert!(truncated, "the checkpoint could not complete in 5 s");
         let n: i64 = state
-            .db
+            .store
+            .sqlite()
+            .expect("SQLite")
             .write_blocking(|tx| StoreResult::Ok(tx.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?))
             .unwrap();
         // a question's vector: near a random chunk's
         let vectors: Vec<Vec<f32>> = state
-            .db
+            .store
+            .sqlite()
+            .expect("SQLite")
             .write_blocking(|tx| -> StoreResult<_> {
                 let floats = copilot::store::documents::floats_table(&table);
                 let mut read = tx.prepare(&format!("SELECT embedding FROM {floats} WHERE chunk_id = ?1"))?;
@@ -246,7 +260,9 @@ fn main() {
                 // is shared: wall time includes waiting for a core)
                 let (q2, org2) = (q.clone(), org.clone());
                 let cpu = state
-                    .db
+                    .store
+                    .sqlite()
+                    .expect("SQLite")
                     .read_mapped(move |c| -> StoreResult<_> {
                         let t = thread_cpu();
                         let scope = Scope::system(&org2);
@@ -260,7 +276,7 @@ fn main() {
                 // the database half of hybrid retrieval as the server runs it: BM25 and the KNN on
                 // two read connections at once; CPU is the whole process's (both threads)
                 let (t, cpu_before) = (Instant::now(), process_cpu());
-                search::retrieve_hybrid(&state.db, query(), "bench".into(), vector.clone()).await.unwrap();
+                search::retrieve_hybrid(&state.store.sqlite().expect("SQLite"), query(), "bench".into(), vector.clone()).await.unwrap();
                 let cpu = Duration::from_secs_f64(process_cpu() - cpu_before);
                 hybrid_times.push(t.elapsed());
                 hybrid_cpu.push(cpu);
@@ -300,7 +316,9 @@ fn knn_agreement(state: &AppState, org: &str, table: &str, near: &[Vec<f32>], rn
     for (name, set) in [("near a chunk", &near[..N.min(near.len())]), ("uniformly random", &random[..])] {
         let (org, table, set) = (org.to_string(), table.to_string(), set.to_vec());
         let (r50, r10, exact_cpu, quant_cpu) = state
-            .db
+            .store
+            .sqlite()
+            .expect("SQLite")
             .write_blocking(move |c| -> StoreResult<_> {
                 let scope = Scope::system(&org);
                 let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
@@ -365,7 +383,9 @@ fn fill_chunks(
 ) {
     loop {
         let n: i64 = state
-            .db
+            .store
+            .sqlite()
+            .expect("SQLite")
             .write_blocking(|tx| StoreResult::Ok(tx.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))?))
             .unwrap();
         if n as usize >= target {
@@ -373,7 +393,9 @@ fn fill_chunks(
         }
         let batch = (target - n as usize).min(1000);
         state
-            .db
+            .store
+            .sqlite()
+            .expect("SQLite")
             .write_blocking(|tx| -> StoreResult<_> {
                 let doc = new_id();
                 let dv = doc_vector(topics, rng);
@@ -505,9 +527,11 @@ fn ingest_pdf_child(path: &str) {
     let bytes = std::fs::read(path).unwrap();
     let size = bytes.len();
     state
-        .db
+        .store
+        .sqlite()
+        .expect("SQLite")
         .write_blocking(|tx| -> StoreResult<_> {
-            let org = copilot::store::bootstrap::registration_org_id(tx)?.unwrap();
+            let org = copilot::store::bootstrap::registration_org_id(&mut copilot::store::conn::Conn::Sqlite(tx))?.unwrap();
             let admin: String = tx.query_row("SELECT id FROM users WHERE is_superuser = 1", [], |r| r.get(0))?;
             let new = copilot::store::documents::NewDocument {
                 id: new_id(),
@@ -531,7 +555,9 @@ fn ingest_pdf_child(path: &str) {
         state.start_background();
         loop {
             let row: (String, i64, Option<i64>) = state
-                .db
+                .store
+                .sqlite()
+                .expect("SQLite")
                 .read(|c| -> StoreResult<_> {
                     Ok(c.query_row("SELECT status, chunk_count, page_count FROM documents", [], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))

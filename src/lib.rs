@@ -57,8 +57,6 @@ pub struct AppState {
     /// Where the data lives (`store::conn`): the SQLite file of `[database] path`, or the
     /// PostgreSQL database of `[database] url`.
     pub store: Store,
-    /// The SQLite file, for the areas not yet on `store` (transitional: goes when they are).
-    pub db: Db,
     pub tokens: Arc<Tokens>,
     pub passwords: Arc<Passwords>,
     /// The LLM providers of `[llm]` and the reply-generating jobs of this process.
@@ -83,9 +81,6 @@ pub struct Startup {
 impl AppState {
     /// Opens (and migrates) the database, runs the first-start bootstrap, resolves the JWT secret.
     pub fn open(config: Config) -> Result<(AppState, Startup), String> {
-        if let config::Backend::Postgres(_) = config.database.backend() {
-            return Err(pg::NOT_SERVED.into());
-        }
         let data = match config.database.backend() {
             config::Backend::Postgres(url) => {
                 let pool = pg::open(url, config.database.pool_size)?;
@@ -109,7 +104,7 @@ impl AppState {
         };
         let mut startup = Startup::default();
         let needs_bootstrap = !data
-            .write_blocking(|c| store::bootstrap::is_bootstrapped(c.sqlite()?))
+            .write_blocking(|c| store::bootstrap::is_bootstrapped(c))
             .map_err(|e| format!("reading the database: {}", e))?;
         if needs_bootstrap {
             let b = &config.bootstrap;
@@ -133,13 +128,13 @@ impl AppState {
                 password_hash: hash,
             };
             startup.bootstrapped = data
-                .write_blocking(|c| store::bootstrap::bootstrap(c.sqlite()?, &admin))
+                .write_blocking(|c| store::bootstrap::bootstrap(c, &admin))
                 .map_err(|e| format!("bootstrapping the database: {}", e))?;
             if !startup.bootstrapped {
                 startup.generated_admin_password = None;
             }
         }
-        data.write_blocking(|c| store::bootstrap::ensure_registration_org(c.sqlite()?))
+        data.write_blocking(|c| store::bootstrap::ensure_registration_org(c))
             .map_err(|e| format!("reading the registration organization: {}", e))?;
         let secret = if config.auth.jwt_secret.is_empty() {
             let candidate = Alphanumeric.sample_string(&mut rand::rng(), 64);
@@ -181,7 +176,6 @@ impl AppState {
                 config.auth.refresh_token_ttl_days,
             )),
             passwords: Arc::new(Passwords::new(config.auth.pbkdf2_iterations, config.auth.max_concurrent_hashes)),
-            db: data.sqlite().expect("SQLite").clone(),
             store: data,
             metrics: config.metrics.enabled.then(|| Arc::new(metrics::Metrics::new())),
             rate_limits: Arc::new(limits::RateLimits::new(&config.limits)),

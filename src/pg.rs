@@ -1,8 +1,7 @@
 //! PostgreSQL (`[database] url = "postgres://…"`): the URL's checks, a connection pool, and the
 //! embedded migrations of `migrations-postgres/` (the twins of `migrations/`, version for
-//! version). The store speaks PostgreSQL only in the areas ported to the seam (`store::conn`):
-//! `copilot migrate` prepares a database, and `serve` refuses such a URL (README, Operations,
-//! "PostgreSQL (in progress)").
+//! version). `serve` runs on it through the storage seam (`store::conn`), and `copilot migrate`
+//! prepares a database without serving (README, Operations, "PostgreSQL").
 //!
 //! The client is the synchronous `postgres` crate (it mirrors rusqlite + r2d2); it runs a runtime
 //! of its own inside every call, so like rusqlite it must be called off the async runtime
@@ -61,11 +60,6 @@ impl PgPool {
 mod embedded {
     refinery::embed_migrations!("migrations-postgres");
 }
-
-/// Why `copilot serve` stops on a PostgreSQL URL, for now.
-pub const NOT_SERVED: &str = "database.url names a PostgreSQL database, which this build cannot serve yet: \
-     the PostgreSQL backend is in progress, and only `copilot migrate` works on it so far (README, Operations). \
-     Leave database.url empty to serve from the SQLite file of database.path.";
 
 /// How long one connection attempt to one host may take when the URL sets no `connect_timeout`:
 /// a host that is down (a failed-over primary) must not hold up the next host of the list.

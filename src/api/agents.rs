@@ -22,6 +22,7 @@ use crate::{
         self,
         agents::{AgentConfigChanges, AgentConfigFilter},
         audit::Event,
+        conn::Conn,
     },
     validate,
 };
@@ -143,7 +144,7 @@ impl AgentConfigsApi {
             is_active: is_active.0.unwrap_or(true),
         };
         let (rows, total) =
-            self.state.db.read(move |c| store::agents::list_agent_configs(c, &scope, &filter, page)).await?;
+            self.state.store.read(move |c| store::agents::list_agent_configs(c, &scope, &filter, page)).await?;
         Ok(Json(page.wrap(rows, total)))
     }
 
@@ -154,7 +155,7 @@ impl AgentConfigsApi {
     async fn get(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<AgentConfig>> {
         let scope = authz::require(&auth.0, Permission::AgentsRead)?;
         let id = validate::path_id(&id, "Agent config")?;
-        let config = self.state.db.read(move |c| store::agents::get_agent_config(c, &scope, &id)).await?;
+        let config = self.state.store.read(move |c| store::agents::get_agent_config(c, &scope, &id)).await?;
         Ok(Json(config.ok_or_else(not_found)?))
     }
 
@@ -190,17 +191,13 @@ impl AgentConfigsApi {
         };
         let config = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
-                store::documents::check_knowledge_scope(
-                    &mut store::conn::Conn::Sqlite(tx),
-                    &new.organization_id,
-                    &kb_scope,
-                )?;
+                store::documents::check_knowledge_scope(tx, &new.organization_id, &kb_scope)?;
                 let config = store::agents::insert_agent_config(tx, &new)?;
                 let event = Event::new("agent_config.create", &config.organization_id, "agent_config", &config.id)
                     .changes(audit);
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?;
+                store::audit::record(tx, &actor, &event)?;
                 Ok(config)
             })
             .await?;
@@ -249,11 +246,11 @@ impl AgentConfigsApi {
         };
         let config = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 if let Some(kb) = &kb_scope {
                     let org = store::agents::get_agent_config(tx, &scope, &id)?.ok_or_else(not_found)?.organization_id;
-                    store::documents::check_knowledge_scope(&mut store::conn::Conn::Sqlite(tx), &org, kb)?;
+                    store::documents::check_knowledge_scope(tx, &org, kb)?;
                 }
                 let config = store::agents::update_agent_config(tx, &scope, &id, &changes, &now())?;
                 agent_event(tx, &actor, "agent_config.update", config.as_ref(), audit)?;
@@ -273,7 +270,7 @@ impl AgentConfigsApi {
         let actor = auth.0.actor();
         let found = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let config = store::agents::set_agent_config_active(tx, &scope, &id, false, &now())?;
                 agent_event(tx, &actor, "agent_config.delete", config.as_ref(), None)?;
@@ -294,7 +291,7 @@ impl AgentConfigsApi {
         let actor = auth.0.actor();
         let config = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let config = store::agents::set_agent_config_active(tx, &scope, &id, true, &now())?;
                 agent_event(tx, &actor, "agent_config.activate", config.as_ref(), None)?;
@@ -311,7 +308,7 @@ fn not_found() -> ApiError {
 
 /// Records a write of `config` (none when the config was not found: nothing was written).
 fn agent_event(
-    tx: &rusqlite::Connection,
+    tx: &mut Conn,
     actor: &Actor,
     action: &'static str,
     config: Option<&AgentConfig>,
@@ -319,7 +316,7 @@ fn agent_event(
 ) -> ApiResult<()> {
     if let Some(c) = config {
         store::audit::record(
-            &mut store::conn::Conn::Sqlite(tx),
+            tx,
             actor,
             &Event::new(action, &c.organization_id, "agent_config", &c.id).changes(changes),
         )?;

@@ -92,7 +92,7 @@ impl ApiKeysApi {
         let (id, key) = (new_id(), secret.key.clone());
         let stored = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let new = store::api_keys::NewKey {
                     id: &id,
@@ -110,7 +110,7 @@ impl ApiKeysApi {
                     "name": key.name, "permissions": key.permissions, "expires_at": key.expires_at, "prefix": key.prefix,
                 });
                 let event = Event::new("api_key.create", &me.organization_id, "api_key", &key.id);
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event.changes(Some(changes)))?;
+                store::audit::record(tx, &me.actor(), &event.changes(Some(changes)))?;
                 Ok(key)
             })
             .await?;
@@ -137,7 +137,7 @@ impl ApiKeysApi {
         let admin = me.is_org_admin();
         let (rows, total) = self
             .state
-            .db
+            .store
             .read(move |c| {
                 let owners = if admin { Owners::Scope(&scope, user.as_deref()) } else { Owners::User(&me.id) };
                 store::api_keys::list_keys(c, &owners, page)
@@ -157,17 +157,13 @@ impl ApiKeysApi {
         let admin = me.is_org_admin();
         let scope = me.scope();
         self.state
-            .db
+            .store
             .write(move |tx| {
                 let owners = if admin { Owners::Scope(&scope, None) } else { Owners::User(&me.id) };
                 let (org, name) = store::api_keys::delete_key(tx, &owners, &id)?;
                 let event = Event::new("api_key.delete", &org, "api_key", &id);
-                store::audit::record(
-                    &mut store::conn::Conn::Sqlite(tx),
-                    &me.actor(),
-                    &event.changes(Some(serde_json::json!({ "name": name }))),
-                )
-                .map(drop)
+                store::audit::record(tx, &me.actor(), &event.changes(Some(serde_json::json!({ "name": name }))))
+                    .map(drop)
             })
             .await?;
         Ok(Deleted::NoContent)

@@ -191,7 +191,7 @@ impl AuthApi {
             .state
             .store
             .write(move |c| -> ApiResult<_> {
-                let org = store::bootstrap::registration_org_id(c.sqlite()?)?
+                let org = store::bootstrap::registration_org_id(c)?
                     .ok_or_else(|| ApiError::internal("the registration organization is missing"))?;
                 let role_id = store::users::role_id_by_name(c, &org, "member")?;
                 let user = store::users::insert_user(

@@ -130,7 +130,7 @@ impl OrganizationsApi {
                 store::organizations::insert_org(c, &org)?;
                 store::bootstrap::insert_system_roles(c, &org.id, &org.now)?;
                 let event = Event::new("organization.create", &org.id, "organization", &org.id).changes(audit);
-                store::audit::record_on(c, &actor, &event)?;
+                store::audit::record(c, &actor, &event)?;
                 store::organizations::get_org(c, &all, &org.id)?
                     .ok_or_else(|| ApiError::internal("inserted organization vanished"))
             })
@@ -173,7 +173,7 @@ impl OrganizationsApi {
                 let org = store::organizations::update_org(c, &scope, &id, &changes, &now())?;
                 if org.is_some() {
                     let event = Event::new("organization.update", &id, "organization", &id).changes(audit);
-                    store::audit::record_on(c, &actor, &event)?;
+                    store::audit::record(c, &actor, &event)?;
                 }
                 Ok(org)
             })
@@ -207,7 +207,7 @@ impl OrganizationsApi {
             .read(move |c| -> ApiResult<_> {
                 store::organizations::get_org(c, &scope, &id)?.ok_or_else(org_not_found)?;
                 let members = scope.narrowed(Some(&id))?;
-                Ok(store::users::list_users_on(c, &members, &filter, page)?)
+                Ok(store::users::list_users(c, &members, &filter, page)?)
             })
             .await?;
         Ok(Json(page.wrap(rows, total)))
@@ -228,17 +228,17 @@ impl OrganizationsApi {
             .store
             .write(move |c| {
                 store::organizations::get_org(c, &all, &id)?.ok_or_else(org_not_found)?;
-                let user = store::users::get_user_on(c, &all, &user_id)?
+                let user = store::users::get_user(c, &all, &user_id)?
                     .ok_or_else(|| ApiError::not_found("User not found"))?;
                 if user.organization_id == id {
                     return Ok(user);
                 }
                 let role_id = store::organizations::member_role_id(c, &id)?;
-                store::users::move_to_org_on(c, &user_id, &id, &role_id, &now())?;
+                store::users::move_to_org(c, &user_id, &id, &role_id, &now())?;
                 let event = Event::new("organization.add_member", &id, "user", &user_id)
                     .changes(Some(serde_json::json!({"from_organization_id": user.organization_id})));
-                store::audit::record_on(c, &actor, &event)?;
-                store::users::get_user_on(c, &all, &user_id)?.ok_or_else(|| ApiError::internal("moved user vanished"))
+                store::audit::record(c, &actor, &event)?;
+                store::users::get_user(c, &all, &user_id)?.ok_or_else(|| ApiError::internal("moved user vanished"))
             })
             .await?;
         tracing::info!(user_id = %user.id, organization_id = %user.organization_id, "user moved");

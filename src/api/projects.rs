@@ -77,7 +77,7 @@ impl ProjectsApi {
         let page = Page::new(skip.0, limit.0)?;
         let filter = ProjectFilter { search: search_term(search.0), is_active: is_active.0.unwrap_or(true) };
         let (rows, total) =
-            self.state.db.read(move |c| store::projects::list_projects(c, &scope, &filter, page)).await?;
+            self.state.store.read(move |c| store::projects::list_projects(c, &scope, &filter, page)).await?;
         Ok(Json(page.wrap(rows, total)))
     }
 
@@ -89,7 +89,7 @@ impl ProjectsApi {
     async fn get_project(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<Project>> {
         let scope = authz::require(&auth.0, Permission::ProjectsRead)?;
         let id = validate::path_id(&id, "Project")?;
-        let project = self.state.db.read(move |c| store::projects::find_project(c, &scope, &id)).await?;
+        let project = self.state.store.read(move |c| store::projects::find_project(c, &scope, &id)).await?;
         Ok(Json(project))
     }
 
@@ -113,12 +113,12 @@ impl ProjectsApi {
         };
         let project = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let project = store::projects::insert_project(tx, &new)?;
                 let event =
                     Event::new("project.create", &project.organization_id, "project", &project.id).changes(audit);
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?;
+                store::audit::record(tx, &actor, &event)?;
                 Ok(project)
             })
             .await?;
@@ -159,13 +159,13 @@ impl ProjectsApi {
         }
         let project = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
                 store::projects::update_project(tx, &scope, &id, &changes, &now())?;
                 let event = Event::new("project.update", &project.organization_id, "project", &id).changes(audit);
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
+                store::audit::record(tx, &me.actor(), &event)?;
                 Ok(store::projects::find_project(tx, &scope, &id)?)
             })
             .await?;
@@ -182,13 +182,13 @@ impl ProjectsApi {
         let id = validate::path_id(&id, "Project")?;
         let me = auth.0;
         self.state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
                 store::projects::deactivate_project(tx, &scope, &id, &now())?;
                 let event = Event::new("project.delete", &project.organization_id, "project", &id);
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
+                store::audit::record(tx, &me.actor(), &event)?;
                 Ok(())
             })
             .await?;
@@ -215,7 +215,7 @@ impl ProjectsApi {
         let filter = MemberFilter { search: search_term(search.0), is_active: is_active.0.unwrap_or(true) };
         let (rows, total) = self
             .state
-            .db
+            .store
             .read(move |c| {
                 store::projects::find_project(c, &scope, &id)?;
                 store::projects::list_members(c, &scope, &id, &filter, page)
@@ -237,7 +237,7 @@ impl ProjectsApi {
         let me = auth.0;
         let project = self
             .state
-            .db
+            .store
             .write(move |tx| {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
@@ -249,7 +249,7 @@ impl ProjectsApi {
                     store::projects::update_project(tx, &scope, &id, &ProjectChanges::default(), &now)?;
                     let event = Event::new("project.add_member", &project.organization_id, "project", &id)
                         .changes(Some(serde_json::json!({ "user_id": user_id })));
-                    store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
+                    store::audit::record(tx, &me.actor(), &event)?;
                 }
                 Ok(store::projects::find_project(tx, &scope, &id)?)
             })
@@ -274,7 +274,7 @@ impl ProjectsApi {
         let me = auth.0;
         let project = self
             .state
-            .db
+            .store
             .write(move |tx| {
                 let project = store::projects::find_project(tx, &scope, &id)?;
                 authz::require_creator_or_admin(&me, project.created_by.as_deref())?;
@@ -285,7 +285,7 @@ impl ProjectsApi {
                 store::projects::update_project(tx, &scope, &id, &ProjectChanges::default(), &now)?;
                 let event = Event::new("project.remove_member", &project.organization_id, "project", &id)
                     .changes(Some(serde_json::json!({ "user_id": user_id })));
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
+                store::audit::record(tx, &me.actor(), &event)?;
                 Ok(store::projects::find_project(tx, &scope, &id)?)
             })
             .await?;

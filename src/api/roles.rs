@@ -79,7 +79,7 @@ impl RolesApi {
         let page = Page::new(skip.0, limit.0)?;
         let search = search_term(search.0);
         let (rows, total) =
-            self.state.db.read(move |c| store::roles::list_permissions(c, search.as_deref(), page)).await?;
+            self.state.store.read(move |c| store::roles::list_permissions(c, search.as_deref(), page)).await?;
         Ok(Json(page.wrap(rows, total)))
     }
 
@@ -89,7 +89,7 @@ impl RolesApi {
     #[oai(path = "/roles/permissions/:id", method = "get")]
     async fn get_permission(&self, _auth: BearerAuth, id: Path<String>) -> ApiResult<Json<PermissionInfo>> {
         let id = validate::path_id(&id, "Permission")?;
-        let permission = self.state.db.read(move |c| store::roles::find_permission(c, &id)).await?;
+        let permission = self.state.store.read(move |c| store::roles::find_permission(c, &id)).await?;
         Ok(Json(permission))
     }
 
@@ -111,7 +111,7 @@ impl RolesApi {
         let page = Page::new(skip.0, limit.0)?;
         let search = search_term(search.0);
         let (rows, total) =
-            self.state.db.read(move |c| store::roles::list_roles(c, &scope, search.as_deref(), page)).await?;
+            self.state.store.read(move |c| store::roles::list_roles(c, &scope, search.as_deref(), page)).await?;
         Ok(Json(page.wrap(rows, total)))
     }
 
@@ -122,7 +122,7 @@ impl RolesApi {
     async fn get_role(&self, auth: BearerAuth, id: Path<String>) -> ApiResult<Json<Role>> {
         let scope = authz::require(&auth.0, Permission::RolesRead)?;
         let id = validate::path_id(&id, "Role")?;
-        let role = self.state.db.read(move |c| store::roles::find_role(c, &scope, &id)).await?;
+        let role = self.state.store.read(move |c| store::roles::find_role(c, &scope, &id)).await?;
         Ok(Json(role))
     }
 
@@ -147,11 +147,11 @@ impl RolesApi {
         };
         let role = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let role = store::roles::insert_role(tx, &new)?;
                 let event = Event::new("role.create", &role.organization_id, "role", &role.id).changes(audit);
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?;
+                store::audit::record(tx, &actor, &event)?;
                 Ok(role)
             })
             .await?;
@@ -184,13 +184,13 @@ impl RolesApi {
         let me = auth.0;
         let role = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let current = store::roles::find_role(tx, &scope, &id)?;
                 authz::require_may_edit_role(&me, &current, changes.permissions)?;
                 store::roles::update_role(tx, &scope, &id, &changes, &now())?;
                 let event = Event::new("role.update", &current.organization_id, "role", &id).changes(audit);
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
+                store::audit::record(tx, &me.actor(), &event)?;
                 Ok(store::roles::find_role(tx, &scope, &id)?)
             })
             .await?;
@@ -207,14 +207,14 @@ impl RolesApi {
         let id = validate::path_id(&id, "Role")?;
         let actor = auth.0.actor();
         self.state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let role = store::roles::find_role(tx, &scope, &id)?;
                 authz::require_custom_role(&role)?;
                 store::roles::delete_role(tx, &scope, &id)?;
                 let event = Event::new("role.delete", &role.organization_id, "role", &id)
                     .changes(Some(serde_json::json!({ "name": role.name })));
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &actor, &event)?;
+                store::audit::record(tx, &actor, &event)?;
                 Ok(())
             })
             .await?;
@@ -239,7 +239,7 @@ impl RolesApi {
         let me = auth.0;
         let role = self
             .state
-            .db
+            .store
             .write(move |tx| -> ApiResult<_> {
                 let current = store::roles::find_role(tx, &scope, &id)?;
                 let granted = store::roles::find_permission(tx, &perm_id)?;
@@ -248,7 +248,7 @@ impl RolesApi {
                 if store::roles::grant(tx, &scope, &id, &perm_id, &now())? {
                     let event = Event::new("role.grant_permission", &current.organization_id, "role", &id)
                         .changes(Some(serde_json::json!({ "permission": granted.name })));
-                    store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
+                    store::audit::record(tx, &me.actor(), &event)?;
                 }
                 Ok(store::roles::find_role(tx, &scope, &id)?)
             })
@@ -273,7 +273,7 @@ impl RolesApi {
         let me = auth.0;
         let role = self
             .state
-            .db
+            .store
             .write(move |tx| {
                 let current = store::roles::find_role(tx, &scope, &id)?;
                 authz::require_may_edit_role(&me, &current, None)?;
@@ -283,7 +283,7 @@ impl RolesApi {
                 }
                 let event = Event::new("role.revoke_permission", &current.organization_id, "role", &id)
                     .changes(Some(serde_json::json!({ "permission": revoked.name })));
-                store::audit::record(&mut store::conn::Conn::Sqlite(tx), &me.actor(), &event)?;
+                store::audit::record(tx, &me.actor(), &event)?;
                 Ok(store::roles::find_role(tx, &scope, &id)?)
             })
             .await?;

@@ -190,7 +190,7 @@ impl UsersApi {
                 }
                 let role_id = match role_id {
                     Some(r) => {
-                        let kind = store::roles::role_kind(c.sqlite()?, &organization_id, &r)?.ok_or_else(|| {
+                        let kind = store::roles::role_kind(c, &organization_id, &r)?.ok_or_else(|| {
                             ApiError::bad_request("role_id does not name a role of the user's organization")
                         })?;
                         authz::require_may_confer(&me, kind)?;
@@ -354,7 +354,7 @@ impl UsersApi {
             .store
             .write(move |c| {
                 let target = store::users::get_user(c, &scope, &id)?.ok_or_else(user_not_found)?;
-                let kind = store::roles::role_kind(c.sqlite()?, &target.organization_id, &role_id)?
+                let kind = store::roles::role_kind(c, &target.organization_id, &role_id)?
                     .ok_or_else(|| ApiError::bad_request("role_id does not name a role of the user's organization"))?;
                 authz::require_may_assign(&me, store::users::standing(c, &target)?, kind)?;
                 store::users::set_role(c, &scope, &id, &role_id, &now())?;

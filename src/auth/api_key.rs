@@ -40,7 +40,7 @@ pub async fn authenticate(state: &AppState, secret: &str) -> ApiResult<CurrentUs
     let now = db::now();
     let found = {
         let now = now.clone();
-        state.db.lookup(move |c| store::api_keys::key_owner(c, &hash, &now)).await?
+        state.store.lookup(move |c| store::api_keys::key_owner(c, &hash, &now)).await?
     };
     let k = found.ok_or_else(|| ApiError::unauthorized("Unknown, expired or revoked API key"))?;
     let stale = k.last_used_at.as_deref().is_none_or(|at| {
@@ -48,10 +48,10 @@ pub async fn authenticate(state: &AppState, secret: &str) -> ApiResult<CurrentUs
             .is_ok_and(|t| time::OffsetDateTime::now_utc() - t > TOUCH_AFTER)
     });
     if stale {
-        let (db, id) = (state.db.clone(), k.key_id.clone());
+        let (writer, id) = (state.store.clone(), k.key_id.clone());
         // off the request's path: a failed touch only delays last_used_at
         tokio::spawn(async move {
-            if let Err(e) = db.write(move |tx| store::api_keys::touch_key(tx, &id, &now)).await {
+            if let Err(e) = writer.write(move |c| store::api_keys::touch_key(c, &id, &now)).await {
                 tracing::warn!(error = %e, "recording an API key's use failed");
             }
         });

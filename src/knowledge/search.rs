@@ -203,6 +203,11 @@ pub fn fuse(a: impl Iterator<Item = i64>, b: impl Iterator<Item = i64>, limit: u
 
 #[cfg(test)]
 mod tests {
+    /// The SQLite database of a test state (these tests fill its tables with SQL).
+    fn sqlite(state: &crate::AppState) -> &crate::db::Db {
+        state.store.sqlite().expect("a SQLite store")
+    }
+
     use super::{COMMON_DF, StoreResult, fts5_query, fts5_terms, fuse, search};
     use crate::{
         authz::Scope,
@@ -249,8 +254,7 @@ mod tests {
             })
             .collect();
         let vectors: Vec<Vec<f32>> = (0..n).map(|i| vec![i as f32, 1.0, 0.5]).collect();
-        state
-            .db
+        sqlite(&state)
             .write_blocking(|tx| -> StoreResult<_> {
                 tx.execute(
                     "INSERT INTO documents (id, organization_id, title, filename, content_type, size_bytes, sha256, \
@@ -273,8 +277,7 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        state
-            .db
+        sqlite(&state)
             .write_blocking(|tx| -> StoreResult<_> {
                 let rows: Vec<(i64, i64, String, String)> = tx
                     .prepare(
@@ -311,13 +314,12 @@ mod tests {
     fn state() -> (tempfile::TempDir, crate::AppState, String) {
         let dir = tempfile::tempdir().unwrap();
         let mut config = crate::config::Config::default();
-        config.database.path = dir.path().join("knn.db");
+        config.database.path = dir.path().join("sqlite(&knn)");
         config.auth.pbkdf2_iterations = 1000;
         config.bootstrap.admin_password = "search-password-123".into();
         let (state, _) = crate::AppState::open(config).unwrap();
-        let org = state
-            .db
-            .write_blocking(|tx| StoreResult::Ok(crate::store::bootstrap::registration_org_id(tx)?.unwrap()))
+        let org = sqlite(&state)
+            .write_blocking(|tx| StoreResult::Ok(crate::store::bootstrap::registration_org_id(&mut crate::store::conn::Conn::Sqlite(tx))?.unwrap()))
             .unwrap();
         (dir, state, org)
     }
@@ -349,8 +351,7 @@ mod tests {
         let (_dir, state, org) = state();
         let n = 2 * VEC_CHUNK_SIZE + 300;
         let vectors = pseudo_random_vectors(n + 200, 24, 7);
-        let table = state
-            .db
+        let table = sqlite(&state)
             .write_blocking(|tx| -> StoreResult<_> {
                 let table = ensure_space(tx, "m", 24, &now())?;
                 for (i, v) in vectors.iter().enumerate() {
@@ -366,8 +367,7 @@ mod tests {
         let hamming = |v: &[f32]| quantize(v).iter().zip(&bits).map(|(a, b)| (a ^ b).count_ones()).sum::<u32>() as f64;
         let mut expected: Vec<f64> = vectors[..n].iter().map(|v| hamming(v)).collect();
         expected.sort_by(f64::total_cmp);
-        state
-            .db
+        sqlite(&state)
             .write_blocking(|tx| -> StoreResult<_> {
                 let scope = Scope::system(&org);
                 let s = SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
@@ -410,8 +410,7 @@ mod tests {
     #[test]
     fn an_old_vector_space_is_rebuilt_at_start() {
         let (dir, state, org) = state();
-        state
-            .db
+        sqlite(&state)
             .write_blocking(|tx| -> StoreResult<_> {
                 tx.execute(
                     "INSERT INTO embedding_spaces (model, dims, table_name, created_at) VALUES ('m', 3, 'chunk_vec_1', ?1)",
@@ -434,8 +433,7 @@ mod tests {
         let config = (*state.config).clone();
         drop(state);
         let (state, _) = crate::AppState::open(config).unwrap();
-        state
-            .db
+        sqlite(&state)
             .write_blocking(|tx| -> StoreResult<_> {
                 let table = crate::store::documents::space_table(tx, "m", 3)?.unwrap();
                 assert_eq!(table, "chunk_vec_1_b");

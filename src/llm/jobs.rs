@@ -431,7 +431,7 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
                 StoreError::invalid("The conversation has no agent config; set agent_config_id on it first")
             })?;
             // of the caller's current organization: a user moved elsewhere keeps nothing of the old one
-            let agent = match store::agents::get_agent_config(tx.sqlite()?, &home, &agent_id)? {
+            let agent = match store::agents::get_agent_config(tx, &home, &agent_id)? {
                 Some(a) if a.is_active => a,
                 Some(_) => {
                     let why = "agent_config_id of the conversation names an inactive agent config; activate it first";

@@ -40,12 +40,6 @@ pub fn record(c: &mut Conn, actor: &Actor, event: &Event<'_>) -> StoreResult<i64
     }
 }
 
-/// [`record`] under its earlier name, which the areas ported first call; the lead unifies the
-/// names once every branch is merged.
-pub fn record_on(c: &mut Conn, actor: &Actor, event: &Event<'_>) -> StoreResult<i64> {
-    record(c, actor, event)
-}
-
 /// Takes back an event recorded ahead of its outcome: a login attempt is logged as failed when it
 /// is reserved, and that event is replaced when the password turns out right.
 pub fn retract(c: &mut Conn, seq: i64) -> StoreResult<()> {

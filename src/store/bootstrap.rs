@@ -1,7 +1,7 @@
 //! First start on an empty database: the 13 permissions, the `Default` organization with its
 //! system roles, and the superuser of `[bootstrap]`. Later starts change nothing.
 
-use rusqlite::{Connection, params};
+use rusqlite::params;
 
 use crate::{
     authz::Permission,
@@ -58,7 +58,11 @@ pub fn insert_system_roles(c: &mut Conn, organization_id: &str, now: &str) -> St
                      VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
                 )?
                 .execute(params![role_id, organization_id, name, description, now])?;
-                crate::store::roles::replace_permissions(conn, &role_id, perms.iter().copied().collect())?;
+                crate::store::roles::replace_permissions(
+                    &mut Conn::Sqlite(conn),
+                    &role_id,
+                    perms.iter().copied().collect(),
+                )?;
             }
             Conn::Postgres(t) => {
                 t.execute(
@@ -85,15 +89,15 @@ pub struct Admin {
 }
 
 /// Runs the first-start work once; returns true when it ran.
-pub fn bootstrap(conn: &Connection, admin: &Admin) -> StoreResult<bool> {
-    if get_setting(&mut Conn::Sqlite(conn), DONE_KEY)?.is_some() {
+pub fn bootstrap(c: &mut Conn, admin: &Admin) -> StoreResult<bool> {
+    if get_setting(c, DONE_KEY)?.is_some() {
         return Ok(false);
     }
     let now = now();
-    ensure_permissions(&mut Conn::Sqlite(conn))?;
+    ensure_permissions(c)?;
     let org_id = new_id();
     crate::store::organizations::insert_org(
-        &mut Conn::Sqlite(conn),
+        c,
         &crate::store::organizations::NewOrg {
             id: org_id.clone(),
             name: DEFAULT_ORG.into(),
@@ -103,14 +107,13 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> StoreResult<bool> {
             now: now.clone(),
         },
     )?;
-    insert_system_roles(&mut Conn::Sqlite(conn), &org_id, &now)?;
-    let org_id_copy = org_id.clone();
-    let admin_role = crate::store::users::role_id_by_name(&mut Conn::Sqlite(conn), &org_id, "admin")?;
+    insert_system_roles(c, &org_id, &now)?;
+    let admin_role = crate::store::users::role_id_by_name(c, &org_id, "admin")?;
     insert_user(
-        &mut Conn::Sqlite(conn),
+        c,
         &NewUser {
             id: new_id(),
-            organization_id: org_id,
+            organization_id: org_id.clone(),
             role_id: admin_role,
             username: admin.username.clone(),
             email: admin.email.clone(),
@@ -120,35 +123,43 @@ pub fn bootstrap(conn: &Connection, admin: &Admin) -> StoreResult<bool> {
             now: now.clone(),
         },
     )?;
-    init_setting(&mut Conn::Sqlite(conn), REGISTRATION_ORG_KEY, &org_id_copy, &now)?;
-    init_setting(&mut Conn::Sqlite(conn), DONE_KEY, &now, &now)?;
+    init_setting(c, REGISTRATION_ORG_KEY, &org_id, &now)?;
+    init_setting(c, DONE_KEY, &now, &now)?;
     Ok(true)
 }
 
 /// Whether the first-start work has run on this database.
-pub fn is_bootstrapped(conn: &Connection) -> StoreResult<bool> {
-    Ok(get_setting(&mut Conn::Sqlite(conn), DONE_KEY)?.is_some())
+pub fn is_bootstrapped(c: &mut Conn) -> StoreResult<bool> {
+    Ok(get_setting(c, DONE_KEY)?.is_some())
 }
 
 /// The organization that registrations join: the one the first start created, kept by id so
 /// that renaming organizations changes nothing.
-pub fn registration_org_id(conn: &Connection) -> StoreResult<Option<String>> {
-    get_setting(&mut Conn::Sqlite(conn), REGISTRATION_ORG_KEY)
+pub fn registration_org_id(c: &mut Conn) -> StoreResult<Option<String>> {
+    get_setting(c, REGISTRATION_ORG_KEY)
 }
 
-/// Databases bootstrapped before the registration organization was kept by id: keep the one
-/// named `Default` now, once.
-pub fn ensure_registration_org(conn: &Connection) -> StoreResult<()> {
-    use rusqlite::OptionalExtension;
-    if get_setting(&mut Conn::Sqlite(conn), REGISTRATION_ORG_KEY)?.is_some() {
+/// Databases bootstrapped before the registration organization was kept by id: keep the oldest
+/// one named `Default` now, once.
+pub fn ensure_registration_org(c: &mut Conn) -> StoreResult<()> {
+    if get_setting(c, REGISTRATION_ORG_KEY)?.is_some() {
         return Ok(());
     }
-    let id: Option<String> = conn
-        .prepare_cached("SELECT id FROM organizations WHERE name = ?1 ORDER BY created_at LIMIT 1")?
-        .query_row([DEFAULT_ORG], |r| r.get(0))
-        .optional()?;
+    let id: Option<String> = match c {
+        Conn::Sqlite(conn) => {
+            use rusqlite::OptionalExtension;
+            conn.prepare_cached("SELECT id FROM organizations WHERE name = ?1 ORDER BY created_at LIMIT 1")?
+                .query_row([DEFAULT_ORG], |r| r.get(0))
+                .optional()?
+        }
+        // SQLite leaves ties to rowid: the id breaks them here
+        Conn::Postgres(t) => t
+            .query_opt("SELECT id FROM organizations WHERE name = $1 ORDER BY created_at, id LIMIT 1", &[&DEFAULT_ORG])?
+            .map(|r| r.try_get(0))
+            .transpose()?,
+    };
     if let Some(id) = id {
-        init_setting(&mut Conn::Sqlite(conn), REGISTRATION_ORG_KEY, &id, &now())?;
+        init_setting(c, REGISTRATION_ORG_KEY, &id, &now())?;
     }
     Ok(())
 }

@@ -374,7 +374,7 @@ mod sqlite {
             }
         }
         if let Some(project_id) = &n.project_id
-            && !is_active_project_of(conn, &n.organization_id, project_id)?
+            && !is_active_project_of(&mut crate::store::conn::Conn::Sqlite(conn), &n.organization_id, project_id)?
         {
             return Err(StoreError::invalid("project_id does not name an active project of the organization"));
         }

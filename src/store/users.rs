@@ -89,7 +89,7 @@ pub fn list_users(c: &mut Conn, scope: &Scope, filter: &UserFilter, page: Page) 
 pub fn standing(c: &mut Conn, user: &User) -> StoreResult<Standing> {
     let role = match &user.role_id {
         // roles are another area's: its SQLite function until it is ported
-        Some(r) => crate::store::roles::role_kind(c.sqlite()?, &user.organization_id, r)?,
+        Some(r) => crate::store::roles::role_kind(c, &user.organization_id, r)?,
         None => None,
     };
     Ok(Standing { is_superuser: user.is_superuser, role })
@@ -154,30 +154,6 @@ pub fn move_to_org(c: &mut Conn, id: &str, organization_id: &str, role_id: &str,
         Conn::Sqlite(c) => sqlite::move_to_org(c, id, organization_id, role_id, now),
         Conn::Postgres(t) => pg::move_to_org(t, id, organization_id, role_id, now),
     }
-}
-
-// Deprecated aliases of the functions above, from before the users area was ported: other
-// branches still call them; the lead removes them at merge. (No `#[deprecated]`: a warning in
-// their callers would fail `clippy -D warnings`.)
-
-/// Deprecated alias of [`get_user`].
-pub fn get_user_on(c: &mut Conn, scope: &Scope, id: &str) -> StoreResult<Option<User>> {
-    get_user(c, scope, id)
-}
-
-/// Deprecated alias of [`insert_user`].
-pub fn insert_user_on(c: &mut Conn, u: &NewUser) -> StoreResult<User> {
-    insert_user(c, u)
-}
-
-/// Deprecated alias of [`list_users`].
-pub fn list_users_on(c: &mut Conn, scope: &Scope, filter: &UserFilter, page: Page) -> StoreResult<(Vec<User>, i64)> {
-    list_users(c, scope, filter, page)
-}
-
-/// Deprecated alias of [`move_to_org`].
-pub fn move_to_org_on(c: &mut Conn, id: &str, organization_id: &str, role_id: &str, now: &str) -> StoreResult<()> {
-    move_to_org(c, id, organization_id, role_id, now)
 }
 
 mod sqlite {

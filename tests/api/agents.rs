@@ -11,7 +11,7 @@ use crate::helpers::*;
 pub async fn insert_project(app: &TestApp, org_id: &str, name: &str, active: bool) -> String {
     let (org_id, name) = (org_id.to_string(), name.to_string());
     app.state
-        .db
+        .store
         .write(move |tx| -> StoreResult<_> {
             let now = copilot::db::now();
             let new = NewProject {
@@ -40,8 +40,7 @@ async fn create_config(app: &TestApp, token: &str, body: Value) -> Value {
 }
 
 async fn count_all(app: &TestApp) -> i64 {
-    app.state
-        .db
+    app.db()
         .read(|c| StoreResult::Ok(c.query_row("SELECT COUNT(*) FROM agent_configs", [], |r| r.get::<_, i64>(0))?))
         .await
         .unwrap()

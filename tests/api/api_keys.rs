@@ -37,7 +37,9 @@ async fn a_key_is_shown_once_and_acts_as_its_owner_within_its_permissions() {
     assert!(listed.body["data"][0].get("key").is_none(), "the secret is never shown again");
     let stored: String = app
         .state
-        .db
+        .store
+        .sqlite()
+        .expect("SQLite")
         .read(|c| StoreResult::Ok(c.query_row("SELECT secret_sha256 FROM api_keys", [], |r| r.get(0))?))
         .await
         .unwrap();

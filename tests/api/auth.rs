@@ -14,8 +14,7 @@ async fn app_with_secret() -> TestApp {
 
 async fn set_active(app: &TestApp, user_id: &str, active: bool) {
     let id = user_id.to_string();
-    app.state
-        .db
+    app.db()
         .write(move |tx| {
             copilot::store::users::set_active(
                 &mut copilot::store::conn::Conn::Sqlite(tx),

@@ -88,8 +88,7 @@ async fn messages(app: &TestApp, token: &str, conv: &str) -> Vec<Value> {
 
 async fn job_row(app: &TestApp, job_id: &str) -> (String, Option<String>, Option<String>, i64, i64) {
     let id = job_id.to_string();
-    app.state
-        .db
+    app.db()
         .read(move |c| -> StoreResult<_> {
             Ok(c.query_row(
                 "SELECT status, error, assistant_message_id, prompt_tokens, completion_tokens \
@@ -576,8 +575,7 @@ async fn stopping_the_server_stores_partial_replies_and_a_restart_fails_leftover
     // a job left running by a crashed process is failed at the next start
     let ghost = copilot::db::new_id();
     let (g, c2, user_msg) = (ghost.clone(), conv.clone(), stored[0]["id"].as_str().unwrap().to_string());
-    app.state
-        .db
+    app.db()
         .write(move |tx| -> StoreResult<_> {
             tx.execute(
                 "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, provider, model, status, \

@@ -157,7 +157,7 @@ pub async fn chunks(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
 }
 
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
-    app.state.db.read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+    app.db().read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,7 +476,9 @@ async fn a_worker_that_lost_its_lease_writes_nothing() {
     let i = id.clone();
     let (committed, rows) = app
         .state
-        .db
+        .store
+        .sqlite()
+        .expect("SQLite")
         .write(move |tx| -> StoreResult<_> {
             // a stale worker: its token is not the document's lease
             tx.execute("UPDATE documents SET status = 'processing', lease_token = 'other' WHERE id = ?1", [&i])?;
@@ -517,9 +519,11 @@ async fn ingestion_interrupted_by_a_stop_resumes_at_the_next_start() {
     {
         let (state, _) = copilot::AppState::open(config.clone()).unwrap();
         state
-            .db
+            .store
+            .sqlite()
+            .expect("SQLite")
             .write_blocking(|tx| -> StoreResult<_> {
-                let org = copilot::store::bootstrap::registration_org_id(tx)?.unwrap();
+                let org = copilot::store::bootstrap::registration_org_id(&mut copilot::store::conn::Conn::Sqlite(tx))?.unwrap();
                 let admin: String = tx.query_row("SELECT id FROM users WHERE is_superuser = 1", [], |r| r.get(0))?;
                 for (title, text, status) in [
                     ("Left pending", "Pending words about pelicans.", "pending"),

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::*;
 
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
-    app.state.db.read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+    app.db().read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
 }
 
 #[tokio::test]
@@ -50,8 +50,7 @@ async fn expired_failures_and_dead_sessions_are_pruned_in_bounded_batches() {
     app.register("pruned").await;
     app.login("pruned", PASSWORD).await; // a live session that must survive
     app.post("/auth/login", None, json!({"username": "pruned", "password": "wrong-one"})).await; // a fresh failure
-    app.state
-        .db
+    app.db()
         .write(|tx| -> StoreResult<_> {
             for i in 0..25 {
                 tx.execute(
@@ -70,7 +69,7 @@ async fn expired_failures_and_dead_sessions_are_pruned_in_bounded_batches() {
         .await
         .unwrap();
     let prune = |limit| {
-        app.state.db.write(move |tx| {
+        app.db().write(move |tx| {
             let now = copilot::db::now();
             copilot::store::auth::prune(
                 &mut copilot::store::conn::Conn::Sqlite(tx),

@@ -203,10 +203,16 @@ impl TestApp {
 
 /// Direct set-up through the storage layer, for tests of one area that need rows of another.
 impl TestApp {
+    /// The SQLite database, for tests that look at or prepare rows with SQL (they run on SQLite
+    /// only: under `TEST_BACKEND=postgres` this panics).
+    pub fn db(&self) -> &copilot::db::Db {
+        self.state.store.sqlite().expect("this test reads the SQLite file")
+    }
+
     /// The id of the `Default` organization (the one registrations join).
     pub async fn default_org_id(&self) -> String {
         self.state
-            .db
+            .store
             .read(|c| StoreResult::Ok(copilot::store::bootstrap::registration_org_id(c)?.expect("Default org")))
             .await
             .unwrap()
@@ -244,7 +250,11 @@ impl TestApp {
             permissions: permissions.iter().map(|p| copilot::authz::Permission::from_name(p).expect(p)).collect(),
             now: copilot::db::now(),
         };
-        self.state.db.write(move |tx| StoreResult::Ok(copilot::store::roles::insert_role(tx, &role)?.id)).await.unwrap()
+        self.state
+            .store
+            .write(move |tx| StoreResult::Ok(copilot::store::roles::insert_role(tx, &role)?.id))
+            .await
+            .unwrap()
     }
 
     /// A user of `org_id` holding the role named `role` (`admin`, `member` or a custom one),
@@ -254,7 +264,9 @@ impl TestApp {
         let hash = copilot::auth::password::hash_password(PASSWORD, 1000).unwrap();
         let id = self
             .state
-            .db
+            .store
+            .sqlite()
+            .expect("SQLite")
             .write(move |tx| -> StoreResult<_> {
                 let role_id = copilot::store::users::role_id_by_name(
                     &mut copilot::store::conn::Conn::Sqlite(tx),

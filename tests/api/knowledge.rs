@@ -532,7 +532,7 @@ async fn spawn_with_embeddings(url: &str) -> TestApp {
 }
 
 async fn count_rows(app: &TestApp, sql: &'static str) -> i64 {
-    app.state.db.read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+    app.db().read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
 }
 
 #[tokio::test]
@@ -629,7 +629,9 @@ async fn changing_the_embedding_model_starts_a_new_space_that_a_reindex_fills() 
     assert_eq!(passages(&search(&app, &admin, "q=holiday").await)[0]["document_id"], id.as_str());
     let spaces: Vec<(String, i64)> = app
         .state
-        .db
+        .store
+        .sqlite()
+        .expect("SQLite")
         .read(|c| -> StoreResult<_> {
             Ok(c.prepare("SELECT model, dims FROM embedding_spaces ORDER BY id")?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?

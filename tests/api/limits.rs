@@ -45,8 +45,7 @@ fn budget<'a>(usage: &'a Value, name: &str) -> &'a Value {
 }
 
 async fn running_jobs(app: &TestApp) -> i64 {
-    app.state
-        .db
+    app.db()
         .read(|c| {
             StoreResult::Ok(
                 c.query_row("SELECT COUNT(*) FROM completion_jobs WHERE status = 'running'", [], |r| r.get(0))?,
@@ -388,7 +387,9 @@ async fn the_budget_sums_read_only_an_index() {
     let app = spawn_app().await;
     let plans: Vec<String> = app
         .state
-        .db
+        .store
+        .sqlite()
+        .expect("SQLite")
         .read(|c| -> StoreResult<_> {
             let mut plans = vec![];
             for sql in [

@@ -23,6 +23,7 @@ mod postgres;
 mod postgres_users;
 mod postgres_docs;
 mod postgres_convs;
+mod postgres_roles;
 mod projects;
 mod roles;
 mod server;

@@ -23,8 +23,7 @@ async fn health_probes_answer_without_auth_at_the_root_and_under_the_api() {
 async fn readiness_fails_while_a_migration_of_this_build_is_missing() {
     let app = spawn_app().await;
     // fault injection: the database forgets its newest migration
-    app.state
-        .db
+    app.db()
         .write(|tx| -> StoreResult<_> {
             tx.execute("DELETE FROM refinery_schema_history WHERE version = (SELECT MAX(version) FROM refinery_schema_history)", [])?;
             Ok(())

@@ -13,8 +13,7 @@ fn names(body: &Value, key: &str) -> Vec<String> {
 /// The names of an organization's roles (and whether they are system roles), from the database.
 async fn roles_of(app: &TestApp, org_id: &str) -> Vec<(String, bool, i64)> {
     let org_id = org_id.to_string();
-    app.state
-        .db
+    app.db()
         .read(move |c| -> StoreResult<_> {
             let mut stmt = c.prepare(
                 "SELECT r.name, r.is_system, (SELECT COUNT(*) FROM role_permissions rp WHERE rp.role_id = r.id) \
@@ -270,7 +269,7 @@ async fn superusers_move_users_between_organizations() {
     // a project of the old organization with the mover as a member, and one of the new
     let (m, o, d) = (mover.clone(), other.clone(), org.clone());
     app.state
-        .db
+        .store
         .write(move |tx| -> StoreResult<_> {
             let now = copilot::db::now();
             for (pid, org_id) in [("p-old", &d), ("p-new", &o)] {
@@ -300,8 +299,7 @@ async fn superusers_move_users_between_organizations() {
     assert_eq!(r.body["organization_id"], other.as_str());
     let member_role = {
         let o = other.clone();
-        app.state
-            .db
+        app.db()
             .read(move |c| {
                 StoreResult::Ok(
                     copilot::store::users::role_id_by_name(&mut copilot::store::conn::Conn::Sqlite(c), &o, "member")?
@@ -315,7 +313,9 @@ async fn superusers_move_users_between_organizations() {
     let m = mover.clone();
     let projects: Vec<String> = app
         .state
-        .db
+        .store
+        .sqlite()
+        .expect("SQLite")
         .read(move |c| -> StoreResult<_> {
             let mut s = c.prepare("SELECT project_id FROM user_projects WHERE user_id = ?1")?;
             Ok(s.query_map([m], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?)

@@ -120,7 +120,7 @@ fn every_sqlite_migration_has_its_postgres_twin() {
 }
 
 #[test]
-fn serve_refuses_a_postgres_url_and_migrate_works_on_sqlite() {
+fn postgres_urls_that_do_not_answer_or_cannot_back_up_fail_without_the_password_and_migrate_works_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("copilot.toml");
     std::fs::write(&config, "[database]\nurl = \"postgres://copilot:pw-5791@127.0.0.1:1/copilot\"\n").unwrap();
@@ -132,7 +132,9 @@ fn serve_refuses_a_postgres_url_and_migrate_works_on_sqlite() {
         assert!(!err.contains("pw-5791"), "{args:?} printed the password: {err}");
     }
     let out = copilot().args(["serve", "--config"]).arg(&config).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot serve yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to PostgreSQL"));
+    let out = copilot().args(["backup", "x.db", "--config"]).arg(&config).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
 
     std::fs::write(&config, "").unwrap();
     let migrate = || {
@@ -762,7 +764,7 @@ async fn organizations_area(store: &Store) {
                 copilot::store::organizations::insert_org(c, &o)?;
                 copilot::store::bootstrap::insert_system_roles(c, &o.id, &o.now)?;
                 let event = copilot::store::audit::Event::new("organization.create", &o.id, "organization", &o.id);
-                copilot::store::audit::record_on(c, &Actor::default(), &event)
+                copilot::store::audit::record(c, &Actor::default(), &event)
             })
             .await
             .unwrap();
@@ -977,7 +979,7 @@ async fn organizations_area(store: &Store) {
     let moved = store
         .write(move |c| -> Result<_, StoreError> {
             let role = copilot::store::organizations::member_role_id(c, &from)?;
-            let user = copilot::store::users::insert_user_on(
+            let user = copilot::store::users::insert_user(
                 c,
                 &copilot::store::users::NewUser {
                     id: copilot::db::new_id(),
@@ -992,8 +994,8 @@ async fn organizations_area(store: &Store) {
                 },
             )?;
             let role = copilot::store::organizations::member_role_id(c, &to)?;
-            copilot::store::users::move_to_org_on(c, &user.id, &to, &role, "2026-03-04T09:00:01.000000Z")?;
-            Ok(copilot::store::users::get_user_on(c, &Scope::system_all(), &user.id)?.unwrap())
+            copilot::store::users::move_to_org(c, &user.id, &to, &role, "2026-03-04T09:00:01.000000Z")?;
+            Ok(copilot::store::users::get_user(c, &Scope::system_all(), &user.id)?.unwrap())
         })
         .await
         .unwrap();
@@ -1007,7 +1009,7 @@ async fn organizations_area(store: &Store) {
         .read(move |c| {
             let filter =
                 copilot::store::users::UserFilter { search: Some("MO V".into()), is_active: true, role_id: None };
-            copilot::store::users::list_users_on(c, &members, &filter, Page::new(None, None).unwrap())
+            copilot::store::users::list_users(c, &members, &filter, Page::new(None, None).unwrap())
         })
         .await
         .unwrap();

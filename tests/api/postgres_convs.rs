@@ -647,7 +647,7 @@ async fn audit_area(store: &Store) {
             &actor,
             &Event::new("user.create", "o1", "user", "u9").changes(Some(json!({"username": "zed", "n": [1, null]}))),
         )?);
-        seqs.push(audit::record_on(c, &Actor::default(), &Event::new("user.update", "o1", "user", "u9"))?);
+        seqs.push(audit::record(c, &Actor::default(), &Event::new("user.update", "o1", "user", "u9"))?);
         let system = Event {
             action: "server.start",
             organization_id: None,

@@ -132,7 +132,7 @@ async fn documents_area(store: &Store) {
                 is_superuser: false,
                 now: T0.into(),
             };
-            Ok(copilot::store::users::insert_user_on(c, &u)?.id)
+            Ok(copilot::store::users::insert_user(c, &u)?.id)
         })
         .await
         .unwrap();

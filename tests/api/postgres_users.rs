@@ -100,7 +100,7 @@ async fn users_area(store: &Store) {
             let alice = users::get_user(c, &Scope::system_all(), "id-alice")?.unwrap();
             let bob = users::get_user(c, &Scope::system(&acme), "id-bob")?.unwrap();
             let hidden = users::get_user(c, &Scope::system(&globex), "id-bob")?;
-            Ok((alice, bob, hidden, users::get_user_on(c, &Scope::system_all(), "id-greg")?))
+            Ok((alice, bob, hidden, users::get_user(c, &Scope::system_all(), "id-greg")?))
         })
         .await
         .unwrap();

@@ -404,8 +404,7 @@ async fn member_lists_page_search_and_filter() {
 
     // a deactivated member leaves the default list but is listed with is_active=false
     let gone = ids[1].clone();
-    app.state
-        .db
+    app.db()
         .write(move |tx| {
             copilot::store::users::set_active(
                 &mut copilot::store::conn::Conn::Sqlite(tx),
@@ -439,7 +438,7 @@ async fn scoped_writes_do_not_reach_another_organization() {
         .to_string();
     let (p, r) = (project.clone(), role.clone());
     app.state
-        .db
+        .store
         .write(move |tx| -> StoreResult<_> {
             let other = Scope::system(&org_b);
             let changes = store::projects::ProjectChanges { name: Some("Hijacked".into()), ..Default::default() };

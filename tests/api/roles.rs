@@ -276,8 +276,7 @@ async fn delete_refuses_system_roles_and_roles_in_use() {
     let used = create_role(&app, &root, json!({"name": "Used"})).await;
     let (holder, _) = app.create_user_in(&org, "holder", "Used").await;
     // a deactivated holder still holds it
-    app.state
-        .db
+    app.db()
         .write(move |tx| {
             copilot::store::users::set_active(
                 &mut copilot::store::conn::Conn::Sqlite(tx),

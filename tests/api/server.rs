@@ -191,7 +191,7 @@ async fn openapi_document_and_docs_ui_are_served() {
 async fn bootstrap_runs_once() {
     let dir = tempfile::tempdir().unwrap();
     let counts = |state: &copilot::AppState| {
-        let db = state.db.clone();
+        let db = state.store.sqlite().expect("SQLite").clone();
         async move {
             db.read(|c| -> StoreResult<_> {
                 let n = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0));
