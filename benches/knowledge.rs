@@ -276,7 +276,9 @@ fn main() {
                 // the database half of hybrid retrieval as the server runs it: BM25 and the KNN on
                 // two read connections at once; CPU is the whole process's (both threads)
                 let (t, cpu_before) = (Instant::now(), process_cpu());
-                search::retrieve_hybrid(&state.store.sqlite().expect("SQLite"), query(), "bench".into(), vector.clone()).await.unwrap();
+                search::retrieve_hybrid(state.store.sqlite().expect("SQLite"), query(), "bench".into(), vector.clone())
+                    .await
+                    .unwrap();
                 let cpu = Duration::from_secs_f64(process_cpu() - cpu_before);
                 hybrid_times.push(t.elapsed());
                 hybrid_cpu.push(cpu);
@@ -531,7 +533,8 @@ fn ingest_pdf_child(path: &str) {
         .sqlite()
         .expect("SQLite")
         .write_blocking(|tx| -> StoreResult<_> {
-            let org = copilot::store::bootstrap::registration_org_id(&mut copilot::store::conn::Conn::Sqlite(tx))?.unwrap();
+            let org =
+                copilot::store::bootstrap::registration_org_id(&mut copilot::store::conn::Conn::Sqlite(tx))?.unwrap();
             let admin: String = tx.query_row("SELECT id FROM users WHERE is_superuser = 1", [], |r| r.get(0))?;
             let new = copilot::store::documents::NewDocument {
                 id: new_id(),

@@ -104,7 +104,7 @@ impl AppState {
         };
         let mut startup = Startup::default();
         let needs_bootstrap = !data
-            .write_blocking(|c| store::bootstrap::is_bootstrapped(c))
+            .write_blocking(store::bootstrap::is_bootstrapped)
             .map_err(|e| format!("reading the database: {}", e))?;
         if needs_bootstrap {
             let b = &config.bootstrap;
@@ -134,7 +134,7 @@ impl AppState {
                 startup.generated_admin_password = None;
             }
         }
-        data.write_blocking(|c| store::bootstrap::ensure_registration_org(c))
+        data.write_blocking(store::bootstrap::ensure_registration_org)
             .map_err(|e| format!("reading the registration organization: {}", e))?;
         let secret = if config.auth.jwt_secret.is_empty() {
             let candidate = Alphanumeric.sample_string(&mut rand::rng(), 64);
@@ -160,7 +160,7 @@ impl AppState {
         }
         // vector spaces of an older layout (float vectors only) are rebuilt with their sign bits
         let upgraded = data
-            .write_blocking(|c| store::documents::upgrade_spaces(c))
+            .write_blocking(store::documents::upgrade_spaces)
             .map_err(|e| format!("upgrading the vector spaces: {}", e))?;
         if upgraded > 0 {
             tracing::info!(vectors = upgraded, "rebuilt the vector spaces with binary quantization");

@@ -345,11 +345,7 @@ impl AuthApi {
                         };
                         if let Some(action) = action {
                             let actor = Actor { user_id: Some(u.id.clone()), api_key_id: None, client };
-                            store::audit::record(
-                                c,
-                                &actor,
-                                &Event::new(action, &u.organization_id, "session", &sid),
-                            )?;
+                            store::audit::record(c, &actor, &Event::new(action, &u.organization_id, "session", &sid))?;
                         }
                         Ok((rotation, Some(u)))
                     }

@@ -228,8 +228,8 @@ impl OrganizationsApi {
             .store
             .write(move |c| {
                 store::organizations::get_org(c, &all, &id)?.ok_or_else(org_not_found)?;
-                let user = store::users::get_user(c, &all, &user_id)?
-                    .ok_or_else(|| ApiError::not_found("User not found"))?;
+                let user =
+                    store::users::get_user(c, &all, &user_id)?.ok_or_else(|| ApiError::not_found("User not found"))?;
                 if user.organization_id == id {
                     return Ok(user);
                 }

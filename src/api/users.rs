@@ -323,11 +323,7 @@ impl UsersApi {
                 authz::require_may_manage(&me, standing(c, &scope, &id)?)?;
                 store::users::set_active(c, &scope, &id, true, &now())?;
                 let user = store::users::get_user(c, &scope, &id)?.ok_or_else(user_not_found)?;
-                store::audit::record(
-                    c,
-                    &me.actor(),
-                    &Event::new("user.activate", &user.organization_id, "user", &id),
-                )?;
+                store::audit::record(c, &me.actor(), &Event::new("user.activate", &user.organization_id, "user", &id))?;
                 Ok(user)
             })
             .await?;

@@ -319,7 +319,11 @@ mod tests {
         config.bootstrap.admin_password = "search-password-123".into();
         let (state, _) = crate::AppState::open(config).unwrap();
         let org = sqlite(&state)
-            .write_blocking(|tx| StoreResult::Ok(crate::store::bootstrap::registration_org_id(&mut crate::store::conn::Conn::Sqlite(tx))?.unwrap()))
+            .write_blocking(|tx| {
+                StoreResult::Ok(
+                    crate::store::bootstrap::registration_org_id(&mut crate::store::conn::Conn::Sqlite(tx))?.unwrap(),
+                )
+            })
             .unwrap();
         (dir, state, org)
     }

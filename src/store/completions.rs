@@ -355,7 +355,14 @@ mod pg {
             UsageGroup::Model => ("j.model", "MAX(j.provider)"),
             UsageGroup::Day => ("to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "NULL::text"),
         };
-        let (from, to) = (pg_ts(from)?, pg_ts(to)?);
+        // the bounds are days (`2026-12-01`), which SQLite compares as text: midnight UTC here
+        let day = |d: &str| -> StoreResult<time::OffsetDateTime> {
+            match time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")) {
+                Ok(day) => Ok(day.midnight().assume_utc()),
+                Err(_) => pg_ts(d),
+            }
+        };
+        let (from, to) = (day(from)?, day(to)?);
         t.query(
             &format!(
                 "SELECT {key} AS k, {label}, COALESCE(SUM(j.prompt_tokens), 0)::bigint, \

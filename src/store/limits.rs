@@ -75,6 +75,11 @@ pub fn admit_job(
     user_id: &str,
     now: time::OffsetDateTime,
 ) -> StoreResult<()> {
+    if let Conn::Postgres(t) = c {
+        // SQLite's single writer admits one at a time; here the admissions of one organization
+        // (its users' job limits and its budgets) queue on a transaction-scoped advisory lock
+        pg::queue_admission(t, organization_id)?;
+    }
     let max = defaults.max_jobs_per_user;
     if max > 0 && running_jobs(c, user_id)? >= i64::from(max) {
         return Err(crate::limits::too_many_jobs(max));
@@ -194,6 +199,13 @@ mod pg {
             &[&user_id, &start, &end, &organization_id],
         )?
         .try_get(0)?)
+    }
+
+    /// Waits for the other admissions of the organization to commit (released at this
+    /// transaction's end).
+    pub(super) fn queue_admission(t: &mut Transaction, organization_id: &str) -> StoreResult<()> {
+        t.execute("SELECT pg_advisory_xact_lock(hashtextextended('admission:' || $1, 0))", &[&organization_id])?;
+        Ok(())
     }
 
     pub(super) fn running_jobs(t: &mut Transaction, user_id: &str) -> StoreResult<i64> {

@@ -40,10 +40,7 @@ async fn create_config(app: &TestApp, token: &str, body: Value) -> Value {
 }
 
 async fn count_all(app: &TestApp) -> i64 {
-    app.db()
-        .read(|c| StoreResult::Ok(c.query_row("SELECT COUNT(*) FROM agent_configs", [], |r| r.get::<_, i64>(0))?))
-        .await
-        .unwrap()
+    app.state.store.read(|c| sql_i64(c, "SELECT COUNT(*) FROM agent_configs", &[])).await.unwrap()
 }
 
 #[tokio::test]

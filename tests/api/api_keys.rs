@@ -1,7 +1,6 @@
 //! API keys (SPEC §8): created with a subset of the caller's permissions, shown once, usable as
 //! a bearer token, limited by the owner's current role, revoked at once.
 
-use copilot::store::error::StoreResult;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -35,14 +34,11 @@ async fn a_key_is_shown_once_and_acts_as_its_owner_within_its_permissions() {
     let listed = app.get("/api-keys", Some(&token)).await;
     assert_eq!(listed.body["total"], 1);
     assert!(listed.body["data"][0].get("key").is_none(), "the secret is never shown again");
-    let stored: String = app
-        .state
-        .store
-        .sqlite()
-        .expect("SQLite")
-        .read(|c| StoreResult::Ok(c.query_row("SELECT secret_sha256 FROM api_keys", [], |r| r.get(0))?))
-        .await
-        .unwrap();
+    let stored: String =
+        app.state.store.read(|c| sql_rows(c, "SELECT secret_sha256 FROM api_keys", &[])).await.unwrap()[0][0]
+            .as_str()
+            .unwrap()
+            .to_string();
     assert!(!stored.contains(&key[4..]), "only a hash is stored");
 
     let me = app.get("/auth/me", Some(&key)).await;

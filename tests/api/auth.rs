@@ -14,16 +14,9 @@ async fn app_with_secret() -> TestApp {
 
 async fn set_active(app: &TestApp, user_id: &str, active: bool) {
     let id = user_id.to_string();
-    app.db()
-        .write(move |tx| {
-            copilot::store::users::set_active(
-                &mut copilot::store::conn::Conn::Sqlite(tx),
-                &Scope::system_all(),
-                &id,
-                active,
-                &copilot::db::now(),
-            )
-        })
+    app.state
+        .store
+        .write(move |tx| copilot::store::users::set_active(tx, &Scope::system_all(), &id, active, &copilot::db::now()))
         .await
         .unwrap();
 }

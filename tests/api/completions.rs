@@ -88,14 +88,18 @@ async fn messages(app: &TestApp, token: &str, conv: &str) -> Vec<Value> {
 
 async fn job_row(app: &TestApp, job_id: &str) -> (String, Option<String>, Option<String>, i64, i64) {
     let id = job_id.to_string();
-    app.db()
+    app.state
+        .store
         .read(move |c| -> StoreResult<_> {
-            Ok(c.query_row(
+            let rows = sql_rows(
+                c,
                 "SELECT status, error, assistant_message_id, prompt_tokens, completion_tokens \
                  FROM completion_jobs WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )?)
+                &[&id],
+            )?;
+            let r = &rows[0];
+            let text = |v: &Value| v.as_str().map(str::to_string);
+            Ok((text(&r[0]).unwrap(), text(&r[1]), text(&r[2]), r[3].as_i64().unwrap(), r[4].as_i64().unwrap()))
         })
         .await
         .unwrap()
@@ -575,19 +579,28 @@ async fn stopping_the_server_stores_partial_replies_and_a_restart_fails_leftover
     // a job left running by a crashed process is failed at the next start
     let ghost = copilot::db::new_id();
     let (g, c2, user_msg) = (ghost.clone(), conv.clone(), stored[0]["id"].as_str().unwrap().to_string());
-    app.db()
+    app.state
+        .store
         .write(move |tx| -> StoreResult<_> {
-            tx.execute(
+            sql_exec(
+                tx,
                 "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, provider, model, status, \
-                 user_message_id, created_at) SELECT ?1, id, user_id, organization_id, 'mock', ?3, 'running', ?4, \
-                 '2026-01-01T00:00:00.000000Z' FROM conversations WHERE id = ?2",
-                rusqlite::params![g, c2, MODEL, user_msg],
+                 user_message_id, created_at) VALUES (?1, ?2, (SELECT user_id FROM conversations WHERE id = ?2), \
+                 (SELECT organization_id FROM conversations WHERE id = ?2), 'mock', ?3, 'running', ?4, \
+                 '2026-01-01T00:00:00.000000Z')",
+                &[&g, &c2, MODEL, &user_msg],
             )?;
             Ok(())
         })
         .await
         .unwrap();
-    let restarted = spawn_app_with(config).await;
+    // the same database again (on PostgreSQL: the same URL)
+    let same = app.state.config.database.url.clone();
+    let restarted = spawn_app_with(|c| {
+        config(c);
+        c.database.url = same;
+    })
+    .await;
     let (status, error, _, _, _) = job_row(&restarted, &ghost).await;
     assert_eq!((status.as_str(), error.as_deref()), ("failed", Some("server restarted")));
     // and a finished job replays from the stored messages on the new server

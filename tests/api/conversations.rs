@@ -33,10 +33,7 @@ async fn agent_config(app: &TestApp, admin: &str, name: &str) -> String {
 }
 
 async fn conversation_rows(app: &TestApp) -> i64 {
-    app.db()
-        .read(|c| StoreResult::Ok(c.query_row("SELECT COUNT(*) FROM conversations", [], |r| r.get::<_, i64>(0))?))
-        .await
-        .unwrap()
+    app.state.store.read(|c| sql_i64(c, "SELECT COUNT(*) FROM conversations", &[])).await.unwrap()
 }
 
 #[tokio::test]

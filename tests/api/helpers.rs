@@ -101,10 +101,19 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     spawn_on(dir, config).await
 }
 
+/// `AppState::open` off the runtime (PostgreSQL's synchronous client cannot connect inside it).
+pub fn open_state(config: Config) -> Result<(AppState, copilot::Startup), String> {
+    std::thread::spawn(move || AppState::open(config)).join().unwrap()
+}
+
 /// Starts a server on `config` (whose database lives in `dir`).
 pub async fn spawn_on(dir: tempfile::TempDir, config: Config) -> TestApp {
+    // TEST_LOG=1: the server's log in the test's output (for a failing test)
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    }
     // off the runtime: PostgreSQL's synchronous client cannot connect inside it
-    let (state, _) = std::thread::spawn(move || AppState::open(config)).join().unwrap().expect("app state");
+    let (state, _) = open_state(config).expect("app state");
     state.start_background();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("socket address");
@@ -265,17 +274,10 @@ impl TestApp {
         let id = self
             .state
             .store
-            .sqlite()
-            .expect("SQLite")
-            .write(move |tx| -> StoreResult<_> {
-                let role_id = copilot::store::users::role_id_by_name(
-                    &mut copilot::store::conn::Conn::Sqlite(tx),
-                    &org_id,
-                    &role,
-                )?
-                .expect("role exists");
+            .write(move |c| -> StoreResult<_> {
+                let role_id = copilot::store::users::role_id_by_name(c, &org_id, &role)?.expect("role exists");
                 let user = copilot::store::users::insert_user(
-                    &mut copilot::store::conn::Conn::Sqlite(tx),
+                    c,
                     &copilot::store::users::NewUser {
                         id: copilot::db::new_id(),
                         organization_id: org_id,
@@ -294,5 +296,91 @@ impl TestApp {
             .unwrap();
         let token = self.login(username, PASSWORD).await;
         (id, token)
+    }
+}
+
+/// Test SQL on either backend, for tests that look at rows no endpoint shows: `?1`, `?2`… become
+/// `$1`, `$2`… on PostgreSQL; every argument is text. Values come back as JSON, the same on both:
+/// integers and booleans as numbers (SQLite's 0/1), timestamps in the API's text, NULL as null.
+pub fn sql_rows(c: &mut copilot::store::conn::Conn, sql: &str, args: &[&str]) -> StoreResult<Vec<Vec<Value>>> {
+    use copilot::store::conn::Conn;
+    match c {
+        Conn::Sqlite(c) => {
+            let mut stmt = c.prepare(sql)?;
+            let n = stmt.column_count();
+            let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => Value::Null,
+                            rusqlite::types::ValueRef::Integer(v) => json!(v),
+                            rusqlite::types::ValueRef::Real(v) => json!(v),
+                            rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                            rusqlite::types::ValueRef::Blob(b) => json!(b.len()),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<Value>>>()
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        }
+        Conn::Postgres(t) => {
+            let mut pg_sql = sql.to_string();
+            for i in (1..=args.len().max(9)).rev() {
+                pg_sql = pg_sql.replace(&format!("?{i}"), &format!("${i}"));
+            }
+            let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                args.iter().map(|a| a as &(dyn postgres::types::ToSql + Sync)).collect();
+            let rows = t.query(pg_sql.as_str(), &params)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let mut values = Vec::new();
+                for (i, col) in row.columns().iter().enumerate() {
+                    use postgres::types::Type;
+                    let ty = col.type_();
+                    values.push(if *ty == Type::INT8 {
+                        json!(row.try_get::<_, Option<i64>>(i)?)
+                    } else if *ty == Type::INT4 {
+                        json!(row.try_get::<_, Option<i32>>(i)?)
+                    } else if *ty == Type::BOOL {
+                        json!(row.try_get::<_, Option<bool>>(i)?.map(i64::from))
+                    } else if *ty == Type::FLOAT8 {
+                        json!(row.try_get::<_, Option<f64>>(i)?)
+                    } else if *ty == Type::TIMESTAMPTZ {
+                        json!(row.try_get::<_, Option<time::OffsetDateTime>>(i)?.map(copilot::db::format_ts))
+                    } else if *ty == Type::BYTEA {
+                        json!(row.try_get::<_, Option<Vec<u8>>>(i)?.map(|b| b.len()))
+                    } else if *ty == Type::NUMERIC {
+                        return Err(copilot::store::error::StoreError::internal("cast NUMERIC to bigint in test SQL"));
+                    } else {
+                        json!(row.try_get::<_, Option<String>>(i)?)
+                    });
+                }
+                out.push(values);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The first column of the first row of [`sql_rows`], as an integer (a count).
+pub fn sql_i64(c: &mut copilot::store::conn::Conn, sql: &str, args: &[&str]) -> StoreResult<i64> {
+    let rows = sql_rows(c, sql, args)?;
+    Ok(rows.first().and_then(|r| r.first()).and_then(Value::as_i64).expect("an integer"))
+}
+
+/// Runs one statement of test SQL (see [`sql_rows`]) and returns the rows it changed.
+pub fn sql_exec(c: &mut copilot::store::conn::Conn, sql: &str, args: &[&str]) -> StoreResult<u64> {
+    use copilot::store::conn::Conn;
+    match c {
+        Conn::Sqlite(c) => Ok(c.execute(sql, rusqlite::params_from_iter(args.iter()))? as u64),
+        Conn::Postgres(t) => {
+            let mut pg_sql = sql.to_string();
+            for i in (1..=args.len().max(9)).rev() {
+                pg_sql = pg_sql.replace(&format!("?{i}"), &format!("${i}"));
+            }
+            let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+                args.iter().map(|a| a as &(dyn postgres::types::ToSql + Sync)).collect();
+            Ok(t.execute(pg_sql.as_str(), &params)?)
+        }
     }
 }

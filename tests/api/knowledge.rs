@@ -289,6 +289,16 @@ async fn an_agent_scoped_to_documents_cites_only_those() {
 #[tokio::test]
 async fn retrieval_quality_on_the_evaluation_set() {
     let text = evaluate(&spawn_app().await).await;
+    if on_postgres() {
+        // full text only there (no pgvector in this build): PostgreSQL's own ranking is held to
+        // the same recall
+        println!(
+            "retrieval evaluation, full text on PostgreSQL: recall@5 = {:.3}, MRR = {:.3}; missed: {:?}",
+            text.recall, text.mrr, text.misses
+        );
+        assert!(text.recall >= 0.8, "full-text recall@5 {:.3} < 0.8; missed {:?}", text.recall, text.misses);
+        return;
+    }
     let (mock, url) = spawn_embedder().await;
     let mut p = provider(&url);
     p.name = "embedder".into();
@@ -532,11 +542,14 @@ async fn spawn_with_embeddings(url: &str) -> TestApp {
 }
 
 async fn count_rows(app: &TestApp, sql: &'static str) -> i64 {
-    app.db().read(move |c| StoreResult::Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+    app.state.store.read(move |c| sql_i64(c, sql, &[])).await.unwrap()
 }
 
 #[tokio::test]
 async fn embeddings_find_passages_that_share_no_word_with_the_question() {
+    if on_postgres() {
+        return; // vectors: SQLite only in this build (PostgreSQL is full text only without pgvector)
+    }
     let (mock, url) = spawn_embedder().await;
     let app = spawn_with_embeddings(&url).await;
     let org_a = app.create_org("Org A").await;
@@ -575,6 +588,9 @@ async fn embeddings_find_passages_that_share_no_word_with_the_question() {
 
 #[tokio::test]
 async fn an_embedding_outage_leaves_full_text_working_and_marks_the_document() {
+    if on_postgres() {
+        return; // vectors: SQLite only in this build (PostgreSQL is full text only without pgvector)
+    }
     let (mock, url) = spawn_embedder().await;
     let app = spawn_with_embeddings(&url).await;
     let admin = app.admin_token().await;
@@ -600,12 +616,15 @@ async fn an_embedding_model_no_provider_serves_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.knowledge.embedding_model = "nobody-serves-this".into();
-    let e = copilot::AppState::open(config).err().expect("refused");
+    let e = open_state(config).err().expect("refused");
     assert!(e.contains("knowledge.embedding_model") && e.contains("nobody-serves-this"), "{e}");
 }
 
 #[tokio::test]
 async fn changing_the_embedding_model_starts_a_new_space_that_a_reindex_fills() {
+    if on_postgres() {
+        return; // vectors: SQLite only in this build (PostgreSQL is full text only without pgvector)
+    }
     let (_mock, url) = spawn_embedder().await;
     let first = spawn_with_embeddings(&url).await;
     let admin = first.admin_token().await;

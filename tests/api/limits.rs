@@ -45,12 +45,9 @@ fn budget<'a>(usage: &'a Value, name: &str) -> &'a Value {
 }
 
 async fn running_jobs(app: &TestApp) -> i64 {
-    app.db()
-        .read(|c| {
-            StoreResult::Ok(
-                c.query_row("SELECT COUNT(*) FROM completion_jobs WHERE status = 'running'", [], |r| r.get(0))?,
-            )
-        })
+    app.state
+        .store
+        .read(|c| sql_i64(c, "SELECT COUNT(*) FROM completion_jobs WHERE status = 'running'", &[]))
         .await
         .unwrap()
 }
@@ -384,6 +381,11 @@ async fn without_limits_nothing_is_counted() {
 
 #[tokio::test]
 async fn the_budget_sums_read_only_an_index() {
+    if on_postgres() {
+        // SQLite's query plans; PostgreSQL's budget sums use the same indexes of V9 (its plans
+        // are checked in postgres.rs)
+        return;
+    }
     let app = spawn_app().await;
     let plans: Vec<String> = app
         .state
@@ -423,7 +425,7 @@ async fn budgets_and_the_job_limit_hold_across_processes_on_one_database() {
     // jobs that it finds running as failed)
     let mut config = (*app.state.config).clone();
     config.server.bind = "127.0.0.1:0".into();
-    let (second, _) = copilot::AppState::open(config).expect("second app state");
+    let (second, _) = open_state(config).expect("second app state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let other = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(copilot::serve_on(listener, second, std::future::pending()));

@@ -23,9 +23,9 @@ async fn health_probes_answer_without_auth_at_the_root_and_under_the_api() {
 async fn readiness_fails_while_a_migration_of_this_build_is_missing() {
     let app = spawn_app().await;
     // fault injection: the database forgets its newest migration
-    app.db()
+    app.state.store
         .write(|tx| -> StoreResult<_> {
-            tx.execute("DELETE FROM refinery_schema_history WHERE version = (SELECT MAX(version) FROM refinery_schema_history)", [])?;
+            sql_exec(tx, "DELETE FROM refinery_schema_history WHERE version = (SELECT MAX(version) FROM refinery_schema_history)", &[])?;
             Ok(())
         })
         .await
@@ -108,7 +108,8 @@ async fn metrics_count_requests_by_route_and_status_in_the_prometheus_text_forma
     assert_eq!(count(&format!("{latency}_count"), &[("route", "/api/v1/auth/me")]), 3.0);
     assert_eq!(count(&format!("{latency}_bucket"), &[("route", "/api/v1/auth/me"), ("le", "+Inf")]), 3.0);
 
-    assert!(count("copilot_db_pool_connections", &[("pool", "write")]) >= 1.0);
+    let pool = if on_postgres() { "postgres" } else { "write" };
+    assert!(count("copilot_db_pool_connections", &[("pool", pool)]) >= 1.0);
     assert_eq!(families["copilot_completion_jobs_running"].kind, "gauge");
     assert!(families.contains_key("copilot_llm_tokens_total"));
     assert!(families.contains_key("copilot_completion_jobs_total"));

@@ -13,14 +13,19 @@ fn names(body: &Value, key: &str) -> Vec<String> {
 /// The names of an organization's roles (and whether they are system roles), from the database.
 async fn roles_of(app: &TestApp, org_id: &str) -> Vec<(String, bool, i64)> {
     let org_id = org_id.to_string();
-    app.db()
+    app.state
+        .store
         .read(move |c| -> StoreResult<_> {
-            let mut stmt = c.prepare(
+            let rows = sql_rows(
+                c,
                 "SELECT r.name, r.is_system, (SELECT COUNT(*) FROM role_permissions rp WHERE rp.role_id = r.id) \
                  FROM roles r WHERE r.organization_id = ?1 ORDER BY r.name",
+                &[&org_id],
             )?;
-            let rows = stmt.query_map([org_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(rows
+                .iter()
+                .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64() == Some(1), r[2].as_i64().unwrap()))
+                .collect())
         })
         .await
         .unwrap()
@@ -299,13 +304,9 @@ async fn superusers_move_users_between_organizations() {
     assert_eq!(r.body["organization_id"], other.as_str());
     let member_role = {
         let o = other.clone();
-        app.db()
-            .read(move |c| {
-                StoreResult::Ok(
-                    copilot::store::users::role_id_by_name(&mut copilot::store::conn::Conn::Sqlite(c), &o, "member")?
-                        .unwrap(),
-                )
-            })
+        app.state
+            .store
+            .read(move |c| StoreResult::Ok(copilot::store::users::role_id_by_name(c, &o, "member")?.unwrap()))
             .await
             .unwrap()
     };
@@ -314,14 +315,12 @@ async fn superusers_move_users_between_organizations() {
     let projects: Vec<String> = app
         .state
         .store
-        .sqlite()
-        .expect("SQLite")
-        .read(move |c| -> StoreResult<_> {
-            let mut s = c.prepare("SELECT project_id FROM user_projects WHERE user_id = ?1")?;
-            Ok(s.query_map([m], |r| r.get(0))?.collect::<Result<Vec<_>, _>>()?)
-        })
+        .read(move |c| sql_rows(c, "SELECT project_id FROM user_projects WHERE user_id = ?1", &[&m]))
         .await
-        .unwrap();
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(projects, ["p-new"], "left the old organization's projects only");
 
     // the next request already runs in the new organization, with member rights

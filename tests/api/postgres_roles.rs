@@ -930,10 +930,7 @@ async fn bootstrap_area(store: &Store) {
         password_hash: "hash".into(),
     };
     let (first, second) = w(store, move |c| {
-        Ok((
-            copilot::store::bootstrap::bootstrap(c, &admin())?,
-            copilot::store::bootstrap::bootstrap(c, &admin())?,
-        ))
+        Ok((copilot::store::bootstrap::bootstrap(c, &admin())?, copilot::store::bootstrap::bootstrap(c, &admin())?))
     })
     .await
     .unwrap();

@@ -208,11 +208,7 @@ async fn users_area(store: &Store) {
         .await
         .unwrap();
     assert!(!no_role.is_superuser && no_role.role.is_none(), "{backend}");
-    match backend {
-        // the roles area is not ported yet: its role lookup answers an internal error there
-        "postgres" => assert!(matches!(with_role, Err(StoreError::Internal(_))), "{with_role:?}"),
-        _ => assert_eq!(with_role.unwrap(), (true, true)),
-    }
+    assert_eq!(with_role.unwrap(), (true, true), "{backend}");
     let moved = moved.unwrap();
     assert_eq!((moved.updated_at.as_str(), moved.is_active), ("2026-03-09T00:00:00.000000Z", false), "{backend}");
 }

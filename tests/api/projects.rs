@@ -404,10 +404,11 @@ async fn member_lists_page_search_and_filter() {
 
     // a deactivated member leaves the default list but is listed with is_active=false
     let gone = ids[1].clone();
-    app.db()
+    app.state
+        .store
         .write(move |tx| {
             copilot::store::users::set_active(
-                &mut copilot::store::conn::Conn::Sqlite(tx),
+                tx,
                 &copilot::authz::Scope::system_all(),
                 &gone,
                 false,

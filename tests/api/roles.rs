@@ -276,15 +276,10 @@ async fn delete_refuses_system_roles_and_roles_in_use() {
     let used = create_role(&app, &root, json!({"name": "Used"})).await;
     let (holder, _) = app.create_user_in(&org, "holder", "Used").await;
     // a deactivated holder still holds it
-    app.db()
+    app.state
+        .store
         .write(move |tx| {
-            copilot::store::users::set_active(
-                &mut copilot::store::conn::Conn::Sqlite(tx),
-                &Scope::system_all(),
-                &holder,
-                false,
-                &copilot::db::now(),
-            )
+            copilot::store::users::set_active(tx, &Scope::system_all(), &holder, false, &copilot::db::now())
         })
         .await
         .unwrap();

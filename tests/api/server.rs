@@ -191,24 +191,25 @@ async fn openapi_document_and_docs_ui_are_served() {
 async fn bootstrap_runs_once() {
     let dir = tempfile::tempdir().unwrap();
     let counts = |state: &copilot::AppState| {
-        let db = state.store.sqlite().expect("SQLite").clone();
+        let store = state.store.clone();
         async move {
-            db.read(|c| -> StoreResult<_> {
-                let n = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0));
-                Ok((n("permissions")?, n("organizations")?, n("roles")?, n("users")?, n("role_permissions")?))
-            })
-            .await
-            .unwrap()
+            store
+                .read(|c| -> StoreResult<_> {
+                    let mut n = |t: &str| sql_i64(c, &format!("SELECT count(*) FROM {t}"), &[]);
+                    Ok((n("permissions")?, n("organizations")?, n("roles")?, n("users")?, n("role_permissions")?))
+                })
+                .await
+                .unwrap()
         }
     };
     let mut config = test_config(dir.path());
     config.bootstrap.admin_password = String::new();
-    let (first, startup) = copilot::AppState::open(config.clone()).unwrap();
+    let (first, startup) = open_state(config.clone()).unwrap();
     let password = startup.generated_admin_password.clone().expect("a generated password on first start");
     assert!(password.len() >= 16);
     assert_eq!(counts(&first).await, (13, 1, 2, 1, 21));
     drop(first);
-    let (second, startup) = copilot::AppState::open(config).unwrap();
+    let (second, startup) = open_state(config).unwrap();
     assert!(startup.generated_admin_password.is_none(), "printed only once");
     assert!(!startup.bootstrapped);
     assert_eq!(counts(&second).await, (13, 1, 2, 1, 21));

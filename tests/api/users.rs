@@ -16,13 +16,9 @@ fn usernames(body: &Value) -> Vec<String> {
 /// The id of a role of `org_id` by name, straight from the database.
 async fn role_id(app: &TestApp, org_id: &str, name: &str) -> String {
     let (org_id, name) = (org_id.to_string(), name.to_string());
-    app.db()
-        .read(move |c| {
-            StoreResult::Ok(
-                copilot::store::users::role_id_by_name(&mut copilot::store::conn::Conn::Sqlite(c), &org_id, &name)?
-                    .expect("role"),
-            )
-        })
+    app.state
+        .store
+        .read(move |c| StoreResult::Ok(copilot::store::users::role_id_by_name(c, &org_id, &name)?.expect("role")))
         .await
         .unwrap()
 }
