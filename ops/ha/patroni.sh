@@ -124,11 +124,10 @@ tags: {}
 EOF
 }
 
-declare -A node_pg=([n1]=$pg1 [n2]=$pg2 [n3]=$pg3) node_api=([n1]=$api1 [n2]=$api2 [n3]=$api3) node_pid=()
+declare -A node_pg=([n1]=$pg1 [n2]=$pg2 [n3]=$pg3) node_api=([n1]=$api1 [n2]=$api2 [n3]=$api3)
 start_node() {
   node_config "$1" "${node_pg[$1]}" "${node_api[$1]}" >"$work/$1.yml"
   run_pg patroni "$work/$1.yml" >"$work/$1.log" 2>&1 &
-  node_pid[$1]=$!
   pids+=($!); disown $!
 }
 # the role of a node, from its REST API: master/primary, replica, or nothing
@@ -185,7 +184,7 @@ start_web() { # port
   web_config "$1" >"$work/web-$1.toml"
   "$copilot" serve --config "$work/web-$1.toml" >"$work/web-$1.log" 2>&1 &
   pids+=($!); disown $!
-  wait_for "copilot on $1 answering" 60 curl -fsS -o /dev/null "http://127.0.0.1:$1/health/ready"
+  wait_for "copilot on $1 answering" 60 curl -fs -o /dev/null "http://127.0.0.1:$1/health/ready"
 }
 start_web "$web1"
 start_web "$web2"
@@ -227,8 +226,8 @@ load=$!
 sleep 5
 victim=$(leader)
 echo "-- $(date +%T) killing the leader $victim (patroni and postgres, kill -9)"
-kill -9 "${node_pid[$victim]}"
-pkill -9 -f "$bin/postgres -D $work/$victim" || true
+pkill -9 -f "patroni $work/$victim.yml" || true
+pkill -9 -f -- "-D $work/$victim( |$)" || true
 new_leader() { local l; l=$(leader); [ -n "$l" ] && [ "$l" != "$victim" ]; }
 wait_for "a new leader" 60 new_leader
 echo "-- $(date +%T) new leader: $(leader)"
