@@ -338,13 +338,13 @@ mod tests {
         let db = crate::db::Db::open(&dir.path().join("t.db"), 1, std::time::Duration::from_secs(5), None).unwrap();
         let left = db
             .write_blocking(|tx| -> StoreResult<_> {
-                let c = &mut Conn::Sqlite(tx);
                 let actor = Actor::default();
                 for _ in 0..5 {
-                    record(c, &actor, &Event::new("user.create", "o", "user", "u"))?;
+                    record(&mut Conn::Sqlite(tx), &actor, &Event::new("user.create", "o", "user", "u"))?;
                 }
                 // the three oldest are a year old
-                c.sqlite()?.execute("UPDATE audit_events SET at = '2025-01-01T00:00:00.000000Z' WHERE seq <= 3", [])?;
+                tx.execute("UPDATE audit_events SET at = '2025-01-01T00:00:00.000000Z' WHERE seq <= 3", [])?;
+                let c = &mut Conn::Sqlite(tx);
                 assert_eq!(prune(c, "2025-06-01T00:00:00.000000Z", 2)?, 2);
                 assert_eq!(prune(c, "2025-06-01T00:00:00.000000Z", 2)?, 1);
                 assert_eq!(prune(c, "2025-06-01T00:00:00.000000Z", 2)?, 0);

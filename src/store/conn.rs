@@ -8,9 +8,8 @@
 //! snapshot), `lookup` (SQLite: a primary-key lookup without the blocking-pool hop), `write` (one
 //! transaction, committed on `Ok`, rolled back on `Err`).
 //!
-//! Areas not ported yet reach their SQLite code through [`Conn::sqlite`], which answers an
-//! internal error on PostgreSQL (README, Operations, "PostgreSQL (in progress)" lists the ported
-//! areas).
+//! Every area is on both backends (README, Operations, "PostgreSQL"); each keeps its two
+//! implementations in the private `sqlite` and `pg` modules of its file.
 
 use rusqlite::Connection;
 
@@ -29,14 +28,6 @@ pub enum Conn<'a, 'b> {
 }
 
 impl Conn<'_, '_> {
-    /// The SQLite connection, for areas that have no PostgreSQL code yet.
-    pub fn sqlite(&self) -> StoreResult<&Connection> {
-        match self {
-            Conn::Sqlite(c) => Ok(c),
-            Conn::Postgres(_) => Err(StoreError::internal("this operation is not available on PostgreSQL yet")),
-        }
-    }
-
     /// Which backend this is, for messages and tests.
     pub fn backend(&self) -> &'static str {
         match self {
