@@ -50,7 +50,9 @@ fn bench_db() -> Option<BenchDb> {
     let admin = url_of(&var("PGDATABASE").unwrap_or_else(|| "postgres".into()));
     let name = format!("copilot_bench_{}", std::process::id());
     let mut c = Client::connect(&admin, NoTls).expect("connect to the cluster of the PG* variables");
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}")).unwrap();
+    // two statements: one multi-statement string would be one transaction, which they refuse
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     Some(BenchDb { url: url_of(&name), admin, name })
 }
 

@@ -691,9 +691,13 @@ mod pg {
         };
         let rows = t
             .query(
+                // the offset is skipped on the index alone (an index-only scan of
+                // messages_conversation_created): only the page's rows are read from the table
                 &format!(
                     "SELECT {MESSAGE_COLS} FROM messages m WHERE m.conversation_id = $1 AND m.is_active \
-                     ORDER BY m.created_at, m.id LIMIT $2 OFFSET $3"
+                     AND (m.created_at, m.id) >= (SELECT created_at, id FROM messages WHERE conversation_id = $1 \
+                     AND is_active ORDER BY created_at, id OFFSET $3 LIMIT 1) \
+                     ORDER BY m.created_at, m.id LIMIT $2"
                 ),
                 &[&id, &page.limit, &page.skip],
             )?
