@@ -209,7 +209,7 @@ mod pg {
 
     use super::{KeyOwner, NewKey, Owners};
     use crate::{
-        authz::{CurrentUser, PermissionSet},
+        authz::PermissionSet,
         model::api_keys::ApiKey,
         pagination::Page,
         store::{
@@ -299,40 +299,24 @@ mod pg {
         Ok(Some((r.try_get(0)?, r.try_get(1)?)))
     }
 
-    // store::auth's caller_cols! (SQLite) with string_agg for group_concat; that area's
-    // PostgreSQL twin is not written yet, so the reader is here
-    const KEY_OWNER_SQL: &str = "SELECT u.id, u.username, u.organization_id, u.role_id, r.name, r.is_system, \
-         u.is_superuser, (SELECT string_agg(p.name, ',') FROM role_permissions rp \
-           JOIN permissions p ON p.id = rp.permission_id WHERE rp.role_id = u.role_id), \
-         u.email, u.full_name, u.created_at, u.updated_at, k.id, k.permissions, k.last_used_at \
-         FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN roles r ON r.id = u.role_id \
-         JOIN organizations o ON o.id = u.organization_id \
-         WHERE k.secret_sha256 = $1 AND (k.expires_at IS NULL OR k.expires_at > $2) AND u.is_active \
-           AND (o.is_active OR u.is_superuser)";
+    /// The owner of a key (the caller's columns of `store::auth`), then the key's own.
+    static KEY_OWNER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {}, k.id, k.permissions, k.last_used_at \
+             FROM api_keys k JOIN users u ON u.id = k.user_id LEFT JOIN roles r ON r.id = u.role_id \
+             JOIN organizations o ON o.id = u.organization_id \
+             WHERE k.secret_sha256 = $1 AND (k.expires_at IS NULL OR k.expires_at > $2) AND u.is_active \
+               AND (o.is_active OR u.is_superuser)",
+            crate::store::auth::pg::CALLER_COLS
+        )
+    });
 
     pub(super) fn key_owner(t: &mut Transaction, secret_sha256: &str, now: &str) -> StoreResult<Option<KeyOwner>> {
-        let Some(r) = t.query_opt(KEY_OWNER_SQL, &[&secret_sha256, &pg_ts(now)?])? else {
+        let Some(r) = t.query_opt(KEY_OWNER_SQL.as_str(), &[&secret_sha256, &pg_ts(now)?])? else {
             return Ok(None);
         };
-        let perms: Option<String> = r.try_get(7)?;
         let key_perms: String = r.try_get(13)?;
-        let owner = CurrentUser {
-            id: r.try_get(0)?,
-            username: r.try_get(1)?,
-            email: r.try_get(8)?,
-            full_name: r.try_get(9)?,
-            organization_id: r.try_get(2)?,
-            role_id: r.try_get(3)?,
-            role_name: r.try_get(4)?,
-            role_is_system: r.try_get::<_, Option<bool>>(5)?.unwrap_or(false),
-            is_superuser: r.try_get(6)?,
-            permissions: PermissionSet::from_csv(perms.as_deref()),
-            session_id: String::new(),
-            api_key_id: None,
-            client: Default::default(),
-            created_at: pg_ts_col(&r, 10)?,
-            updated_at: pg_ts_col(&r, 11)?,
-        };
+        let owner = crate::store::auth::pg::caller_from_row(&r)?;
         Ok(Some(KeyOwner {
             key_id: r.try_get(12)?,
             key_permissions: PermissionSet::from_csv(Some(&key_perms)),

@@ -350,24 +350,7 @@ mod pg {
         })
     }
 
-    // the columns of store::users' USER_COLS (its PostgreSQL reader is private to that area)
-    const MEMBER_COLS: &str = "u.id, u.username, u.email, u.full_name, u.organization_id, u.role_id, \
-                               u.is_active, u.is_superuser, u.created_at, u.updated_at";
-
-    fn member_from_row(r: &Row) -> StoreResult<User> {
-        Ok(User {
-            id: r.try_get(0)?,
-            username: r.try_get(1)?,
-            email: r.try_get(2)?,
-            full_name: r.try_get(3)?,
-            organization_id: r.try_get(4)?,
-            role_id: r.try_get(5)?,
-            is_active: r.try_get(6)?,
-            is_superuser: r.try_get(7)?,
-            created_at: pg_ts_col(r, 8)?,
-            updated_at: pg_ts_col(r, 9)?,
-        })
-    }
+    use crate::store::users::pg::{USER_COLS as MEMBER_COLS, user_from_row as member_from_row};
 
     // strpos over nocase(): SQLite's instr(lower(..)) (ASCII folding; %, _ and \ are themselves)
     const PROJECT_FILTER: &str = "FROM projects p WHERE ($1::text IS NULL OR p.organization_id = $1) \

@@ -403,7 +403,7 @@ mod sqlite {
     }
 }
 
-mod pg {
+pub(crate) mod pg {
     use postgres::{Row, Transaction};
 
     use super::{EMAIL_TAKEN, NewUser, USERNAME_TAKEN, UserChanges, UserFilter};
@@ -418,10 +418,11 @@ mod pg {
         },
     };
 
-    const USER_COLS: &str = "u.id, u.username, u.email, u.full_name, u.organization_id, u.role_id, \
+    /// A user's columns (of `users u`), read back by [`user_from_row`].
+    pub(crate) const USER_COLS: &str = "u.id, u.username, u.email, u.full_name, u.organization_id, u.role_id, \
          u.is_active, u.is_superuser, u.created_at, u.updated_at";
 
-    fn user_from_row(r: &Row) -> StoreResult<User> {
+    pub(crate) fn user_from_row(r: &Row) -> StoreResult<User> {
         Ok(User {
             id: r.try_get(0)?,
             username: r.try_get(1)?,
