@@ -7,7 +7,8 @@
 # reports the write outage and every acknowledged write that is missing afterwards.
 #
 # Usage: ops/ha/patroni.sh [--seconds N]    (N: load after the kill, default 25)
-#   COPILOT_BIN=path  the copilot binary (default: target/release/copilot, built if missing)
+#   HA_COPILOT=path   the copilot binary (default: target/release/copilot, built if missing;
+#                     not COPILOT_…, which copilot reads as its settings)
 #   KEEP=1            leave the cluster's folder in place (its logs) instead of removing it
 # Installs the Debian packages patroni, etcd-server, postgresql-15 where they are missing.
 set -euo pipefail
@@ -39,7 +40,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 bin=/usr/lib/postgresql/15/bin
 
-copilot=${COPILOT_BIN:-$root/target/release/copilot}
+copilot=${HA_COPILOT:-$root/target/release/copilot}
 if [ ! -x "$copilot" ]; then
   echo "-- building copilot (release)"
   cargo build --release --quiet
@@ -184,7 +185,8 @@ start_web() { # port
   web_config "$1" >"$work/web-$1.toml"
   "$copilot" serve --config "$work/web-$1.toml" >"$work/web-$1.log" 2>&1 &
   pids+=($!); disown $!
-  wait_for "copilot on $1 answering" 60 curl -fs -o /dev/null "http://127.0.0.1:$1/health/ready"
+  wait_for "copilot on $1 answering" 60 curl -fs -o /dev/null "http://127.0.0.1:$1/health/ready" \
+    || { tail -n 20 "$work/web-$1.log" >&2; return 1; }
 }
 start_web "$web1"
 start_web "$web2"
