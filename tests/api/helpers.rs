@@ -324,12 +324,7 @@ pub fn sql_rows(c: &mut copilot::store::conn::Conn, sql: &str, args: &[&str]) ->
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         }
         Conn::Postgres(t) => {
-            let mut pg_sql = sql.to_string();
-            for i in (1..=args.len().max(9)).rev() {
-                pg_sql = pg_sql.replace(&format!("?{i}"), &format!("${i}"));
-            }
-            let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                args.iter().map(|a| a as &(dyn postgres::types::ToSql + Sync)).collect();
+            let (pg_sql, params) = pg_statement(sql, args);
             let rows = t.query(pg_sql.as_str(), &params)?;
             let mut out = Vec::new();
             for row in rows {
@@ -362,6 +357,16 @@ pub fn sql_rows(c: &mut copilot::store::conn::Conn, sql: &str, args: &[&str]) ->
     }
 }
 
+/// Test SQL for PostgreSQL: `?N` placeholders as `$N` (the highest first, so `?1` does not
+/// eat `?10`), and the text arguments as its parameters.
+fn pg_statement<'a>(sql: &str, args: &'a [&'a str]) -> (String, Vec<&'a (dyn postgres::types::ToSql + Sync)>) {
+    let mut pg_sql = sql.to_string();
+    for i in (1..=args.len().max(9)).rev() {
+        pg_sql = pg_sql.replace(&format!("?{i}"), &format!("${i}"));
+    }
+    (pg_sql, args.iter().map(|a| a as &(dyn postgres::types::ToSql + Sync)).collect())
+}
+
 /// The first column of the first row of [`sql_rows`], as an integer (a count).
 pub fn sql_i64(c: &mut copilot::store::conn::Conn, sql: &str, args: &[&str]) -> StoreResult<i64> {
     let rows = sql_rows(c, sql, args)?;
@@ -374,12 +379,7 @@ pub fn sql_exec(c: &mut copilot::store::conn::Conn, sql: &str, args: &[&str]) ->
     match c {
         Conn::Sqlite(c) => Ok(c.execute(sql, rusqlite::params_from_iter(args.iter()))? as u64),
         Conn::Postgres(t) => {
-            let mut pg_sql = sql.to_string();
-            for i in (1..=args.len().max(9)).rev() {
-                pg_sql = pg_sql.replace(&format!("?{i}"), &format!("${i}"));
-            }
-            let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                args.iter().map(|a| a as &(dyn postgres::types::ToSql + Sync)).collect();
+            let (pg_sql, params) = pg_statement(sql, args);
             Ok(t.execute(pg_sql.as_str(), &params)?)
         }
     }
