@@ -18,7 +18,10 @@ use crate::{
         knowledge::Passage,
     },
     pagination::Page,
-    store::{conn::Conn, error::StoreResult},
+    store::{
+        conn::Conn,
+        error::{StoreError, StoreResult},
+    },
 };
 pub use sqlite::{
     Claimed, DocumentFilter, NewDocument, RERANK_FACTOR, SearchScope, VEC_CHUNK_SIZE, Vectors, bit_dims, duplicate,
@@ -125,10 +128,21 @@ pub fn check_knowledge_scope(
     organization_id: &str,
     kb: &crate::knowledge::KnowledgeScope,
 ) -> StoreResult<()> {
-    match c {
-        Conn::Sqlite(c) => sqlite::check_knowledge_scope(c, organization_id, kb),
-        Conn::Postgres(t) => pg::check_knowledge_scope(t, organization_id, kb),
+    for p in &kb.project_ids {
+        if !project_in_org(c, organization_id, p)? {
+            return Err(StoreError::invalid(format!(
+                "knowledge_base.project_ids: {p} does not name a project of this organization"
+            )));
+        }
     }
+    for d in &kb.document_ids {
+        if !document_in_org(c, organization_id, d)? {
+            return Err(StoreError::invalid(format!(
+                "knowledge_base.document_ids: {d} does not name a document of this organization"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// At start-up: work that a stopped process held goes back to the queue. Returns how many
@@ -449,30 +463,6 @@ mod sqlite {
         conn.prepare_cached("DELETE FROM documents WHERE id = ?1 AND (?2 IS NULL OR organization_id = ?2)")?
             .execute(params![id, scope.org()])?;
         Ok(doc)
-    }
-
-    /// The ids of an agent config's `knowledge_base` must be of its organization: else 400 naming
-    /// the field.
-    pub fn check_knowledge_scope(
-        conn: &Connection,
-        organization_id: &str,
-        kb: &crate::knowledge::KnowledgeScope,
-    ) -> StoreResult<()> {
-        for p in &kb.project_ids {
-            if !project_in_org(conn, organization_id, p)? {
-                return Err(StoreError::invalid(format!(
-                    "knowledge_base.project_ids: {p} does not name a project of this organization"
-                )));
-            }
-        }
-        for d in &kb.document_ids {
-            if !document_in_org(conn, organization_id, d)? {
-                return Err(StoreError::invalid(format!(
-                    "knowledge_base.document_ids: {d} does not name a document of this organization"
-                )));
-            }
-        }
-        Ok(())
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -1004,7 +994,7 @@ mod pg {
         pagination::Page,
         store::{
             conn::{pg_json_col, pg_ts, pg_ts_col},
-            error::{StoreError, StoreResult, pg_conflict_on_unique},
+            error::{StoreResult, pg_conflict_on_unique},
         },
     };
 
@@ -1212,28 +1202,6 @@ mod pg {
             &[&id, &scope.org()],
         )?;
         Ok(doc)
-    }
-
-    pub(super) fn check_knowledge_scope(
-        t: &mut Transaction,
-        organization_id: &str,
-        kb: &crate::knowledge::KnowledgeScope,
-    ) -> StoreResult<()> {
-        for p in &kb.project_ids {
-            if !project_in_org(t, organization_id, p)? {
-                return Err(StoreError::invalid(format!(
-                    "knowledge_base.project_ids: {p} does not name a project of this organization"
-                )));
-            }
-        }
-        for d in &kb.document_ids {
-            if !document_in_org(t, organization_id, d)? {
-                return Err(StoreError::invalid(format!(
-                    "knowledge_base.document_ids: {d} does not name a document of this organization"
-                )));
-            }
-        }
-        Ok(())
     }
 
     // Several instances share the queue: a `processing` document with a live lease belongs to
