@@ -31,6 +31,18 @@ pub enum DbError {
     Stopped,
 }
 
+impl DbError {
+    /// True when PostgreSQL refused a text holding a NUL character (SQLSTATE 22021): its `text`
+    /// cannot store one, so that input is the client's mistake there (a 400), not the server's.
+    pub fn is_nul_in_text(&self) -> bool {
+        matches!(self, DbError::Postgres(e) if e.code() == Some(&postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE))
+    }
+}
+
+/// What a client is told when PostgreSQL refused a NUL character in its input.
+pub const NUL_IN_TEXT: &str = "Text must not contain the NUL character (U+0000): this server's PostgreSQL \
+                               database cannot store it";
+
 fn pg_text(e: &postgres::Error) -> String {
     match std::error::Error::source(e) {
         Some(cause) => format!("{e}: {cause}"),

@@ -75,6 +75,9 @@ impl From<rusqlite::Error> for ApiError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
+        if e.is_nul_in_text() {
+            return Self::bad_request(crate::db::NUL_IN_TEXT);
+        }
         Self::internal(e)
     }
 }
@@ -86,7 +89,8 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(detail) => Self::bad_request(detail),
             StoreError::Conflict(detail) => Self::conflict(detail),
             StoreError::Exhausted { detail, retry_after } => Self::too_many_requests(detail, retry_after),
-            StoreError::Database(_) | StoreError::Internal(_) => Self::internal(e),
+            StoreError::Database(e) => e.into(),
+            StoreError::Internal(_) => Self::internal(e),
         }
     }
 }
