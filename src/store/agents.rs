@@ -329,7 +329,7 @@ mod pg {
         model::agents::{AgentConfig, AgentType},
         pagination::Page,
         store::{
-            conn::{pg_json_col, pg_ts, pg_ts_col},
+            conn::{holds_nul, pg_json_col, pg_ts, pg_ts_col},
             error::{StoreError, StoreResult},
         },
     };
@@ -374,6 +374,9 @@ mod pg {
         f: &AgentConfigFilter,
         page: Page,
     ) -> StoreResult<(Vec<AgentConfig>, i64)> {
+        if holds_nul([f.search.as_deref(), f.project_id.as_deref()]) {
+            return Ok((vec![], 0));
+        }
         let pattern = f.search.as_deref().map(search_needle);
         let agent_type = f.agent_type.map(AgentType::as_str);
         let total: i64 = t

@@ -221,7 +221,7 @@ mod pg {
         model::audit::{Actor, AuditEvent},
         pagination::Page,
         store::{
-            conn::{pg_ts, pg_ts_col},
+            conn::{holds_nul, pg_ts, pg_ts_col},
             error::StoreResult,
         },
     };
@@ -279,9 +279,8 @@ mod pg {
     }
 
     pub(super) fn list(t: &mut Transaction, f: &Filter, page: Page) -> StoreResult<(Vec<AuditEvent>, i64)> {
-        // PostgreSQL text holds no NUL (binding one fails): no stored value equals such a filter
         let texts = [&f.organization_id, &f.actor_user_id, &f.action, &f.target_type, &f.target_id];
-        if texts.iter().any(|v| v.as_deref().is_some_and(|v| v.contains('\0'))) {
+        if holds_nul(texts.map(|v| v.as_deref())) {
             return Ok((vec![], 0));
         }
         let from = f.from.as_deref().map(pg_ts).transpose()?;

@@ -222,3 +222,9 @@ pub fn pg_json_col<T: serde::de::DeserializeOwned>(row: &postgres::Row, idx: usi
     let text: String = row.try_get(idx)?;
     Ok(serde_json::from_str(&text)?)
 }
+
+/// Whether a filter holds a NUL character, which PostgreSQL's `text` cannot (binding one fails):
+/// no stored value contains or equals it, so a list filtered by one is empty there, as on SQLite.
+pub fn holds_nul<'a>(filters: impl IntoIterator<Item = Option<&'a str>>) -> bool {
+    filters.into_iter().flatten().any(|v| v.contains('\0'))
+}

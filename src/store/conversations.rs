@@ -512,7 +512,7 @@ mod pg {
         model::conversations::{Conversation, Message, MessageRole},
         pagination::Page,
         store::{
-            conn::{pg_json_col, pg_ts, pg_ts_col},
+            conn::{holds_nul, pg_json_col, pg_ts, pg_ts_col},
             error::{StoreError, StoreResult},
         },
     };
@@ -569,12 +569,10 @@ mod pg {
         f: &ConversationFilter,
         page: Page,
     ) -> StoreResult<(Vec<Conversation>, i64)> {
-        let pattern = f.search.as_deref().map(search_needle);
-        // PostgreSQL text holds no NUL (binding one fails): no stored title contains it
-        if [&pattern, &f.agent_config_id, &f.project_id].iter().any(|v| v.as_deref().is_some_and(|v| v.contains('\0')))
-        {
+        if holds_nul([f.search.as_deref(), f.agent_config_id.as_deref(), f.project_id.as_deref()]) {
             return Ok((vec![], 0));
         }
+        let pattern = f.search.as_deref().map(search_needle);
         let total: i64 = t
             .query_one(
                 &format!("SELECT COUNT(*) FROM conversations {LIST_WHERE}"),

@@ -993,7 +993,7 @@ mod pg {
         },
         pagination::Page,
         store::{
-            conn::{pg_json_col, pg_ts, pg_ts_col},
+            conn::{holds_nul, pg_json_col, pg_ts, pg_ts_col},
             error::{StoreResult, pg_conflict_on_unique},
         },
     };
@@ -1041,6 +1041,9 @@ mod pg {
         f: &DocumentFilter,
         page: Page,
     ) -> StoreResult<(Vec<Document>, i64)> {
+        if holds_nul([f.search.as_deref(), f.project_id.as_deref()]) {
+            return Ok((vec![], 0));
+        }
         let pattern = f.search.as_deref().map(search_needle);
         let total: i64 = t
             .query_one(

@@ -230,7 +230,7 @@ mod pg {
         model::organizations::Organization,
         pagination::Page,
         store::{
-            conn::{pg_json_col, pg_ts, pg_ts_col},
+            conn::{holds_nul, pg_json_col, pg_ts, pg_ts_col},
             error::{StoreResult, pg_conflict_on_unique},
         },
     };
@@ -268,6 +268,9 @@ mod pg {
         filter: &OrgFilter,
         page: Page,
     ) -> StoreResult<(Vec<Organization>, i64)> {
+        if holds_nul([filter.search.as_deref()]) {
+            return Ok((vec![], 0));
+        }
         let pattern = filter.search.as_deref().map(search_needle);
         let total: i64 = t
             .query_one(

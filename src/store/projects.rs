@@ -326,7 +326,7 @@ mod pg {
         model::{projects::Project, users::User},
         pagination::Page,
         store::{
-            conn::{pg_json_col, pg_ts, pg_ts_col},
+            conn::{holds_nul, pg_json_col, pg_ts, pg_ts_col},
             error::{StoreError, StoreResult},
         },
     };
@@ -363,6 +363,9 @@ mod pg {
         f: &ProjectFilter,
         page: Page,
     ) -> StoreResult<(Vec<Project>, i64)> {
+        if holds_nul([f.search.as_deref()]) {
+            return Ok((vec![], 0));
+        }
         let pattern = f.search.as_deref().map(search_needle);
         let total: i64 = t
             .query_one(&format!("SELECT COUNT(*) {PROJECT_FILTER}"), &[&scope.org(), &f.is_active, &pattern])?
@@ -448,6 +451,9 @@ mod pg {
         f: &MemberFilter,
         page: Page,
     ) -> StoreResult<(Vec<User>, i64)> {
+        if holds_nul([f.search.as_deref()]) {
+            return Ok((vec![], 0));
+        }
         let pattern = f.search.as_deref().map(search_needle);
         let org = scope.org();
         let total: i64 = t

@@ -374,7 +374,7 @@ mod pg {
         model::roles::{PermissionInfo, Role},
         pagination::Page,
         store::{
-            conn::{pg_ts, pg_ts_col},
+            conn::{holds_nul, pg_ts, pg_ts_col},
             error::{StoreError, StoreResult, pg_conflict_on_unique},
         },
     };
@@ -412,6 +412,9 @@ mod pg {
         search: Option<&str>,
         page: Page,
     ) -> StoreResult<(Vec<Role>, i64)> {
+        if holds_nul([search]) {
+            return Ok((vec![], 0));
+        }
         let pattern = search.map(search_needle);
         let total: i64 =
             t.query_one(&format!("SELECT COUNT(*) {ROLE_FILTER}"), &[&scope.org(), &pattern])?.try_get(0)?;
@@ -594,6 +597,9 @@ mod pg {
         search: Option<&str>,
         page: Page,
     ) -> StoreResult<(Vec<PermissionInfo>, i64)> {
+        if holds_nul([search]) {
+            return Ok((vec![], 0));
+        }
         let pattern = search.map(search_needle);
         let total: i64 = t.query_one(&format!("SELECT COUNT(*) {PERMISSION_FILTER}"), &[&pattern])?.try_get(0)?;
         let order: Vec<&str> = Permission::ALL.iter().map(|p| p.name()).collect();

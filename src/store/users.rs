@@ -413,7 +413,7 @@ pub(crate) mod pg {
         model::users::User,
         pagination::Page,
         store::{
-            conn::{pg_ts, pg_ts_col},
+            conn::{holds_nul, pg_ts, pg_ts_col},
             error::{StoreError, StoreResult, is_pg_unique_violation},
         },
     };
@@ -559,8 +559,7 @@ pub(crate) mod pg {
         filter: &UserFilter,
         page: Page,
     ) -> StoreResult<(Vec<User>, i64)> {
-        // PostgreSQL text holds no NUL: a search with one matches nothing, as on SQLite's instr
-        if filter.search.as_deref().is_some_and(|s| s.contains('\0')) {
+        if holds_nul([filter.search.as_deref(), filter.role_id.as_deref()]) {
             return Ok((Vec::new(), 0));
         }
         let pattern = filter.search.as_deref().map(like_pattern);
