@@ -144,9 +144,15 @@ impl AppState {
             config.auth.jwt_secret.clone()
         };
         let llm = llm::Providers::from_config(&config.llm, |name| std::env::var(name).ok())?;
-        // a job of a previous process cannot be resumed: its partial text was only in memory
+        // a job of a previous process cannot be resumed: its partial text was only in memory.
+        // One process serves a SQLite file: every job left running is of a previous one. On
+        // PostgreSQL other instances may be running theirs: only jobs whose lease ran out are.
+        let shared = data.backend() == "postgres";
         let interrupted = data
-            .write_blocking(|c| store::completions::fail_interrupted_jobs(c, "server restarted", &db::now()))
+            .write_blocking(|c| match shared {
+                false => store::completions::fail_interrupted_jobs(c, "server restarted", &db::now()),
+                true => store::completions::expire_job_leases(c, llm::jobs::LEASE_EXPIRED),
+            })
             .map_err(|e| format!("recovering completion jobs: {}", e))?;
         if interrupted > 0 {
             tracing::warn!(jobs = interrupted, "marked completion jobs of a previous run as failed");
@@ -169,7 +175,7 @@ impl AppState {
         let state = AppState {
             ingest: knowledge::ingest::Ingestor::new(data.clone(), embedder),
             llm: Arc::new(llm),
-            jobs: Arc::default(),
+            jobs: Arc::new(llm::jobs::Jobs::new(shared.then(db::new_id))),
             tokens: Arc::new(Tokens::new(
                 secret.as_bytes(),
                 config.auth.access_token_ttl_minutes,
@@ -184,11 +190,12 @@ impl AppState {
         Ok((state, startup))
     }
 
-    /// Starts the background work of this process (document ingestion) on the current
-    /// runtime; `serve` calls it, and so do servers embedded in tests. Calling it again does
-    /// nothing.
+    /// Starts the background work of this process (document ingestion; on PostgreSQL, sharing
+    /// the completion jobs with other instances) on the current runtime; `serve` calls it, and so
+    /// do servers embedded in tests. Calling it again does nothing.
     pub fn start_background(&self) {
         self.ingest.start();
+        self.jobs.start_sync(self.store.clone());
     }
 }
 

@@ -140,10 +140,11 @@ impl CompletionsApi {
         {
             return Ok(JobEvents::Stream(self.event_stream(h.stream(after).boxed())));
         }
-        let events = jobs::stored_events(&self.state.store, owner, conversation_id, job_id, after)
+        let (store, shared) = (self.state.store.clone(), self.state.jobs.is_shared());
+        let events = jobs::follow_elsewhere(store, shared, owner, conversation_id, job_id, after)
             .await?
             .ok_or_else(job_not_found)?;
-        Ok(JobEvents::Stream(self.event_stream(futures_util::stream::iter(events).boxed())))
+        Ok(JobEvents::Stream(self.event_stream(events)))
     }
 
     /// Cancel a running job
@@ -201,6 +202,9 @@ impl CompletionsApi {
                 Ok(Json(job))
             }
             JobStatus::Cancelled => Ok(Json(job)),
+            JobStatus::Running => {
+                Err(ApiError::unavailable("The server running this job did not stop it in time; try again shortly"))
+            }
             status => {
                 Err(ApiError::conflict(format!("The job is {}; only a running job can be cancelled", status.as_str())))
             }

@@ -1,6 +1,8 @@
 //! Server-side generation jobs. A job runs in its own task, independent of the HTTP request
 //! that started it: a client that disconnects loses nothing, and may re-attach to the job's
-//! event stream, which is kept in memory while the job runs (and a little after).
+//! event stream, which is kept in memory while the job runs (and a little after). On PostgreSQL,
+//! where several instances share the database, the jobs are shared too ([`Jobs::start_sync`]):
+//! their events go to the database, and any instance follows, cancels or outlives any job.
 //!
 //! A job's whole life is here: [`start`] (the user message, the job row, the prompt), [`spawn`]
 //! and its run, cancellation ([`Jobs::cancel`]), its end, and the replay of a finished job from
@@ -11,7 +13,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -39,7 +41,7 @@ use crate::{
     store::{
         self,
         audit::Event,
-        completions::{JobEnd, NewJob},
+        completions::{JobEnd, JobEventRow, NewJob},
         conn::Store,
         conversations::{MessageKey, NewMessage},
         error::{StoreError, StoreResult},
@@ -49,6 +51,13 @@ use crate::{
 /// How long a finished job's events stay in memory for late re-attaches; after that the stored
 /// messages answer.
 const RETAIN_FINISHED: Duration = Duration::from_secs(120);
+
+/// How often an instance among several writes its jobs' new events and hears of cancellations
+/// (the delay a follower through another instance sees, at most).
+const SYNC_EVERY: Duration = Duration::from_millis(200);
+
+/// The error of a job whose instance stopped renewing its lease (crashed or cut off).
+pub const LEASE_EXPIRED: &str = "the server running it stopped";
 
 /// One Server-Sent Event of a job. `id` is its position in the job's stream (1, 2, ...):
 /// `user_message`, then `delta`s, then one of `done`, `cancelled`, `error`. `data` is the JSON
@@ -142,6 +151,9 @@ pub struct JobHandle {
     buf: Mutex<Buffer>,
     changed: watch::Sender<u64>,
     stop: watch::Sender<Option<StopReason>>,
+    /// How many of the events are in the database, for followers through other instances (when
+    /// several share it: see [`Jobs::start_sync`]).
+    flushed: AtomicUsize,
 }
 
 impl JobHandle {
@@ -153,6 +165,7 @@ impl JobHandle {
             buf: Mutex::default(),
             changed: watch::Sender::new(0),
             stop: watch::Sender::new(None),
+            flushed: AtomicUsize::new(0),
         })
     }
 
@@ -207,6 +220,23 @@ impl JobHandle {
 
     pub fn is_finished(&self) -> bool {
         self.lock().outcome.is_some()
+    }
+
+    /// The events not yet in the database, without the last one of an ended job (that one is
+    /// rebuilt from the stored job: [`replay_stored`]), and how many there are up to them.
+    fn unflushed(&self) -> (Vec<JobEventRow>, usize) {
+        let b = self.lock();
+        let end = if b.outcome.is_some() { b.events.len() - 1 } else { b.events.len() };
+        let from = self.flushed.load(Ordering::SeqCst).min(end);
+        let rows = b.events[from..end]
+            .iter()
+            .map(|e| JobEventRow { job_id: self.id.clone(), seq: e.id, event: e.event.clone(), data: e.data.clone() })
+            .collect();
+        (rows, end)
+    }
+
+    fn mark_flushed(&self, upto: usize) {
+        self.flushed.fetch_max(upto, Ordering::SeqCst);
     }
 
     /// Asks the job to stop; the first reason wins. The partial reply is stored.
@@ -277,6 +307,10 @@ pub struct Jobs {
     closing: AtomicBool,
     /// What the jobs of this process did, for `/metrics`.
     pub tally: Tally,
+    /// This instance's id when several instances share the jobs (PostgreSQL): its jobs hold
+    /// leases under it, and their events go to the database for the others.
+    instance_id: Option<String>,
+    syncing: AtomicBool,
 }
 
 /// Counts of finished jobs by status and of their tokens, since this process started.
@@ -303,6 +337,82 @@ impl Tally {
 }
 
 impl Jobs {
+    /// The jobs of an instance among several (`Some` id: the jobs are shared through the
+    /// database), or of the one process of a SQLite file (`None`).
+    pub fn new(instance_id: Option<String>) -> Jobs {
+        Jobs { instance_id, ..Jobs::default() }
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.instance_id.is_some()
+    }
+
+    /// Starts, once, what keeps this instance's jobs visible to the others: every
+    /// [`SYNC_EVERY`] it writes their new events, hears of cancellations asked through another
+    /// instance, renews their leases every few seconds and fails jobs whose lease ran out. A
+    /// no-op unless the jobs are shared; it stops when the jobs are dropped.
+    pub fn start_sync(self: &Arc<Self>, store: Store) {
+        let Some(instance) = self.instance_id.clone() else { return };
+        if self.syncing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let jobs = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let renew_every = Duration::from_secs(store::completions::LEASE_RENEW_SECONDS);
+            let (mut renewed, mut swept) = (Instant::now(), Instant::now());
+            let mut tick = tokio::time::interval(SYNC_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(jobs) = jobs.upgrade() else { return };
+                let running: Vec<_> = jobs.lock().values().filter(|h| !h.is_finished()).cloned().collect();
+                let (renew, sweep) = (renewed.elapsed() >= renew_every, swept.elapsed() >= renew_every);
+                if running.is_empty() && !sweep {
+                    continue;
+                }
+                let mut events = vec![];
+                let marks: Vec<_> = running
+                    .iter()
+                    .map(|h| {
+                        let (rows, upto) = h.unflushed();
+                        events.extend(rows);
+                        (h.clone(), upto)
+                    })
+                    .collect();
+                let instance = instance.clone();
+                let synced = store
+                    .write(move |c| -> StoreResult<_> {
+                        let cancels = store::completions::sync_instance_jobs(c, &instance, &events, renew)?;
+                        let expired = if sweep { store::completions::expire_job_leases(c, LEASE_EXPIRED)? } else { 0 };
+                        Ok((cancels, expired))
+                    })
+                    .await;
+                match synced {
+                    Ok((cancels, expired)) => {
+                        for (h, upto) in marks {
+                            h.mark_flushed(upto);
+                        }
+                        for id in cancels {
+                            if let Some(h) = jobs.get(&id) {
+                                h.stop(StopReason::Cancelled);
+                            }
+                        }
+                        if expired > 0 {
+                            tracing::warn!(
+                                jobs = expired,
+                                "failed completion jobs whose instance stopped renewing them"
+                            );
+                        }
+                        renewed = if renew { Instant::now() } else { renewed };
+                        swept = if sweep { Instant::now() } else { swept };
+                    }
+                    // the next tick tries again; a lease outlives a few missed renewals
+                    Err(e) => tracing::warn!(error = %e, "sharing the completion jobs failed"),
+                }
+            }
+        });
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<JobHandle>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -421,6 +531,7 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
     let jid = job_id.clone();
     let user_id = owner.clone();
     let limits = s.limits.clone();
+    let instance_id = s.jobs.instance_id.clone();
     let prepared = s
         .store
         .write(move |tx| -> Result<_, StartError> {
@@ -463,6 +574,7 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
                 provider: provider.name.clone(),
                 model: agent.llm_model.clone(),
                 user_message_id: user_message.id.clone(),
+                instance_id: instance_id.clone(),
             };
             store::completions::insert_job(tx, &job, &now)?;
             let event = Event::new("completion.create", &job.organization_id, "completion_job", &job.id).changes(Some(
@@ -553,13 +665,13 @@ pub fn spawn(jobs: Arc<Jobs>, store: Store, http: reqwest::Client, spec: JobSpec
     jobs.insert(spec.handle.clone());
     tokio::spawn(async move {
         let id = spec.handle.id.clone();
-        run(store, http, spec, &jobs.tally).await;
+        run(store, http, spec, &jobs).await;
         tokio::time::sleep(RETAIN_FINISHED).await;
         jobs.remove(&id);
     });
 }
 
-async fn run(store: Store, http: reqwest::Client, spec: JobSpec, tally: &Tally) {
+async fn run(store: Store, http: reqwest::Client, spec: JobSpec, jobs: &Jobs) {
     let JobSpec { handle: h, provider, request, estimated_prompt_tokens, citations } = spec;
     let started = Instant::now();
     let mut stop_rx = h.stop.subscribe();
@@ -610,9 +722,14 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, tally: &Tally) 
     let final_id = h.next_event_id();
     let (job_id, conversation_id, owner) = (h.id.clone(), h.conversation_id.clone(), h.user_id.clone());
     let (err, finish_reason) = (error.clone(), completion.finish_reason.clone());
+    // shared jobs: the events the others have not seen go in the transaction that ends the job
+    let (unflushed, upto) = if jobs.is_shared() { h.unflushed() } else { (vec![], 0) };
     let stored = store
         .write(move |tx| -> StoreResult<_> {
             let now = now();
+            if !unflushed.is_empty() {
+                store::completions::append_job_events(tx, &unflushed)?;
+            }
             let message = if store_message {
                 let new = NewMessage { role: MessageRole::Assistant, content: text, metadata: metadata.to_string() };
                 store::conversations::insert_message(tx, &owner, &conversation_id, &new, &now)?
@@ -634,9 +751,10 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, tally: &Tally) 
         .await;
     tracing::info!(job_id = %h.id, provider = %provider.name, model = %request.model, status = status.as_str(), latency_ms,
         prompt_tokens, completion_tokens, "completion job finished");
-    tally.record(status, prompt_tokens, completion_tokens);
+    jobs.tally.record(status, prompt_tokens, completion_tokens);
     match stored {
         Ok(message) => {
+            h.mark_flushed(upto);
             h.finish(Outcome { status, message, error, error_kind });
         }
         Err(e) => {
@@ -666,31 +784,92 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, tally: &Tally) 
     }
 }
 
-/// The events after `after` of a job of `owner` no longer in memory, from what is stored (see
-/// [`replay_stored`]); `None` when there is no such job.
-pub async fn stored_events(
+/// The events after `after` of a job of `owner` that this process does not hold (`None`: no such
+/// job). A job that another instance runs (shared jobs) is followed from the events it writes to
+/// the database, until its end; a job that ended replays from there while its events are kept,
+/// then from the stored messages ([`replay_stored`]).
+pub async fn follow_elsewhere(
+    store: Store,
+    shared: bool,
+    owner: String,
+    conversation_id: String,
+    job_id: String,
+    after: i64,
+) -> StoreResult<Option<futures_util::stream::BoxStream<'static, StreamEvent>>> {
+    use futures_util::StreamExt;
+    let read = move |after: i64| {
+        let (owner, conversation_id, job_id) = (owner.clone(), conversation_id.clone(), job_id.clone());
+        let store = store.clone();
+        async move { stored_events(&store, owner, conversation_id, job_id, after).await }
+    };
+    let Some((first, running)) = read(after).await? else { return Ok(None) };
+    if !(running && shared) {
+        return Ok(Some(futures_util::stream::iter(first).boxed()));
+    }
+    let next_after = first.last().map_or(after, |e| e.id);
+    let rest = futures_util::stream::unfold((next_after, false), move |(after, ended)| {
+        let read = read.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            tokio::time::sleep(SYNC_EVERY).await;
+            match read(after).await {
+                Ok(Some((events, running))) => {
+                    let next = events.last().map_or(after, |e| e.id);
+                    Some((events, (next, !running)))
+                }
+                // the job is gone (its conversation deleted) or unreadable: the stream ends, and
+                // the client may re-attach from its last event
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "following a job of another instance failed");
+                    None
+                }
+            }
+        }
+    });
+    Ok(Some(futures_util::stream::iter(first).chain(rest.flat_map(futures_util::stream::iter)).boxed()))
+}
+
+/// The stored events after `after` of a job of `owner`, in one snapshot, and whether it is still
+/// running: those its instance wrote (shared jobs), else the ones [`replay_stored`] rebuilds.
+async fn stored_events(
     store: &Store,
     owner: String,
     conversation_id: String,
     job_id: String,
     after: i64,
-) -> StoreResult<Option<Vec<StreamEvent>>> {
+) -> StoreResult<Option<(Vec<StreamEvent>, bool)>> {
     store
         .read(move |c| {
             let Some(job) = store::completions::get_job(c, &owner, &conversation_id, &job_id)? else {
                 return Ok(None);
             };
+            let running = job.status == JobStatus::Running;
+            let rows = store::completions::job_events(c, &job.id, after)?;
             let mut message = |id: &str| store::conversations::get_message(c, &owner, &conversation_id, id);
-            let user = message(&job.user_message_id)?;
-            let assistant = job.assistant_message_id.as_deref().map(&mut message).transpose()?.flatten();
-            Ok(Some(replay_stored(&job, user, assistant, after)))
+            let assistant = match job.assistant_message_id.as_deref() {
+                Some(id) if !running => message(id)?,
+                _ => None,
+            };
+            if rows.is_empty() {
+                let user = if after < 1 { message(&job.user_message_id)? } else { None };
+                return Ok(Some((replay_stored(&job, user, assistant, after), running)));
+            }
+            let last = rows.last().map_or(after, |r| r.seq);
+            let mut events: Vec<StreamEvent> =
+                rows.into_iter().map(|r| StreamEvent { id: r.seq, event: r.event, data: r.data }).collect();
+            events.extend(replay_stored(&job, None, assistant, last));
+            Ok(Some((events, running)))
         })
         .await
 }
 
-/// Cancels the job `job_id` of `owner`: stops it when this process runs it and waits until its
-/// end is stored. Answers the job as stored afterwards and whether it was running before (`None`:
-/// no such job). A job that another process runs is left alone (until jobs are shared).
+/// Cancels the job `job_id` of `owner`: stops it when this process runs it, or (shared jobs)
+/// asks the instance that runs it, and waits until its end is stored. Answers the job as stored
+/// afterwards and whether it was running before (`None`: no such job). A job that is still running
+/// then (its instance did not answer within a lease) is answered as it is.
 pub async fn cancel(
     jobs: &Jobs,
     store: &Store,
@@ -704,8 +883,23 @@ pub async fn cancel(
     };
     let Some(job) = read().await? else { return Ok(None) };
     let was_running = job.status == JobStatus::Running;
-    if was_running {
+    if was_running && jobs.get(&job_id).is_some() {
         jobs.cancel(&job_id).await;
+    } else if was_running && jobs.is_shared() {
+        let id = job_id.clone();
+        store.write(move |c| store::completions::request_cancel(c, &id)).await?;
+        // its instance hears of it within SYNC_EVERY; one that stopped has its lease run out,
+        // and the sweep of any instance fails the job then
+        let wait =
+            Duration::from_secs(store::completions::LEASE_SECONDS as u64 + 2 * store::completions::LEASE_RENEW_SECONDS);
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            tokio::time::sleep(SYNC_EVERY / 2).await;
+            match read().await? {
+                Some(j) if j.status == JobStatus::Running => continue,
+                other => return Ok(other.map(|j| (j, true))),
+            }
+        }
     }
     Ok(read().await?.map(|job| (job, was_running)))
 }

@@ -4,7 +4,10 @@
 use crate::{
     model::completions::{Job, JobStatus},
     model::usage::{UsageGroup, UsageRow},
-    store::{conn::Conn, error::StoreResult},
+    store::{
+        conn::Conn,
+        error::{StoreError, StoreResult},
+    },
 };
 
 const ONE_RUNNING: &str = "A reply is already being generated in this conversation; wait for it or cancel it";
@@ -18,7 +21,28 @@ pub struct NewJob {
     pub provider: String,
     pub model: String,
     pub user_message_id: String,
+    /// The instance that runs the job, when several share the database (PostgreSQL): it holds
+    /// the job's lease from here on.
+    pub instance_id: Option<String>,
 }
+
+/// How long a job's lease lasts: its instance renews it every [`LEASE_RENEW_SECONDS`]; another
+/// instance fails a job whose lease ran out (its instance stopped without ending it).
+pub const LEASE_SECONDS: i64 = 15;
+pub const LEASE_RENEW_SECONDS: u64 = 5;
+/// How long the events of an ended job stay in the database for followers through another
+/// instance; after that the stored messages answer, as for a job of a previous process.
+pub const EVENTS_RETAINED_SECONDS: i64 = 120;
+
+/// One event of a running job, as its instance writes it for the others.
+pub struct JobEventRow {
+    pub job_id: String,
+    pub seq: i64,
+    pub event: String,
+    pub data: String,
+}
+
+const SHARED_ONLY: &str = "jobs are shared between instances on PostgreSQL only";
 
 /// Records a running job; a conversation that already has one answers 409.
 pub fn insert_job(c: &mut Conn, n: &NewJob, now: &str) -> StoreResult<()> {
@@ -60,6 +84,58 @@ pub fn fail_interrupted_jobs(c: &mut Conn, reason: &str, now: &str) -> StoreResu
     match c {
         Conn::Sqlite(c) => sqlite::fail_interrupted_jobs(c, reason, now),
         Conn::Postgres(t) => pg::fail_interrupted_jobs(t, reason, now),
+    }
+}
+
+/// What an instance does for its running jobs every few hundred milliseconds, in one transaction
+/// (PostgreSQL, where several instances share the jobs): writes their new `events`, renews their
+/// leases when `renew`, and answers which of them another instance asked to cancel.
+pub fn sync_instance_jobs(
+    c: &mut Conn,
+    instance_id: &str,
+    events: &[JobEventRow],
+    renew: bool,
+) -> StoreResult<Vec<String>> {
+    match c {
+        Conn::Sqlite(_) => Err(StoreError::internal(SHARED_ONLY)),
+        Conn::Postgres(t) => pg::sync_instance_jobs(t, instance_id, events, renew),
+    }
+}
+
+/// Writes events of jobs (already written ones are left as they are); the last events of a job go
+/// in the transaction that ends it, so a follower that sees the job ended has all of them.
+pub fn append_job_events(c: &mut Conn, events: &[JobEventRow]) -> StoreResult<()> {
+    match c {
+        Conn::Sqlite(_) => Err(StoreError::internal(SHARED_ONLY)),
+        Conn::Postgres(t) => pg::append_job_events(t, events),
+    }
+}
+
+/// Fails the running jobs whose lease ran out (or that have none: a process of an older version,
+/// or one that crashed before V10), and forgets the events of jobs that ended a while ago;
+/// returns how many jobs it failed.
+pub fn expire_job_leases(c: &mut Conn, reason: &str) -> StoreResult<usize> {
+    match c {
+        Conn::Sqlite(_) => Err(StoreError::internal(SHARED_ONLY)),
+        Conn::Postgres(t) => pg::expire_job_leases(t, reason),
+    }
+}
+
+/// Asks the instance that runs job `id` to cancel it; whether the job was running.
+pub fn request_cancel(c: &mut Conn, id: &str) -> StoreResult<bool> {
+    match c {
+        Conn::Sqlite(_) => Err(StoreError::internal(SHARED_ONLY)),
+        Conn::Postgres(t) => pg::request_cancel(t, id),
+    }
+}
+
+/// The stored events of job `id` after position `after`, in order (the job's ownership is
+/// checked by the caller, with [`get_job`] in the same snapshot).
+pub fn job_events(c: &mut Conn, id: &str, after: i64) -> StoreResult<Vec<JobEventRow>> {
+    match c {
+        // one process serves a SQLite file: its jobs' events are in its memory only
+        Conn::Sqlite(_) => Ok(vec![]),
+        Conn::Postgres(t) => pg::job_events(t, id, after),
     }
 }
 
@@ -229,7 +305,7 @@ mod sqlite {
 mod pg {
     use postgres::{Row, Transaction};
 
-    use super::{JobEnd, NewJob, ONE_RUNNING};
+    use super::{EVENTS_RETAINED_SECONDS, JobEnd, JobEventRow, LEASE_SECONDS, NewJob, ONE_RUNNING};
     use crate::{
         db::format_ts,
         model::completions::{Job, JobStatus},
@@ -271,7 +347,8 @@ mod pg {
         let at = pg_ts(now)?;
         t.execute(
             "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, agent_config_id, provider, \
-             model, status, user_message_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9)",
+             model, status, user_message_id, created_at, instance_id, lease_until) VALUES ($1, $2, $3, $4, $5, $6, \
+             $7, 'running', $8, $9, $10, CASE WHEN $10::text IS NULL THEN NULL ELSE now() + make_interval(secs => $11) END)",
             &[
                 &n.id,
                 &n.conversation_id,
@@ -282,6 +359,8 @@ mod pg {
                 &n.model,
                 &n.user_message_id,
                 &at,
+                &n.instance_id,
+                &(LEASE_SECONDS as f64),
             ],
         )
         .map_err(pg_conflict_on_unique(ONE_RUNNING))?;
@@ -335,6 +414,89 @@ mod pg {
             &[&reason, &at],
         )?;
         Ok(n as usize)
+    }
+
+    /// Leases are times of the database's clock (`now()`), so instances whose clocks differ
+    /// agree on them.
+    pub(super) fn sync_instance_jobs(
+        t: &mut Transaction,
+        instance_id: &str,
+        events: &[JobEventRow],
+        renew: bool,
+    ) -> StoreResult<Vec<String>> {
+        append_job_events(t, events)?;
+        if renew {
+            t.execute(
+                "UPDATE completion_jobs SET lease_until = now() + make_interval(secs => $2) \
+                 WHERE instance_id = $1 AND status = 'running'",
+                &[&instance_id, &(LEASE_SECONDS as f64)],
+            )?;
+        }
+        let rows = t.query(
+            "SELECT id FROM completion_jobs WHERE instance_id = $1 AND status = 'running' AND cancel_requested",
+            &[&instance_id],
+        )?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    pub(super) fn append_job_events(t: &mut Transaction, events: &[JobEventRow]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = events.iter().map(|e| e.job_id.as_str()).collect();
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+        // a job deleted with its conversation meanwhile takes no events (the join drops them)
+        t.execute(
+            "INSERT INTO completion_job_events (job_id, seq, event, data) \
+             SELECT e.* FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS e (job_id, seq, event, data) \
+             JOIN completion_jobs j ON j.id = e.job_id ON CONFLICT DO NOTHING",
+            &[&ids, &seqs, &names, &data],
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn expire_job_leases(t: &mut Transaction, reason: &str) -> StoreResult<usize> {
+        // the last event follows the ones its instance wrote (and the user message, event 1)
+        let n = t.execute(
+            "UPDATE completion_jobs j SET status = 'failed', error = $1, finished_at = now(), \
+             last_event_id = GREATEST(j.last_event_id, 2, \
+                 (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM completion_job_events e WHERE e.job_id = j.id)) \
+             WHERE j.status = 'running' AND (j.lease_until IS NULL OR j.lease_until < now())",
+            &[&reason],
+        )?;
+        t.execute(
+            "DELETE FROM completion_job_events e USING completion_jobs j WHERE j.id = e.job_id \
+             AND j.status <> 'running' AND j.finished_at < now() - make_interval(secs => $1)",
+            &[&(EVENTS_RETAINED_SECONDS as f64)],
+        )?;
+        Ok(n as usize)
+    }
+
+    pub(super) fn request_cancel(t: &mut Transaction, id: &str) -> StoreResult<bool> {
+        let n = t.execute(
+            "UPDATE completion_jobs SET cancel_requested = true WHERE id = $1 AND status = 'running'",
+            &[&id],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub(super) fn job_events(t: &mut Transaction, id: &str, after: i64) -> StoreResult<Vec<JobEventRow>> {
+        let rows = t.query(
+            "SELECT seq, event, data FROM completion_job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq",
+            &[&id, &after],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobEventRow {
+                    job_id: id.to_string(),
+                    seq: r.try_get(0)?,
+                    event: r.try_get(1)?,
+                    data: r.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     pub(super) fn usage(

@@ -45,10 +45,21 @@ fn configuration_errors_name_the_key_and_exit_non_zero() {
     assert!(err.contains("COPILOT_AUTH__ACCESS_TOKEN_TTL_MINUTES"), "{err}");
 }
 
-/// Starts the binary on a free port; returns the child and the base URL it printed.
+/// Starts the binary on a free port; returns the child, the base URL it printed and what it
+/// printed up to `Ready.`.
 pub fn start(dir: &std::path::Path, envs: &[(&str, &str)]) -> (std::process::Child, String, Vec<String>) {
+    start_with(dir, "", envs)
+}
+
+/// [`start`], with `more` (TOML sections) after the `[server]` and `[auth]` of the test config.
+pub fn start_with(
+    dir: &std::path::Path,
+    more: &str,
+    envs: &[(&str, &str)],
+) -> (std::process::Child, String, Vec<String>) {
     let config = dir.join("copilot.toml");
-    std::fs::write(&config, "[server]\nbind = \"127.0.0.1:0\"\n[auth]\npbkdf2_iterations = 1000\n").unwrap();
+    let toml = format!("[server]\nbind = \"127.0.0.1:0\"\n[auth]\npbkdf2_iterations = 1000\n{more}");
+    std::fs::write(&config, toml).unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&config)

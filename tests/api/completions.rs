@@ -106,21 +106,21 @@ async fn job_row(app: &TestApp, job_id: &str) -> (String, Option<String>, Option
 }
 
 #[derive(Debug, Clone)]
-struct Ev {
-    id: i64,
-    event: String,
-    data: Value,
+pub(crate) struct Ev {
+    pub(crate) id: i64,
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 /// Reads a Server-Sent Events answer block by block.
-struct Sse {
+pub(crate) struct Sse {
     resp: reqwest::Response,
     buf: String,
     comments: usize,
 }
 
 impl Sse {
-    async fn open(req: reqwest::RequestBuilder) -> Sse {
+    pub(crate) async fn open(req: reqwest::RequestBuilder) -> Sse {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200);
         let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
@@ -128,7 +128,7 @@ impl Sse {
         Sse { resp, buf: String::new(), comments: 0 }
     }
 
-    async fn next(&mut self) -> Option<Ev> {
+    pub(crate) async fn next(&mut self) -> Option<Ev> {
         loop {
             while let Some(pos) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..pos + 2).collect();
@@ -155,7 +155,7 @@ impl Sse {
         }
     }
 
-    async fn rest(&mut self) -> Vec<Ev> {
+    pub(crate) async fn rest(&mut self) -> Vec<Ev> {
         let mut all = vec![];
         while let Some(e) = self.next().await {
             all.push(e);
@@ -576,7 +576,33 @@ async fn stopping_the_server_stores_partial_replies_and_a_restart_fails_leftover
     assert_eq!(r.status, 503, "{:?}", r.body);
     assert_eq!(messages(&app, &token, &conv).await.len(), 2);
 
-    // a job left running by a crashed process is failed at the next start
+    // a job left running by a crashed process is failed at the next start; on PostgreSQL, where
+    // other instances may be running theirs, a job whose lease is still renewed is left alone
+    let alive = copilot::db::new_id();
+    if on_postgres() {
+        let agent_id = app.get(&format!("/conversations/{conv}"), Some(&token)).await.body["agent_config_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let other_conv = conversation(&app, &token, &agent_id).await;
+        let (a, c3) = (alive.clone(), other_conv.clone());
+        app.state
+            .store
+            .write(move |tx| -> StoreResult<_> {
+                sql_exec(
+                    tx,
+                    "INSERT INTO completion_jobs (id, conversation_id, user_id, organization_id, provider, model, \
+                     status, user_message_id, created_at, instance_id, lease_until) VALUES (?1, ?2, \
+                     (SELECT user_id FROM conversations WHERE id = ?2), \
+                     (SELECT organization_id FROM conversations WHERE id = ?2), 'mock', ?3, 'running', 'm', \
+                     now(), 'another-instance', now() + interval '1 hour')",
+                    &[&a, &c3, MODEL],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
     let ghost = copilot::db::new_id();
     let (g, c2, user_msg) = (ghost.clone(), conv.clone(), stored[0]["id"].as_str().unwrap().to_string());
     app.state
@@ -602,14 +628,34 @@ async fn stopping_the_server_stores_partial_replies_and_a_restart_fails_leftover
     })
     .await;
     let (status, error, _, _, _) = job_row(&restarted, &ghost).await;
-    assert_eq!((status.as_str(), error.as_deref()), ("failed", Some("server restarted")));
-    // and a finished job replays from the stored messages on the new server
+    let why = if on_postgres() { copilot::llm::jobs::LEASE_EXPIRED } else { "server restarted" };
+    assert_eq!((status.as_str(), error.as_deref()), ("failed", Some(why)));
+    if on_postgres() {
+        assert_eq!(job_row(&restarted, &alive).await.0, "running", "a job of a live instance is left alone");
+    }
+    // and a finished job replays on the new server: from the stored messages (on PostgreSQL,
+    // within two minutes of its end, with the deltas its instance wrote to the database)
     let events = Sse::open(follow(&restarted, &token, &conv, &job)).await.rest().await;
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(names, ["user_message", "error"]);
-    assert_eq!(events[1].data["message"]["content"], stored[1]["content"]);
+    let last = events.last().unwrap();
+    if on_postgres() {
+        assert_eq!((names[0], names[names.len() - 1]), ("user_message", "error"), "{names:?}");
+        let deltas: String = events[1..events.len() - 1]
+            .iter()
+            .map(|e| {
+                assert_eq!(e.event, "delta");
+                e.data["content"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(deltas, stored[1]["content"].as_str().unwrap());
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, (1..=events.len() as i64).collect::<Vec<_>>(), "one event per id, in order");
+    } else {
+        assert_eq!(names, ["user_message", "error"]);
+    }
+    assert_eq!(last.data["message"]["content"], stored[1]["content"]);
     let ghost_events = Sse::open(follow(&restarted, &token, &conv, &ghost)).await.rest().await;
-    assert_eq!(ghost_events.last().unwrap().data["detail"], "server restarted");
+    assert_eq!(ghost_events.last().unwrap().data["detail"], why);
     // a new turn works there
     assert_eq!(complete(&restarted, &token, &conv, "Back?").await.status, 201);
 }

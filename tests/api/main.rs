@@ -22,6 +22,7 @@ mod organizations;
 mod postgres;
 mod postgres_convs;
 mod postgres_docs;
+mod postgres_instances;
 mod postgres_roles;
 mod postgres_users;
 mod projects;

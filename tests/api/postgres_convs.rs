@@ -428,6 +428,7 @@ fn job(id: &str, conversation: &str, user: &str, agent: Option<&str>, model: &st
         provider: format!("prov-{model}"),
         model: model.into(),
         user_message_id: format!("msg-{id}"),
+        instance_id: None,
     }
 }
 

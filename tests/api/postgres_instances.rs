@@ -1,0 +1,180 @@
+//! Two server processes on one PostgreSQL database (README, Operations, "Several instances on
+//! one PostgreSQL"): a reply started through one is followed (`Last-Event-ID`) and cancelled
+//! through the other, the start of one leaves the other's running jobs alone, and a job whose
+//! instance is killed is failed by the other once its lease runs out. The provider is the
+//! scripted one of the completions tests, in this process; the servers are the real binary.
+
+use std::{process::Child, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::{
+    cli::start_with,
+    completions::{
+        Ev, Sse,
+        mock::{MODEL, Reply, spawn_mock},
+    },
+    postgres::test_db,
+};
+
+/// The test database, dropped off the runtime (the synchronous client cannot run inside it).
+struct Database(Option<crate::postgres::TestDb>);
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let db = self.0.take();
+        let _ = std::thread::spawn(move || drop(db)).join();
+    }
+}
+
+struct Instance {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary on `url`, with the scripted provider at `provider`; the lines it printed.
+fn instance(url: &str, provider: &str) -> (Instance, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let more = format!(
+        "[database]\nurl = \"{url}\"\n[llm]\nkeep_alive_seconds = 5\n[[llm.providers]]\nname = \"mock\"\nbase_url = \"{provider}\"\n\
+         api_key_env = \"\"\nmodels = [\"{MODEL}\"]\ntimeout_seconds = 20\n"
+    );
+    let (child, base, lines) = start_with(dir.path(), &more, &[]);
+    (Instance { child, base, _dir: dir }, lines)
+}
+
+impl Instance {
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn text_of(events: &[Ev]) -> String {
+    events.iter().filter(|e| e.event == "delta").map(|e| e.data["content"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn postgres_two_instances_share_running_jobs() {
+    let Some(db) = std::thread::spawn(|| test_db("two instances")).join().unwrap() else { return };
+    let url = db.url.clone();
+    // declared before the instances, so dropped after them
+    let _db = Database(Some(db));
+    let (mock, provider) = spawn_mock().await;
+    let http = reqwest::Client::new();
+
+    let (a, lines) = instance(&url, &provider);
+    let password = lines.iter().find_map(|l| l.trim().strip_prefix("password: ")).expect("password line").to_string();
+    let (status, login) =
+        send(http.post(a.url("/auth/login")).json(&json!({"username": "admin", "password": password}))).await;
+    assert_eq!(status, 200, "{login:?}");
+    let token = login["access_token"].as_str().unwrap().to_string();
+    let (status, agent) = send(
+        http.post(a.url("/agent-configs"))
+            .bearer_auth(&token)
+            .json(&json!({"name": "helper", "agent_type": "documentation", "llm_model": MODEL})),
+    )
+    .await;
+    assert_eq!(status, 201, "{agent:?}");
+    let conversation = |at: &Instance| {
+        let req =
+            http.post(at.url("/conversations")).bearer_auth(&token).json(&json!({"agent_config_id": agent["id"]}));
+        async move {
+            let (status, c) = send(req).await;
+            assert_eq!(status, 201, "{c:?}");
+            c["id"].as_str().unwrap().to_string()
+        }
+    };
+    let start = |at: &Instance, conv: &str| {
+        let req = http
+            .post(at.url(&format!("/conversations/{conv}/completions")))
+            .bearer_auth(&token)
+            .json(&json!({"content": "Go", "stream": true}));
+        async move {
+            let mut sse = Sse::open(req).await;
+            let first = sse.next().await.unwrap();
+            assert_eq!(first.event, "user_message");
+            (first.data["job_id"].as_str().unwrap().to_string(), sse)
+        }
+    };
+    let pieces = vec!["one", " two", " three", " four", " five", " six", " seven", " eight"];
+    let whole: String = pieces.concat();
+
+    // 1. a reply started through A; B starts meanwhile and leaves it running; followed through B
+    let conv = conversation(&a).await;
+    mock.then(Reply::Stream { pieces: pieces.clone(), delay: Duration::from_millis(250), usage: Some((5, 8)) });
+    let (job, mut on_a) = start(&a, &conv).await;
+    let (b, _) = instance(&url, &provider);
+    let follow = |at: &Instance, conv: &str, job: &str, last: i64| {
+        http.get(at.url(&format!("/conversations/{conv}/completions/{job}")))
+            .bearer_auth(&token)
+            .header("Last-Event-ID", last.to_string())
+    };
+    let on_b = Sse::open(follow(&b, &conv, &job, 1)).await.rest().await;
+    let on_a = on_a.rest().await;
+    assert_eq!(text_of(&on_a), whole);
+    assert_eq!(text_of(&on_b), whole, "B relays A's deltas: {:?}", on_b.iter().map(|e| &e.event).collect::<Vec<_>>());
+    let ids: Vec<i64> = on_b.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (2..2 + on_b.len() as i64).collect::<Vec<_>>(), "every event after 1, once, in order");
+    let (done_a, done_b) = (on_a.last().unwrap(), on_b.last().unwrap());
+    assert_eq!((done_a.event.as_str(), done_b.event.as_str()), ("done", "done"));
+    assert_eq!((done_a.id, &done_a.data), (done_b.id, &done_b.data), "the same last event through both");
+    assert_eq!(done_b.data["message"]["content"], whole.as_str());
+    // a late follower through B from an event in the middle gets the rest, then the end
+    let late = Sse::open(follow(&b, &conv, &job, 4)).await.rest().await;
+    assert_eq!(late.first().unwrap().id, 5);
+    assert_eq!(late.last().unwrap().data, done_a.data);
+
+    // 2. a reply started through A, cancelled through B: A's stream ends cancelled with the partial text
+    mock.then(Reply::Stream { pieces: pieces.clone(), delay: Duration::from_millis(400), usage: None });
+    let (job, mut on_a) = start(&a, &conv).await;
+    assert_eq!(on_a.next().await.unwrap().event, "delta");
+    let (status, cancelled) =
+        send(http.post(b.url(&format!("/conversations/{conv}/completions/{job}/cancel"))).bearer_auth(&token)).await;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled:?}");
+    let rest = on_a.rest().await;
+    let end = rest.last().unwrap();
+    assert_eq!(end.event, "cancelled");
+    assert!(!end.data["message"]["content"].as_str().unwrap().is_empty());
+    assert!(text_of(&rest).len() < whole.len() - "one".len(), "stopped before the end");
+    // the audit log names the cancel, through whichever instance
+    let (_, audit) = send(http.get(a.url("/audit-events?action=completion.cancel")).bearer_auth(&token)).await;
+    assert_eq!(audit["total"], 1, "{audit:?}");
+
+    // 3. A is killed while generating: B fails the job once A's lease runs out, and B's follower
+    // sees the end (the instance that runs a job renews its lease every 5 s; it lasts 15 s)
+    let conv2 = conversation(&b).await;
+    mock.then(Reply::Stream { pieces: vec!["slow"; 200], delay: Duration::from_millis(300), usage: None });
+    let (job, mut on_a) = start(&a, &conv2).await;
+    assert_eq!(on_a.next().await.unwrap().event, "delta");
+    let mut on_b = Sse::open(follow(&b, &conv2, &job, 0)).await;
+    assert_eq!(on_b.next().await.unwrap().event, "user_message");
+    drop(a);
+    let started = std::time::Instant::now();
+    let rest = on_b.rest().await;
+    let end = rest.last().unwrap();
+    assert_eq!(end.event, "error", "{:?}", end.data);
+    assert_eq!(end.data["detail"], copilot::llm::jobs::LEASE_EXPIRED);
+    assert!(started.elapsed() < Duration::from_secs(40), "{:?}", started.elapsed());
+    // and the conversation takes a new reply through B
+    let (status, reply) = send(
+        http.post(b.url(&format!("/conversations/{conv2}/completions")))
+            .bearer_auth(&token)
+            .json(&json!({"content": "Again"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{reply:?}");
+}
