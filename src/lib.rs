@@ -182,9 +182,9 @@ impl AppState {
                 config.auth.refresh_token_ttl_days,
             )),
             passwords: Arc::new(Passwords::new(config.auth.pbkdf2_iterations, config.auth.max_concurrent_hashes)),
+            rate_limits: Arc::new(limits::RateLimits::new(&config.limits, shared.then(|| data.clone()))),
             store: data,
             metrics: config.metrics.enabled.then(|| Arc::new(metrics::Metrics::new())),
-            rate_limits: Arc::new(limits::RateLimits::new(&config.limits)),
             config: Arc::new(config),
         };
         Ok((state, startup))
@@ -578,7 +578,7 @@ async fn prune_periodically(state: AppState) {
             .store
             .write(move |c| store::auth::prune(c, &failures_before, &db::format_ts(now), &revoked_before, BATCH))
             .await;
-        state.rate_limits.forget_idle();
+        state.rate_limits.forget_idle().await;
         match pruned {
             Ok(0) => {}
             Ok(rows) => tracing::debug!(rows, "pruned expired login failures and sessions"),

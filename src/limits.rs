@@ -2,9 +2,9 @@
 //! per user, and request rate limits.
 //!
 //! Budgets and the job limit are read from the database when a completion starts, so they hold
-//! across several server processes on one database. Rate limits are kept in memory by each
-//! process (GCRA through `governor`): with several instances each counts on its own, until the
-//! PostgreSQL backend brings a shared store.
+//! across several server processes on one database. Rate limits count with GCRA: in memory
+//! through `governor` on SQLite (one process serves the file), in the database on PostgreSQL,
+//! where every instance counts the same callers (`store::limits::take_request`).
 
 use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
@@ -19,7 +19,7 @@ use crate::{
     config::{LimitsConfig, MAX_TOKEN_BUDGET},
     db::format_ts,
     error::{ApiError, ApiResult},
-    store::error::StoreError,
+    store::{self, conn::Store, error::StoreError},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -196,22 +196,62 @@ pub fn settings_limits(settings: &str) -> Value {
 
 type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, DefaultClock>;
 
+/// Where one rate limit counts: in this process's memory (one process serves a SQLite file), or
+/// in the database, where every instance counts (PostgreSQL).
+enum Counter<K: std::hash::Hash + Eq + Clone> {
+    Local(Keyed<K>),
+    Shared(Store),
+}
+
+impl<K: std::hash::Hash + Eq + Clone + std::fmt::Display> Counter<K> {
+    fn new(per_minute: u32, shared: Option<&Store>) -> Option<(Counter<K>, u32)> {
+        let n = NonZeroU32::new(per_minute)?;
+        let counter = match shared {
+            Some(store) => Counter::Shared(store.clone()),
+            None => Counter::Local(RateLimiter::dashmap(Quota::per_minute(n))),
+        };
+        Some((counter, per_minute))
+    }
+
+    /// `Err(seconds to wait)` when `key` is over `per_minute`.
+    async fn take(&self, key: &K, per_minute: u32) -> ApiResult<Result<(), u64>> {
+        match self {
+            Counter::Local(limiter) => Ok(check(limiter, key)),
+            Counter::Shared(store) => {
+                let key = key.to_string();
+                let wait = store.write(move |c| store::limits::take_request(c, &key, per_minute)).await?;
+                Ok(wait.map_or(Ok(()), Err))
+            }
+        }
+    }
+}
+
 /// The request rate limiters of this process; a limit of 0 has none (and costs nothing).
 #[derive(Default)]
 pub struct RateLimits {
-    callers: Option<(Keyed<String>, u32)>,
-    anonymous: Option<(Keyed<IpAddr>, u32)>,
+    callers: Option<(Counter<String>, u32)>,
+    anonymous: Option<(Counter<AddrKey>, u32)>,
+    shared: Option<Store>,
+}
+
+/// A client address as the key of the anonymous limit (`a:` and the address in the database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct AddrKey(IpAddr);
+
+impl std::fmt::Display for AddrKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a:{}", self.0)
+    }
 }
 
 impl RateLimits {
-    pub fn new(config: &LimitsConfig) -> RateLimits {
-        fn limiter<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<(Keyed<K>, u32)> {
-            let n = NonZeroU32::new(per_minute)?;
-            Some((RateLimiter::dashmap(Quota::per_minute(n)), per_minute))
-        }
+    /// The limits of `config`, counted in `shared` when several instances share it (PostgreSQL),
+    /// else in memory.
+    pub fn new(config: &LimitsConfig, shared: Option<Store>) -> RateLimits {
         RateLimits {
-            callers: limiter(config.requests_per_minute),
-            anonymous: limiter(config.anonymous_requests_per_minute),
+            callers: Counter::new(config.requests_per_minute, shared.as_ref()),
+            anonymous: Counter::new(config.anonymous_requests_per_minute, shared.as_ref()),
+            shared,
         }
     }
 
@@ -221,13 +261,13 @@ impl RateLimits {
 
     /// Counts a request of an authenticated caller: per API key when it came with one, else per
     /// user.
-    pub fn check_caller(&self, user: &CurrentUser) -> ApiResult<()> {
-        let Some((limiter, per_minute)) = &self.callers else { return Ok(()) };
+    pub async fn check_caller(&self, user: &CurrentUser) -> ApiResult<()> {
+        let Some((counter, per_minute)) = &self.callers else { return Ok(()) };
         let (key, who) = match &user.api_key_id {
             Some(k) => (format!("k:{k}"), "this API key"),
             None => (format!("u:{}", user.id), "your account"),
         };
-        check(limiter, &key).map_err(|wait| {
+        counter.take(&key, *per_minute).await?.map_err(|wait| {
             ApiError::too_many_requests(
                 format!(
                     "Too many requests: {who} may make {per_minute} per minute ([limits] requests_per_minute); \
@@ -239,9 +279,9 @@ impl RateLimits {
     }
 
     /// Counts a request to an endpoint that needs no token, per client address.
-    pub fn check_anonymous(&self, addr: IpAddr) -> ApiResult<()> {
-        let Some((limiter, per_minute)) = &self.anonymous else { return Ok(()) };
-        check(limiter, &addr).map_err(|wait| {
+    pub async fn check_anonymous(&self, addr: IpAddr) -> ApiResult<()> {
+        let Some((counter, per_minute)) = &self.anonymous else { return Ok(()) };
+        counter.take(&AddrKey(addr), *per_minute).await?.map_err(|wait| {
             ApiError::too_many_requests(
                 format!(
                     "Too many requests from your address: {per_minute} per minute are allowed on the endpoints \
@@ -252,14 +292,22 @@ impl RateLimits {
         })
     }
 
-    /// Forgets the callers whose allowance is full again, so that memory holds only the recent
-    /// ones.
-    pub fn forget_idle(&self) {
-        if let Some((l, _)) = &self.callers {
+    /// Forgets the callers whose allowance is full again, so that memory (or the database's
+    /// table) holds only the recent ones.
+    pub async fn forget_idle(&self) {
+        if let Some((Counter::Local(l), _)) = &self.callers {
             l.retain_recent();
         }
-        if let Some((l, _)) = &self.anonymous {
+        if let Some((Counter::Local(l), _)) = &self.anonymous {
             l.retain_recent();
+        }
+        let Some(store) = &self.shared else { return };
+        if self.callers.is_some() || self.anonymous.is_some() {
+            match store.write(store::limits::forget_idle_rates).await {
+                Ok(n) if n > 0 => tracing::debug!(callers = n, "forgot idle rate-limit counters"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning the rate-limit counters failed"),
+            }
         }
     }
 }
@@ -317,7 +365,7 @@ impl<E: Endpoint> Endpoint for AnonymousLimitEndpoint<E> {
         let counted = self.routes.iter().any(|(m, p)| m == req.method() && p == path);
         if counted
             && let Some(ip) = crate::middleware::client_of(&req, &self.trusted_proxies).ip
-            && let Err(e) = self.limits.check_anonymous(ip)
+            && let Err(e) = self.limits.check_anonymous(ip).await
         {
             return Ok(e.into_response());
         }
@@ -395,19 +443,22 @@ mod tests {
         assert_eq!(settings_limits("{}"), Value::Null);
     }
 
-    #[test]
-    fn a_rate_limit_counts_per_key_and_says_how_long_to_wait() {
-        let limits = RateLimits::new(&LimitsConfig { anonymous_requests_per_minute: 2, ..LimitsConfig::default() });
+    #[tokio::test]
+    async fn a_rate_limit_counts_per_key_and_says_how_long_to_wait() {
+        let config = LimitsConfig { anonymous_requests_per_minute: 2, ..LimitsConfig::default() };
+        let limits = RateLimits::new(&config, None);
         let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "10.0.0.1".parse().unwrap());
-        assert!(limits.check_anonymous(a).is_ok() && limits.check_anonymous(a).is_ok());
-        let e = limits.check_anonymous(a).unwrap_err();
+        assert!(limits.check_anonymous(a).await.is_ok() && limits.check_anonymous(a).await.is_ok());
+        let e = limits.check_anonymous(a).await.unwrap_err();
         assert_eq!(e.status.as_u16(), 429);
         assert!(e.retry_after.is_some_and(|s| (1..=30).contains(&s)), "{:?}", e.retry_after);
         assert!(e.detail.contains("anonymous_requests_per_minute"), "{}", e.detail);
-        assert!(limits.check_anonymous(b).is_ok(), "another address has its own allowance");
-        limits.forget_idle();
-        let off = RateLimits::new(&LimitsConfig::default());
+        assert!(limits.check_anonymous(b).await.is_ok(), "another address has its own allowance");
+        limits.forget_idle().await;
+        let off = RateLimits::new(&LimitsConfig::default(), None);
         assert!(!off.has_anonymous_limit());
-        assert!((0..1000).all(|_| off.check_anonymous(a).is_ok()));
+        for _ in 0..1000 {
+            assert!(off.check_anonymous(a).await.is_ok());
+        }
     }
 }

@@ -33,7 +33,7 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser
                 .ok_or_else(|| ApiError::unauthorized("Session revoked or user deactivated"))?
         }
     };
-    state.rate_limits.check_caller(&user)?;
+    state.rate_limits.check_caller(&user).await?;
     user.client = middleware::client_of(req, &state.config.server.trusted_proxies);
     Ok(user)
 }

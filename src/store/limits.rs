@@ -6,7 +6,10 @@
 use crate::{
     config::LimitsConfig,
     limits::{Budget, Budgets, ORG_MONTHLY, Period, USER_DAILY},
-    store::{conn::Conn, error::StoreResult},
+    store::{
+        conn::Conn,
+        error::{StoreError, StoreResult},
+    },
 };
 
 /// The budgets of `organization_id`: `[limits]`, overridden by its `settings.limits`.
@@ -99,6 +102,25 @@ pub fn admit_job(
         }
     }
     Ok(())
+}
+
+/// Counts one request of `key` against `per_minute` (a burst of `per_minute`, then one every
+/// `60 / per_minute` seconds: GCRA, as governor counts on SQLite) on the database, where every
+/// instance counts it (PostgreSQL). `Ok(None)`: allowed; `Ok(Some(s))`: over the rate, allowed
+/// again in `s` seconds.
+pub fn take_request(c: &mut Conn, key: &str, per_minute: u32) -> StoreResult<Option<u64>> {
+    match c {
+        Conn::Sqlite(_) => Err(StoreError::internal("SQLite counts the rate limits in memory")),
+        Conn::Postgres(t) => pg::take_request(t, key, per_minute),
+    }
+}
+
+/// Forgets the callers whose allowance is full again (PostgreSQL); how many.
+pub fn forget_idle_rates(c: &mut Conn) -> StoreResult<u64> {
+    match c {
+        Conn::Sqlite(_) => Ok(0),
+        Conn::Postgres(t) => Ok(t.execute("DELETE FROM rate_limits WHERE theoretical_arrival_at < now()", &[])?),
+    }
 }
 
 mod sqlite {
@@ -206,6 +228,34 @@ mod pg {
     pub(super) fn queue_admission(t: &mut Transaction, organization_id: &str) -> StoreResult<()> {
         t.execute("SELECT pg_advisory_xact_lock(hashtextextended('admission:' || $1, 0))", &[&organization_id])?;
         Ok(())
+    }
+
+    /// GCRA with emission interval `T = 60 s / per_minute` and a burst of `per_minute`: a request
+    /// is allowed when `max(tat, now) + T <= now + 60 s`, and moves `tat` there. The upsert locks
+    /// the caller's row, so racing requests of several instances count one after the other; the
+    /// times are the database's clock.
+    pub(super) fn take_request(t: &mut Transaction, key: &str, per_minute: u32) -> StoreResult<Option<u64>> {
+        let interval = 60.0 / f64::from(per_minute.max(1));
+        let allowed = t.query_opt(
+            "INSERT INTO rate_limits AS r (key, theoretical_arrival_at) VALUES ($1, now() + make_interval(secs => $2)) \
+             ON CONFLICT (key) DO UPDATE SET \
+                 theoretical_arrival_at = greatest(r.theoretical_arrival_at, now()) + make_interval(secs => $2) \
+             WHERE greatest(r.theoretical_arrival_at, now()) + make_interval(secs => $2) <= now() + interval '60 seconds' \
+             RETURNING 1",
+            &[&key, &interval],
+        )?;
+        if allowed.is_some() {
+            return Ok(None);
+        }
+        // allowed again once `tat + T - 60 s` has come
+        let wait: f64 = t
+            .query_one(
+                "SELECT extract(epoch FROM greatest(theoretical_arrival_at, now()) + make_interval(secs => $2) \
+                 - interval '60 seconds' - now())::float8 FROM rate_limits WHERE key = $1",
+                &[&key, &interval],
+            )?
+            .try_get(0)?;
+        Ok(Some((wait.max(0.0).ceil() as u64).max(1)))
     }
 
     pub(super) fn running_jobs(t: &mut Transaction, user_id: &str) -> StoreResult<i64> {

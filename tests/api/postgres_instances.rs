@@ -1,7 +1,8 @@
 //! Two server processes on one PostgreSQL database (README, Operations, "Several instances on
 //! one PostgreSQL"): a reply started through one is followed (`Last-Event-ID`) and cancelled
-//! through the other, the start of one leaves the other's running jobs alone, and a job whose
-//! instance is killed is failed by the other once its lease runs out. The provider is the
+//! through the other, the start of one leaves the other's running jobs alone, a job whose
+//! instance is killed is failed by the other once its lease runs out, and the per-minute rate
+//! limits count a caller's requests through both. The provider is the
 //! scripted one of the completions tests, in this process; the servers are the real binary.
 
 use std::{process::Child, time::Duration};
@@ -42,11 +43,16 @@ impl Drop for Instance {
 
 /// The binary on `url`, with the scripted provider at `provider`; the lines it printed.
 fn instance(url: &str, provider: &str) -> (Instance, Vec<String>) {
+    instance_with(url, provider, "")
+}
+
+fn instance_with(url: &str, provider: &str, more_toml: &str) -> (Instance, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let more = format!(
-        "[database]\nurl = \"{url}\"\n[llm]\nkeep_alive_seconds = 5\n[[llm.providers]]\nname = \"mock\"\nbase_url = \"{provider}\"\n\
+    let more = more_toml.to_string()
+        + &format!(
+            "[database]\nurl = \"{url}\"\n[llm]\nkeep_alive_seconds = 5\n[[llm.providers]]\nname = \"mock\"\nbase_url = \"{provider}\"\n\
          api_key_env = \"\"\nmodels = [\"{MODEL}\"]\ntimeout_seconds = 20\n"
-    );
+        );
     let (child, base, lines) = start_with(dir.path(), &more, &[]);
     (Instance { child, base, _dir: dir }, lines)
 }
@@ -177,4 +183,37 @@ async fn postgres_two_instances_share_running_jobs() {
     )
     .await;
     assert_eq!(status, 201, "{reply:?}");
+}
+
+#[tokio::test]
+async fn postgres_two_instances_count_one_rate_limit() {
+    let Some(db) = std::thread::spawn(|| test_db("two instances, one rate")).join().unwrap() else { return };
+    let url = db.url.clone();
+    let _db = Database(Some(db));
+    let limits = "[limits]\nrequests_per_minute = 6\nanonymous_requests_per_minute = 4\n";
+    let (a, lines) = instance_with(&url, "http://127.0.0.1:9/v1", limits);
+    let password = lines.iter().find_map(|l| l.trim().strip_prefix("password: ")).expect("password line").to_string();
+    let (b, _) = instance_with(&url, "http://127.0.0.1:9/v1", limits);
+    let http = reqwest::Client::new();
+    // the anonymous limit: 4 logins from this address in all, through either instance
+    let login =
+        |at: &Instance| http.post(at.url("/auth/login")).json(&json!({"username": "admin", "password": password}));
+    let mut answers = vec![];
+    for at in [&a, &b, &a, &b, &a, &b] {
+        answers.push(send(login(at)).await);
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429], "{answers:?}");
+    let token = answers[0].1["access_token"].as_str().unwrap().to_string();
+    // the caller's limit: 6 requests in all, alternating
+    let mut statuses = vec![];
+    for at in [&a, &b, &a, &b, &a, &b, &a, &b] {
+        let r = http.get(at.url("/auth/me")).bearer_auth(&token).send().await.unwrap();
+        if r.status() == 429 {
+            let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=10).contains(&wait), "one request every 10 s: {wait}");
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
 }
