@@ -7,12 +7,151 @@
 //! of its own inside every call, so like rusqlite it must be called off the async runtime
 //! (`spawn_blocking`), never from inside a tokio task.
 
-use std::{str::FromStr, time::Duration};
+use std::{collections::HashMap, str::FromStr, time::Duration};
 
-use postgres::{NoTls, config::SslMode};
+use postgres::{Client, NoTls, Row, Statement, config::SslMode, types::ToSql};
 use r2d2_postgres::PostgresConnectionManager;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+
+/// A pooled client and the statements it has prepared, by SQL text: a statement the connection
+/// has run before costs one round trip (Bind/Execute) instead of two (Parse/Describe first).
+pub struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl PgConn {
+    /// Statements on the client itself, each its own transaction.
+    pub fn autocommit(&mut self) -> Transaction<'_> {
+        Transaction { on: On::Client(&mut self.client), statements: &mut self.statements }
+    }
+
+    /// A transaction: read-only REPEATABLE READ (one snapshot) or of the server's default
+    /// isolation (READ COMMITTED).
+    pub fn transaction(&mut self, read_only: bool) -> Result<Transaction<'_>, postgres::Error> {
+        let builder = self.client.build_transaction();
+        let tx = match read_only {
+            true => builder.isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?,
+            false => builder.start()?,
+        };
+        Ok(Transaction { on: On::Tx(tx), statements: &mut self.statements })
+    }
+}
+
+/// The most statements one connection keeps prepared (the store's SQL is a few hundred texts;
+/// batch inserts make one per batch size). Past it the cache starts afresh.
+const STATEMENTS_PER_CONNECTION: usize = 512;
+
+/// r2d2's manager for [`PgConn`]: `r2d2_postgres`'s, with the statement cache beside the client.
+pub struct Manager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        Ok(PgConn { client: self.0.connect()?, statements: HashMap::new() })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
+
+/// What the store's PostgreSQL functions run their statements on: a transaction of a pooled
+/// client (reads and writes) or the client itself (`Store::lookup`: one statement of key lookups
+/// needs no BEGIN and COMMIT, two round trips less), with the connection's statement cache. The
+/// methods are `postgres::Transaction`'s, taking the SQL text.
+pub struct Transaction<'a> {
+    on: On<'a>,
+    statements: &'a mut HashMap<String, Statement>,
+}
+
+enum On<'a> {
+    Tx(postgres::Transaction<'a>),
+    Client(&'a mut Client),
+}
+
+type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+impl Transaction<'_> {
+    /// Commits (a no-op without a transaction).
+    pub fn commit(self) -> Result<(), postgres::Error> {
+        match self.on {
+            On::Tx(tx) => tx.commit(),
+            On::Client(_) => Ok(()),
+        }
+    }
+
+    /// Rolls back (a no-op without a transaction); dropping it does too.
+    pub fn rollback(self) -> Result<(), postgres::Error> {
+        match self.on {
+            On::Tx(tx) => tx.rollback(),
+            On::Client(_) => Ok(()),
+        }
+    }
+
+    /// The prepared statement of `sql`, from the cache or prepared now.
+    pub fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = match &mut self.on {
+            On::Tx(tx) => tx.prepare(sql)?,
+            On::Client(c) => c.prepare(sql)?,
+        };
+        if self.statements.len() >= STATEMENTS_PER_CONNECTION {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub fn query(&mut self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, postgres::Error> {
+        let s = self.prepare(sql)?;
+        match &mut self.on {
+            On::Tx(tx) => tx.query(&s, params),
+            On::Client(c) => c.query(&s, params),
+        }
+    }
+
+    pub fn query_one(&mut self, sql: &str, params: &Params<'_>) -> Result<Row, postgres::Error> {
+        let s = self.prepare(sql)?;
+        match &mut self.on {
+            On::Tx(tx) => tx.query_one(&s, params),
+            On::Client(c) => c.query_one(&s, params),
+        }
+    }
+
+    pub fn query_opt(&mut self, sql: &str, params: &Params<'_>) -> Result<Option<Row>, postgres::Error> {
+        let s = self.prepare(sql)?;
+        match &mut self.on {
+            On::Tx(tx) => tx.query_opt(&s, params),
+            On::Client(c) => c.query_opt(&s, params),
+        }
+    }
+
+    pub fn execute(&mut self, sql: &str, params: &Params<'_>) -> Result<u64, postgres::Error> {
+        let s = self.prepare(sql)?;
+        match &mut self.on {
+            On::Tx(tx) => tx.execute(&s, params),
+            On::Client(c) => c.execute(&s, params),
+        }
+    }
+
+    /// Statements without parameters, in the simple protocol (not cached).
+    pub fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        match &mut self.on {
+            On::Tx(tx) => tx.batch_execute(sql),
+            On::Client(c) => c.batch_execute(sql),
+        }
+    }
+}
 
 /// A pool of PostgreSQL connections. Cheap to clone. The synchronous client runs a runtime of
 /// its own, which must not be dropped inside an async context: the last clone of the pool,
@@ -46,7 +185,7 @@ impl PgPool {
     }
 
     /// A connection of the pool (blocking; call it off the async runtime).
-    pub fn get(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, r2d2::Error> {
+    pub fn get(&self) -> Result<r2d2::PooledConnection<Manager>, r2d2::Error> {
         self.pool().get()
     }
 
@@ -131,7 +270,7 @@ pub fn open(url: &str, size: u32) -> Result<PgPool, String> {
     let config = parse_url(url).map_err(|e| format!("database.url: {e}"))?;
     // one connection first, for its error: the pool's keeps only "error connecting to server"
     config.connect(NoTls).map_err(|e| format!("cannot connect to PostgreSQL (database.url): {}", with_causes(&e)))?;
-    let manager = PostgresConnectionManager::new(config, NoTls);
+    let manager = Manager(PostgresConnectionManager::new(config, NoTls));
     let pool = r2d2::Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
@@ -156,8 +295,11 @@ pub struct Migrated {
 pub fn migrate(pool: &PgPool) -> Result<Migrated, String> {
     let mut conn = pool.get().map_err(|e| format!("cannot connect to PostgreSQL (database.url): {e}"))?;
     let err = |e: postgres::Error| format!("migrating the PostgreSQL database: {}", with_causes(&e));
+    // the migrations change the schema that cached statements were prepared against
+    conn.statements.clear();
+    let conn = &mut conn.client;
     conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).map_err(err)?;
-    let report = embedded::migrations::runner().run(&mut *conn);
+    let report = embedded::migrations::runner().run(conn);
     // the lock is the session's: release it before the connection goes back to the pool
     let unlocked = conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
     let report = report.map_err(|e| format!("migrating the PostgreSQL database: {}", with_causes(&e)))?;

@@ -320,7 +320,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{AgentConfigChanges, AgentConfigFilter, NewAgentConfig, project_invalid, tools_json};
     use crate::{

@@ -205,7 +205,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{KeyOwner, NewKey, Owners};
     use crate::{

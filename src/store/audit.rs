@@ -212,7 +212,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
     use serde_json::Value;
 
     use super::{Event, Filter};

@@ -427,7 +427,9 @@ pub mod pg {
     //! The PostgreSQL twins. `CALLER_COLS` and `caller_from_row` are public for the API keys'
     //! PostgreSQL query (the owner of that area joins `users u` and `roles r` the same way).
 
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{Attempt, LoginCandidate, Rotation};
     use crate::{

@@ -31,12 +31,11 @@ pub fn ensure_permissions(c: &mut Conn) -> StoreResult<()> {
             }
         }
         Conn::Postgres(t) => {
-            let stmt = t.prepare(
-                "INSERT INTO permissions (id, name, resource, action, description) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (name) DO NOTHING",
-            )?;
+            // prepared once, on the first execute
+            let sql = "INSERT INTO permissions (id, name, resource, action, description) VALUES ($1, $2, $3, $4, $5) \
+                       ON CONFLICT (name) DO NOTHING";
             for p in Permission::ALL {
-                t.execute(&stmt, &[&new_id(), &p.name(), &p.resource(), &p.action(), &p.description()])?;
+                t.execute(sql, &[&new_id(), &p.name(), &p.resource(), &p.action(), &p.description()])?;
             }
         }
     }

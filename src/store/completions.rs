@@ -303,7 +303,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{EVENTS_RETAINED_SECONDS, JobEnd, JobEventRow, LEASE_SECONDS, NewJob, ONE_RUNNING};
     use crate::{

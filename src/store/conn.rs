@@ -24,7 +24,7 @@ use crate::{
 /// transaction of the call (`&mut`: the `postgres` client needs it for every statement).
 pub enum Conn<'a, 'b> {
     Sqlite(&'a Connection),
-    Postgres(&'a mut postgres::Transaction<'b>),
+    Postgres(&'a mut crate::pg::Transaction<'b>),
 }
 
 impl Conn<'_, '_> {
@@ -57,7 +57,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(db) => db.read(move |c| f(&mut Conn::Sqlite(c))).await,
-            Store::Postgres(pool) => pg_transaction(pool, true, f).await,
+            Store::Postgres(pool) => pg_transaction(pool, Mode::Read, f).await,
         }
     }
 
@@ -72,7 +72,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(db) => db.lookup(move |c| f(&mut Conn::Sqlite(c))).await,
-            Store::Postgres(pool) => pg_transaction(pool, true, f).await,
+            Store::Postgres(pool) => pg_transaction(pool, Mode::Lookup, f).await,
         }
     }
 
@@ -88,7 +88,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(db) => db.write(move |tx| f(&mut Conn::Sqlite(tx))).await,
-            Store::Postgres(pool) => pg_transaction(pool, false, f).await,
+            Store::Postgres(pool) => pg_transaction(pool, Mode::Write, f).await,
         }
     }
 
@@ -100,7 +100,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(db) => db.write_blocking(|tx| f(&mut Conn::Sqlite(tx))),
-            Store::Postgres(pool) => pg_run(pool, false, f),
+            Store::Postgres(pool) => pg_run(pool, Mode::Write, f),
         }
     }
 
@@ -117,7 +117,7 @@ impl Store {
         match self {
             Store::Sqlite(db) => db.ping().await,
             Store::Postgres(pool) => {
-                pg_transaction(pool, true, |c| -> Result<(), DbError> {
+                pg_transaction(pool, Mode::Lookup, |c| -> Result<(), DbError> {
                     let Conn::Postgres(t) = c else { unreachable!("a PostgreSQL transaction") };
                     t.query_one("SELECT 1", &[])?;
                     Ok(())
@@ -134,7 +134,7 @@ impl Store {
             Store::Sqlite(db) => db.migrations_applied().await,
             Store::Postgres(pool) => {
                 let latest = crate::pg::migrations().last().map(|(v, _)| *v);
-                let applied = pg_transaction(pool, true, |c| -> Result<Option<i32>, DbError> {
+                let applied = pg_transaction(pool, Mode::Lookup, |c| -> Result<Option<i32>, DbError> {
                     let Conn::Postgres(t) = c else { unreachable!("a PostgreSQL transaction") };
                     Ok(t.query_one("SELECT MAX(version) FROM refinery_schema_history", &[])?.try_get(0)?)
                 })
@@ -165,31 +165,42 @@ impl Store {
     }
 }
 
-/// `f` in a transaction of a pooled PostgreSQL client, on the blocking pool: read-only
-/// REPEATABLE READ for reads, the default isolation for writes (see [`pg_run`]).
-async fn pg_transaction<T, E, F>(pool: &PgPool, read_only: bool, f: F) -> Result<T, E>
+/// How a PostgreSQL call runs its statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A read-only REPEATABLE READ transaction: one snapshot for a count and its page.
+    Read,
+    /// No transaction: one statement of key lookups (BEGIN and COMMIT would be two round trips
+    /// more than the statement itself).
+    Lookup,
+    /// A transaction of the server's default isolation (READ COMMITTED).
+    Write,
+}
+
+/// `f` on a pooled PostgreSQL client, on the blocking pool, as `mode` says (see [`pg_run`]).
+async fn pg_transaction<T, E, F>(pool: &PgPool, mode: Mode, f: F) -> Result<T, E>
 where
     T: Send + 'static,
     E: From<DbError> + Send + 'static,
     F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E> + Send + 'static,
 {
     let pool = pool.clone();
-    blocking(move || pg_run(&pool, read_only, f)).await
+    blocking(move || pg_run(&pool, mode, f)).await
 }
 
-/// `f` in a transaction of a pooled PostgreSQL client, here (blocking). Commits on `Ok`; on
-/// `Err` (and on a panic, when the transaction is dropped) it rolls back.
-fn pg_run<T, E, F>(pool: &PgPool, read_only: bool, f: F) -> Result<T, E>
+/// `f` on a pooled PostgreSQL client, here (blocking), in a transaction unless `mode` is a
+/// lookup. Commits on `Ok`; on `Err` (and on a panic, when the transaction is dropped) it rolls
+/// back. Statements are prepared once per connection (`crate::pg::Transaction`).
+fn pg_run<T, E, F>(pool: &PgPool, mode: Mode, f: F) -> Result<T, E>
 where
     E: From<DbError>,
     F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E>,
 {
-    let mut client = pool.get().map_err(DbError::from)?;
-    let mut builder = client.build_transaction();
-    if read_only {
-        builder = builder.isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true);
-    }
-    let mut tx = builder.start().map_err(DbError::from)?;
+    let mut conn = pool.get().map_err(DbError::from)?;
+    let mut tx = match mode {
+        Mode::Lookup => conn.autocommit(),
+        Mode::Read | Mode::Write => conn.transaction(mode == Mode::Read).map_err(DbError::from)?,
+    };
     match f(&mut Conn::Postgres(&mut tx)) {
         Ok(out) => {
             tx.commit().map_err(DbError::from)?;

@@ -504,7 +504,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{ConversationChanges, ConversationFilter, MessageKey, NewConversation, NewMessage};
     use crate::{

@@ -980,7 +980,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{Claimed, DocumentFilter, NewDocument, SearchScope, duplicate, not_found, sqlite::INSERT_BATCH};
     use crate::{

@@ -175,7 +175,7 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::Transaction;
+    use crate::pg::Transaction;
 
     use crate::{
         limits::Period,

@@ -221,7 +221,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{NAME_TAKEN, NewOrg, OrgChanges, OrgFilter};
     use crate::{

@@ -317,7 +317,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{MemberFilter, NewProject, ProjectChanges, ProjectFilter};
     use crate::{

@@ -365,7 +365,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{NewRole, ROLE_NAME_TAKEN, RoleChanges, held_by_users};
     use crate::{

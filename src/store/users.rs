@@ -404,7 +404,9 @@ mod sqlite {
 }
 
 pub(crate) mod pg {
-    use postgres::{Row, Transaction};
+    use postgres::Row;
+
+    use crate::pg::Transaction;
 
     use super::{EMAIL_TAKEN, NewUser, USERNAME_TAKEN, UserChanges, UserFilter};
     use crate::{
