@@ -788,20 +788,19 @@ mod pg {
         now: &str,
     ) -> StoreResult<Option<Message>> {
         let at = pg_ts(now)?;
-        let counted = t.execute(
-            "UPDATE conversations SET message_count = message_count + 1, updated_at = $3 \
-             WHERE id = $1 AND user_id = $2 AND is_active",
-            &[&conversation_id, &owner, &at],
+        let id = new_id();
+        // one statement, one round trip: the conversation's row stays locked (by every writer
+        // to it) from the count's update to the commit, so the less in between the better
+        let inserted = t.execute(
+            "WITH counted AS (UPDATE conversations SET message_count = message_count + 1, updated_at = $6 \
+                 WHERE id = $2 AND user_id = $7 AND is_active RETURNING id) \
+             INSERT INTO messages (id, conversation_id, role, content, metadata, is_active, created_at) \
+             SELECT $1, counted.id, $3, $4, $5::text::jsonb, true, $6 FROM counted",
+            &[&id, &conversation_id, &n.role.as_str(), &n.content, &n.metadata, &at, &owner],
         )?;
-        if counted == 0 {
+        if inserted == 0 {
             return Ok(None);
         }
-        let id = new_id();
-        t.execute(
-            "INSERT INTO messages (id, conversation_id, role, content, metadata, is_active, created_at) \
-             VALUES ($1, $2, $3, $4, $5::text::jsonb, true, $6)",
-            &[&id, &conversation_id, &n.role.as_str(), &n.content, &n.metadata, &at],
-        )?;
         Ok(Some(Message {
             id,
             conversation_id: conversation_id.to_string(),
