@@ -21,7 +21,8 @@ use crate::{
 
 /// A connection handed to store functions, one variant per backend. SQLite: a read snapshot or
 /// the write transaction (a rusqlite `Transaction` derefs to its `Connection`). PostgreSQL: the
-/// transaction of the call (`&mut`: the `postgres` client needs it for every statement).
+/// transaction of the call, or the client of a lookup, with the connection's prepared statements
+/// (`&mut`: the `postgres` client needs it for every statement).
 pub enum Conn<'a, 'b> {
     Sqlite(&'a Connection),
     Postgres(&'a mut crate::pg::Transaction<'b>),
@@ -62,8 +63,8 @@ impl Store {
     }
 
     /// Runs `f`, one statement of a few primary-key lookups. SQLite: [`Db::lookup`] (an idle
-    /// read connection right here, without the blocking-pool hop). PostgreSQL: like
-    /// [`Store::read`] (the client blocks; it must not run on the async runtime).
+    /// read connection right here, without the blocking-pool hop). PostgreSQL: on the blocking
+    /// pool (the client blocks; it must not run on the async runtime), without a transaction.
     pub async fn lookup<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
