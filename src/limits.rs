@@ -219,7 +219,7 @@ impl<K: std::hash::Hash + Eq + Clone + std::fmt::Display> Counter<K> {
             Counter::Local(limiter) => Ok(check(limiter, key)),
             Counter::Shared(store) => {
                 let key = key.to_string();
-                let wait = store.write(move |c| store::limits::take_request(c, &key, per_minute)).await?;
+                let wait = store.write_statement(move |c| store::limits::take_request(c, &key, per_minute)).await?;
                 Ok(wait.map_or(Ok(()), Err))
             }
         }

@@ -93,6 +93,21 @@ impl Store {
         }
     }
 
+    /// Runs `f`, a write that is one statement (or a statement and a read that follows it):
+    /// SQLite: [`Store::write`]; PostgreSQL: without BEGIN and COMMIT, the statement commits
+    /// itself (two round trips less, for what runs on every request, such as a rate limit).
+    pub async fn write_statement<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(db) => db.write(move |tx| f(&mut Conn::Sqlite(tx))).await,
+            Store::Postgres(pool) => pg_transaction(pool, Mode::Lookup, f).await,
+        }
+    }
+
     /// Runs `f` in one write transaction, here (blocking): start-up work, outside the runtime.
     pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
@@ -171,8 +186,8 @@ impl Store {
 enum Mode {
     /// A read-only REPEATABLE READ transaction: one snapshot for a count and its page.
     Read,
-    /// No transaction: one statement of key lookups (BEGIN and COMMIT would be two round trips
-    /// more than the statement itself).
+    /// No transaction: one statement of key lookups, or one write statement that commits
+    /// itself (BEGIN and COMMIT would be two round trips more than the statement).
     Lookup,
     /// A transaction of the server's default isolation (READ COMMITTED).
     Write,

@@ -107,7 +107,8 @@ pub fn admit_job(
 /// Counts one request of `key` against `per_minute` (a burst of `per_minute`, then one every
 /// `60 / per_minute` seconds: GCRA, as governor counts on SQLite) on the database, where every
 /// instance counts it (PostgreSQL). `Ok(None)`: allowed; `Ok(Some(s))`: over the rate, allowed
-/// again in `s` seconds.
+/// again in `s` seconds. One statement that commits itself (`Store::write_statement`), and a
+/// read after it only on refusal.
 pub fn take_request(c: &mut Conn, key: &str, per_minute: u32) -> StoreResult<Option<u64>> {
     match c {
         Conn::Sqlite(_) => Err(StoreError::internal("SQLite counts the rate limits in memory")),
