@@ -78,6 +78,37 @@ pub struct Startup {
     pub bootstrapped: bool,
 }
 
+/// The embedder on PostgreSQL: kept where pgvector is enabled (created in the database now if
+/// the server has it), else dropped with a warning: the knowledge base is then full text only,
+/// and neither chunks nor questions go to the provider for vectors nothing would keep.
+fn postgres_vectors(data: &Store, e: Arc<llm::embeddings::Embedder>) -> Option<Arc<llm::embeddings::Embedder>> {
+    match data.write_blocking(store::documents::enable_vectors) {
+        Ok(Some(version)) => {
+            tracing::info!(model = %e.model, pgvector = %version, "knowledge base on PostgreSQL: hybrid retrieval");
+            Some(e)
+        }
+        Ok(None) => {
+            tracing::warn!(
+                model = %e.model,
+                "[knowledge] embedding_model is ignored: this PostgreSQL server has no pgvector extension, so the \
+                 knowledge base is full text only (install pgvector, e.g. the postgresql-15-pgvector package, and \
+                 restart)"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!(
+                model = %e.model,
+                %error,
+                "[knowledge] embedding_model is ignored: the PostgreSQL server has pgvector but it could not be \
+                 enabled in this database (run CREATE EXTENSION vector there as a superuser, and restart); the \
+                 knowledge base is full text only"
+            );
+            None
+        }
+    }
+}
+
 impl AppState {
     /// Opens (and migrates) the database, runs the first-start bootstrap, resolves the JWT secret.
     pub fn open(config: Config) -> Result<(AppState, Startup), String> {
@@ -172,6 +203,14 @@ impl AppState {
             tracing::info!(vectors = upgraded, "rebuilt the vector spaces with binary quantization");
         }
         let embedder = llm::embeddings::Embedder::new(&config.knowledge.embedding_model, &llm)?.map(Arc::new);
+        let embedder = match (&data, embedder) {
+            (Store::Postgres(_), Some(e)) => postgres_vectors(&data, e),
+            (Store::Postgres(_), None) => {
+                tracing::info!("knowledge base on PostgreSQL: full-text retrieval (no [knowledge] embedding_model)");
+                None
+            }
+            (Store::Sqlite(_), embedder) => embedder,
+        };
         let state = AppState {
             ingest: knowledge::ingest::Ingestor::new(data.clone(), embedder),
             llm: Arc::new(llm),

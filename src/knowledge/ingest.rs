@@ -47,26 +47,9 @@ fn lease_until() -> String {
 }
 
 impl Ingestor {
-    /// The worker of `store`. On PostgreSQL the knowledge base is full text only (vector search
-    /// there is not built yet: no pgvector on this platform, no vector column in the schema):
-    /// an embedding model is then ignored, with a warning, so that neither chunks nor questions
-    /// are sent to the provider for vectors nothing would keep.
+    /// The worker of `store`; with `embedder`, chunks are embedded too (`AppState::open` gives
+    /// none on PostgreSQL without pgvector).
     pub fn new(store: Store, embedder: Option<Arc<Embedder>>) -> Arc<Ingestor> {
-        let embedder = match (&store, embedder) {
-            (Store::Postgres(_), Some(e)) => {
-                tracing::warn!(
-                    model = %e.model,
-                    "[knowledge] embedding_model is ignored on PostgreSQL: the knowledge base there is full-text \
-                     only (no vector search yet); chunks and questions are not embedded"
-                );
-                None
-            }
-            (Store::Postgres(_), None) => {
-                tracing::info!("knowledge base on PostgreSQL: full-text retrieval (no vector search there yet)");
-                None
-            }
-            (_, embedder) => embedder,
-        };
         Arc::new(Ingestor {
             store,
             embedder,

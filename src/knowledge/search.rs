@@ -128,21 +128,11 @@ impl Query {
 }
 
 /// Full text, and vectors when `embedder` is configured and answers: the best `limit` passages,
-/// best first. `score` is −BM25 for full text alone, the RRF value when fused. An embedding
-/// failure leaves full-text retrieval working.
-///
-/// PostgreSQL has no vector search (yet): there the question is not embedded and full text
-/// answers alone (`ts_rank_cd`, see `store::documents::search_passages`), as on SQLite without
-/// an embedding model; the start says so (`Ingestor::new`).
+/// best first. `score` is −BM25 (SQLite) or `ts_rank_cd` (PostgreSQL) for full text alone, the
+/// RRF value when fused. An embedding failure leaves full-text retrieval working. On
+/// PostgreSQL without pgvector there is no embedder (`AppState::open` says so at start): full
+/// text answers alone, as on SQLite without an embedding model.
 pub async fn retrieve(store: &Store, embedder: Option<&Embedder>, q: Query) -> StoreResult<Vec<Passage>> {
-    let db = match store {
-        Store::Sqlite(db) => db,
-        Store::Postgres(_) => {
-            return store
-                .read(move |c| crate::store::documents::search_passages(c, &q.search_scope(), &q.text, q.limit))
-                .await;
-        }
-    };
     let vector = match embedder {
         Some(e) => match e.embed(std::slice::from_ref(&q.text)).await {
             Ok(mut v) => v.pop().map(|v| (e.model.clone(), v)),
@@ -153,10 +143,36 @@ pub async fn retrieve(store: &Store, embedder: Option<&Embedder>, q: Query) -> S
         },
         None => None,
     };
-    match vector {
-        Some((model, v)) => retrieve_hybrid(db, q, model, v).await,
-        None => db.read_mapped(move |c| search(c, &q.search_scope(), &q.text, q.limit)).await,
+    match (store, vector) {
+        (Store::Sqlite(db), Some((model, v))) => retrieve_hybrid(db, q, model, v).await,
+        (Store::Sqlite(db), None) => db.read_mapped(move |c| search(c, &q.search_scope(), &q.text, q.limit)).await,
+        (Store::Postgres(_), vector) => {
+            store
+                .read(move |c| {
+                    let vector = vector.as_ref().map(|(model, v)| (model.as_str(), v.as_slice()));
+                    crate::store::documents::search_passages(c, &q.search_scope(), &q.text, vector, q.limit)
+                })
+                .await
+        }
     }
+}
+
+/// [`retrieve_hybrid`] in one snapshot, one ranking after the other (SQLite's side of
+/// `store::documents::search_passages`): full text alone without `vector` (the question's
+/// embedding and its model) or without a vector space of that model and dimension.
+pub fn search_in_snapshot(
+    conn: &Connection,
+    s: &SearchScope<'_>,
+    q: &str,
+    vector: Option<(&str, &[f32])>,
+    limit: usize,
+) -> StoreResult<Vec<Passage>> {
+    let Some((model, v)) = vector else { return search(conn, s, q, limit) };
+    let Some(table) = space_table(conn, model, v.len())? else { return search(conn, s, q, limit) };
+    let n = (4 * limit).max(50);
+    let text = rank_text(conn, s, q, n)?;
+    let nearest = nearest_chunks(conn, s, &table, v, n)?;
+    ranked_passages(conn, s, fuse(text.iter().map(|(id, _)| *id), nearest.into_iter(), limit))
 }
 
 /// The database half of hybrid retrieval, for a question already embedded by `model`: BM25 top

@@ -5,10 +5,11 @@
 //! unchanged: chunks_fts (FTS5, kept by triggers), sqlite-vec vector spaces) or `mod pg` (the
 //! generated `tsvector` column `chunks.search_vector` with its GIN index, ranked by `ts_rank_cd`;
 //! the queue claimed with `FOR UPDATE SKIP LOCKED`, since several instances share one database).
-//! SQLite's search building blocks (the BM25 budget of `knowledge::search`, the vector spaces)
-//! have no PostgreSQL twin and keep taking a `&Connection`: PostgreSQL has no vector search yet
-//! (no pgvector here, and no vector column in its schema), and its full text is one query,
-//! [`search_passages`].
+//! SQLite's search building blocks (the BM25 budget of `knowledge::search`, the vec0 vector
+//! spaces) keep taking a `&Connection`; PostgreSQL's retrieval is [`search_passages`]: its full
+//! text and, where the pgvector extension is installed ([`enable_vectors`]), the nearest chunks
+//! of a pgvector space (a table per model and dimension with an HNSW index), fused in one
+//! snapshot.
 
 use crate::{
     authz::Scope,
@@ -180,9 +181,9 @@ pub fn renew_lease(c: &mut Conn, id: &str, token: &str, lease_until: &str) -> St
 }
 
 /// Replaces the document's chunks with `chunks` and marks it ready, only while `token` holds
-/// the lease (fenced): `false` means the lease was lost and nothing was written. `vectors` are
-/// stored on SQLite; PostgreSQL has no vector column yet and leaves them out (its ingestor does
-/// not embed, see `knowledge::ingest::Ingestor::new`).
+/// the lease (fenced): `false` means the lease was lost and nothing was written. `vectors` go
+/// into the vector space of their model and dimension (created on first use): sqlite-vec on
+/// SQLite, pgvector on PostgreSQL (whose ingestor embeds only where the extension is enabled).
 #[allow(clippy::too_many_arguments)]
 pub fn commit_chunks(
     c: &mut Conn,
@@ -197,7 +198,7 @@ pub fn commit_chunks(
 ) -> StoreResult<bool> {
     match c {
         Conn::Sqlite(c) => sqlite::commit_chunks(c, id, token, chunks, vectors, error, page_count, indexed_key, now),
-        Conn::Postgres(t) => pg::commit_chunks(t, id, token, chunks, error, page_count, indexed_key, now),
+        Conn::Postgres(t) => pg::commit_chunks(t, id, token, chunks, vectors, error, page_count, indexed_key, now),
     }
 }
 
@@ -210,7 +211,7 @@ pub fn commit_failure(c: &mut Conn, id: &str, token: &str, error: &str, now: &st
 }
 
 /// At start-up: rebuilds SQLite vector spaces of an older layout (see the SQLite twin). Returns
-/// how many vectors were copied; PostgreSQL has no vector spaces: 0.
+/// how many vectors were copied; PostgreSQL's spaces have had one layout: 0.
 pub fn upgrade_spaces(c: &mut Conn) -> StoreResult<usize> {
     match c {
         Conn::Sqlite(c) => sqlite::upgrade_spaces(c),
@@ -218,14 +219,36 @@ pub fn upgrade_spaces(c: &mut Conn) -> StoreResult<usize> {
     }
 }
 
-/// The best `limit` passages for the user text `q` by full text alone, best first. SQLite:
-/// `knowledge::search::search` (BM25 within its budgets; `score` is −bm25). PostgreSQL: every
-/// word ORed as a `tsquery` over `chunks.search_vector`, ranked by `ts_rank_cd` with the heading
-/// weighted 2 (`score` is that rank; higher is better on both).
-pub fn search_passages(c: &mut Conn, s: &SearchScope<'_>, q: &str, limit: usize) -> StoreResult<Vec<Passage>> {
+/// At start-up: whether vectors can be stored and searched, and by what. SQLite: sqlite-vec,
+/// compiled in. PostgreSQL: the pgvector extension, created here when the server has it but the
+/// database does not (which needs the right to create it: a superuser, or the database owner
+/// where pgvector is trusted); `None` where the server lacks it. An `Err` is a server that has
+/// pgvector but would not create it.
+pub fn enable_vectors(c: &mut Conn) -> StoreResult<Option<String>> {
     match c {
-        Conn::Sqlite(c) => crate::knowledge::search::search(c, s, q, limit),
-        Conn::Postgres(t) => pg::search_passages(t, s, q, limit),
+        Conn::Sqlite(_) => Ok(Some("sqlite-vec".into())),
+        Conn::Postgres(t) => pg::enable_vectors(t),
+    }
+}
+
+/// The best `limit` passages for the user text `q`, best first, in one snapshot. Without
+/// `vector` (the question's embedding and its model), or without a vector space of that model
+/// and dimension, full text alone: SQLite's `knowledge::search::search` (BM25 within its budgets;
+/// `score` is −bm25), PostgreSQL's every word ORed as a `tsquery` over `chunks.search_vector`,
+/// ranked by `ts_rank_cd` with the heading weighted 2 (`score` is that rank). With one, the full
+/// text top N and the vector top N (N = max(50, 4·limit)) fused by reciprocal rank fusion
+/// (`score` is the fused value). Higher is better on both backends. (SQLite serves questions with
+/// `knowledge::search::retrieve_hybrid`, which runs the two rankings on two connections at once.)
+pub fn search_passages(
+    c: &mut Conn,
+    s: &SearchScope<'_>,
+    q: &str,
+    vector: Option<(&str, &[f32])>,
+    limit: usize,
+) -> StoreResult<Vec<Passage>> {
+    match c {
+        Conn::Sqlite(c) => crate::knowledge::search::search_in_snapshot(c, s, q, vector, limit),
+        Conn::Postgres(t) => pg::search_passages(t, s, q, vector, limit),
     }
 }
 
@@ -984,7 +1007,9 @@ mod pg {
 
     use crate::pg::Transaction;
 
-    use super::{Claimed, DocumentFilter, NewDocument, SearchScope, duplicate, not_found, sqlite::INSERT_BATCH};
+    use super::{
+        Claimed, DocumentFilter, NewDocument, SearchScope, Vectors, duplicate, not_found, sqlite::INSERT_BATCH,
+    };
     use crate::{
         authz::Scope,
         db::{new_id, search_needle},
@@ -1268,6 +1293,7 @@ mod pg {
         id: &str,
         token: &str,
         chunks: &[ChunkDraft],
+        vectors: Option<Vectors<'_>>,
         error: Option<&str>,
         page_count: Option<i64>,
         indexed_key: &str,
@@ -1287,7 +1313,9 @@ mod pg {
                       heading, text, token_count) \
                       SELECT u.public_id, $1, $2, $3, $4 + u.n - 1, u.page, u.heading, u.text, u.token_count \
                       FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[], $9::bigint[]) \
-                      WITH ORDINALITY AS u (public_id, page, heading, text, token_count, n) ORDER BY u.n";
+                      WITH ORDINALITY AS u (public_id, page, heading, text, token_count, n) ORDER BY u.n \
+                      RETURNING ordinal, id";
+        let mut chunk_ids = vec![0i64; chunks.len()];
         for (b, batch) in chunks.chunks(INSERT_BATCH).enumerate() {
             let public_ids: Vec<String> = batch.iter().map(|_| new_id()).collect();
             let pages: Vec<Option<i64>> = batch.iter().map(|c| c.page).collect();
@@ -1295,10 +1323,17 @@ mod pg {
             let texts: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
             let tokens: Vec<i64> = batch.iter().map(|c| c.token_count).collect();
             let first = (b * INSERT_BATCH) as i64;
-            t.execute(
+            let rows = t.query(
                 insert,
                 &[&id, &organization_id, &project_id, &first, &public_ids, &pages, &headings, &texts, &tokens],
             )?;
+            for r in rows {
+                chunk_ids[r.try_get::<_, i64>(0)? as usize] = r.try_get(1)?;
+            }
+        }
+        if let Some(v) = vectors.filter(|v| v.vectors.len() == chunk_ids.len()) {
+            let scope = (organization_id.as_str(), project_id.as_deref(), id);
+            insert_vectors(t, v.model, &chunk_ids, v.vectors, scope, now)?;
         }
         Ok(true)
     }
@@ -1329,47 +1364,247 @@ mod pg {
     }
 
     // Each word a plainto_tsquery, ORed; NULL when no word is left (stop words only). Asked first,
-    // on its own: a query that is a constant when SEARCH is planned lets the planner estimate its
+    // on its own: a query that is a constant when RANK is planned lets the planner estimate its
     // matches and take the GIN index (within one statement it could not, and scanned the table).
     const QUERY: &str = "SELECT string_agg('(' || w.q::text || ')', ' | ') \
          FROM (SELECT plainto_tsquery('copilot_english', w) AS q FROM unnest($1::text[]) AS w) AS w \
          WHERE numnode(w.q) > 0";
 
-    // The organization is in the same WHERE as the match, so it applies before the LIMIT, and
-    // the chunk's document must be of the chunk's organization (as SQLite's passages_by_rowid).
+    // The organization is in the same WHERE as the match, so it applies before the LIMIT.
     // Weights {D, C, B, A}: the heading (A) counts twice the text (B), FTS5's bm25 weights.
-    const SEARCH: &str = "SELECT c.public_id, c.document_id, d.title, c.page, c.heading, c.text, \
-         ts_rank_cd('{0.1, 0.2, 0.5, 1.0}', c.search_vector, $1::text::tsquery)::float8 AS score \
-         FROM chunks c JOIN documents d ON d.id = c.document_id AND d.organization_id = c.organization_id \
-         WHERE c.search_vector @@ $1::text::tsquery AND ($2::text IS NULL OR c.organization_id = $2) \
+    const RANK: &str = "SELECT c.id, ts_rank_cd('{0.1, 0.2, 0.5, 1.0}', c.search_vector, $1::text::tsquery)::float8 \
+         AS score FROM chunks c WHERE c.search_vector @@ $1::text::tsquery \
+         AND ($2::text IS NULL OR c.organization_id = $2) \
          AND (cardinality($3::text[]) = 0 OR c.project_id = ANY ($3)) \
          AND (cardinality($4::text[]) = 0 OR c.document_id = ANY ($4)) \
          ORDER BY score DESC, c.id LIMIT $5";
 
-    pub(super) fn search_passages(
-        t: &mut Transaction,
-        s: &SearchScope<'_>,
-        q: &str,
-        limit: usize,
-    ) -> StoreResult<Vec<Passage>> {
+    /// The best `limit` chunks for the user text `q` by full text, as (id, ts_rank_cd), best first.
+    fn rank_text(t: &mut Transaction, s: &SearchScope<'_>, q: &str, limit: usize) -> StoreResult<Vec<(i64, f64)>> {
         let words = words(q);
         if words.is_empty() {
             return Ok(vec![]);
         }
         let Some(query): Option<String> = t.query_one(QUERY, &[&words])?.try_get(0)? else { return Ok(vec![]) };
-        t.query(SEARCH, &[&query, &s.scope.org(), &s.project_ids, &s.document_ids, &(limit as i64)])?
+        t.query(RANK, &[&query, &s.scope.org(), &s.project_ids, &s.document_ids, &(limit as i64)])?
             .iter()
-            .map(|r| {
-                Ok(Passage {
-                    chunk_id: r.try_get(0)?,
-                    document_id: r.try_get(1)?,
-                    document_title: r.try_get(2)?,
-                    page: r.try_get(3)?,
-                    heading: r.try_get(4)?,
-                    text: r.try_get(5)?,
-                    score: r.try_get(6)?,
-                })
-            })
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+
+    /// The passages of `ranked` (chunk id, score), in that order, each with its score. The
+    /// chunk's organization is checked a second time, and its document must be of it.
+    fn ranked_passages(t: &mut Transaction, s: &SearchScope<'_>, ranked: &[(i64, f64)]) -> StoreResult<Vec<Passage>> {
+        let ids: Vec<i64> = ranked.iter().map(|(id, _)| *id).collect();
+        let rows = t.query(
+            "SELECT c.id, c.public_id, c.document_id, d.title, c.page, c.heading, c.text FROM chunks c \
+             JOIN documents d ON d.id = c.document_id AND d.organization_id = c.organization_id \
+             WHERE c.id = ANY ($1) AND ($2::text IS NULL OR c.organization_id = $2)",
+            &[&ids, &s.scope.org()],
+        )?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for r in rows {
+            let passage = Passage {
+                chunk_id: r.try_get(1)?,
+                document_id: r.try_get(2)?,
+                document_title: r.try_get(3)?,
+                page: r.try_get(4)?,
+                heading: r.try_get(5)?,
+                text: r.try_get(6)?,
+                score: 0.0,
+            };
+            found.insert(r.try_get::<_, i64>(0)?, passage);
+        }
+        Ok(ranked.iter().filter_map(|(id, score)| found.remove(id).map(|p| Passage { score: *score, ..p })).collect())
+    }
+
+    pub(super) fn search_passages(
+        t: &mut Transaction,
+        s: &SearchScope<'_>,
+        q: &str,
+        vector: Option<(&str, &[f32])>,
+        limit: usize,
+    ) -> StoreResult<Vec<Passage>> {
+        let space = match vector {
+            Some((model, v)) => vectors::space(t, model, v.len())?.map(|space| (space, v)),
+            None => None,
+        };
+        let ranked = match space {
+            None => rank_text(t, s, q, limit)?,
+            Some((space, v)) => {
+                let n = (4 * limit).max(50);
+                let text = rank_text(t, s, q, n)?;
+                let nearest = vectors::nearest(t, s, &space, v, n)?;
+                crate::knowledge::search::fuse(text.iter().map(|(id, _)| *id), nearest.into_iter(), limit)
+            }
+        };
+        ranked_passages(t, s, &ranked)
+    }
+
+    pub(super) use vectors::{enable_vectors, insert_vectors};
+
+    /// pgvector: one table per vector space (model, dimension), named in `embedding_spaces` as on
+    /// SQLite, made at run time (a `vector(n)` column has a fixed dimension, and the extension is
+    /// optional, so no migration can name it).
+    mod vectors {
+        use super::{SearchScope, StoreResult, Transaction};
+        use crate::store::conn::pg_ts;
+
+        /// Held while a space is made, so that instances ingesting at once make it once (an
+        /// arbitrary constant, "spaces" in ASCII).
+        const SPACES_LOCK: i64 = 0x7370_6163_6573;
+
+        /// pgvector's HNSW index takes at most this many dimensions of `vector`; a wider space is
+        /// searched exactly (every vector of the scope), without an index.
+        const HNSW_MAX_DIMS: usize = 2000;
+
+        /// A vector space's table and the pgvector version of the database.
+        pub struct Space {
+            table: String,
+            version: String,
+        }
+
+        pub fn enable_vectors(t: &mut Transaction) -> StoreResult<Option<String>> {
+            let Some(row) =
+                t.query_opt("SELECT installed_version FROM pg_available_extensions WHERE name = 'vector'", &[])?
+            else {
+                return Ok(None);
+            };
+            if row.try_get::<_, Option<String>>(0)?.is_none() {
+                // instances starting together: one creates it, the others find it
+                t.execute("SELECT pg_advisory_xact_lock($1)", &[&SPACES_LOCK])?;
+                t.batch_execute("CREATE EXTENSION IF NOT EXISTS vector")?;
+            }
+            Ok(Some(t.query_one("SELECT extversion FROM pg_extension WHERE extname = 'vector'", &[])?.try_get(0)?))
+        }
+
+        /// The space of (model, dims), if it exists (and pgvector with it).
+        pub fn space(t: &mut Transaction, model: &str, dims: usize) -> StoreResult<Option<Space>> {
+            let row = t.query_opt(
+                "SELECT s.table_name, e.extversion FROM embedding_spaces s \
+                 JOIN pg_extension e ON e.extname = 'vector' WHERE s.model = $1 AND s.dims = $2",
+                &[&model, &(dims as i64)],
+            )?;
+            row.map(|r| Ok(Space { table: r.try_get(0)?, version: r.try_get(1)? })).transpose()
+        }
+
+        /// The space of (model, dims), made on first use: its table, the scope's columns copied from
+        /// the chunk (the KNN filters on them), the chunk's row owning the vector (a chunk deleted
+        /// takes its vector along), and an HNSW index by cosine distance.
+        fn ensure_space(t: &mut Transaction, model: &str, dims: usize, now: &str) -> StoreResult<Space> {
+            if let Some(space) = space(t, model, dims)? {
+                return Ok(space);
+            }
+            t.execute("SELECT pg_advisory_xact_lock($1)", &[&SPACES_LOCK])?;
+            if let Some(space) = space(t, model, dims)? {
+                return Ok(space); // made by another instance while this one waited
+            }
+            let id: i64 = t
+                .query_one(
+                    "INSERT INTO embedding_spaces (model, dims, table_name, created_at) \
+                     VALUES ($1, $2, 'pending-' || gen_random_uuid(), $3) RETURNING id",
+                    &[&model, &(dims as i64), &pg_ts(now)?],
+                )?
+                .try_get(0)?;
+            let table = format!("chunk_vec_{id}");
+            t.execute("UPDATE embedding_spaces SET table_name = $1 WHERE id = $2", &[&table, &id])?;
+            let mut ddl = format!(
+                "CREATE TABLE {table} (chunk_id bigint PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE, \
+                 organization_id text NOT NULL, project_id text, document_id text NOT NULL, \
+                 embedding vector({dims}) NOT NULL); \
+                 CREATE INDEX {table}_org ON {table} (organization_id, document_id);"
+            );
+            if dims <= HNSW_MAX_DIMS {
+                ddl.push_str(&format!(
+                    "CREATE INDEX {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops);"
+                ));
+            }
+            t.batch_execute(&ddl)?;
+            Ok(space(t, model, dims)?.expect("the space was made in this transaction"))
+        }
+
+        /// A vector as pgvector's text form, `[x,y,…]` (a float's shortest exact decimal).
+        fn text(v: &[f32]) -> String {
+            let parts: Vec<String> = v.iter().map(f32::to_string).collect();
+            format!("[{}]", parts.join(","))
+        }
+
+        /// Stores the vectors of a document's chunks (`chunk_ids` in chunk order) in the space of
+        /// their model and dimension, a batch per statement.
+        pub fn insert_vectors(
+            t: &mut Transaction,
+            model: &str,
+            chunk_ids: &[i64],
+            vectors: &[Vec<f32>],
+            scope: (&str, Option<&str>, &str),
+            now: &str,
+        ) -> StoreResult<()> {
+            let Some(dims) = vectors.first().map(Vec::len) else { return Ok(()) };
+            let space = ensure_space(t, model, dims, now)?;
+            let (organization_id, project_id, document_id) = scope;
+            let insert = format!(
+                "INSERT INTO {} (chunk_id, organization_id, project_id, document_id, embedding) \
+                 SELECT u.id, $1, $2, $3, u.v::vector FROM unnest($4::bigint[], $5::text[]) AS u (id, v)",
+                space.table
+            );
+            for (ids, batch) in chunk_ids.chunks(super::INSERT_BATCH).zip(vectors.chunks(super::INSERT_BATCH)) {
+                let texts: Vec<String> = batch.iter().map(|v| text(v)).collect();
+                t.execute(&insert, &[&organization_id, &project_id, &document_id, &ids, &texts])?;
+            }
+            Ok(())
+        }
+
+        /// Whether pgvector `version` (`major.minor.patch`) has HNSW iterative scans (0.8 and later).
+        fn iterates(version: &str) -> bool {
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (0, 8)
+        }
+
+        /// The `k` nearest chunks of the scope to `query` by cosine distance, nearest first. The
+        /// organization and scope are in the WHERE of the KNN, so they apply before `k`; the HNSW
+        /// scan looks at `k` candidates at least (`hnsw.ef_search`) and, on pgvector 0.8 and later,
+        /// goes on scanning until `k` rows of the scope are found (`hnsw.iterative_scan`).
+        pub fn nearest(
+            t: &mut Transaction,
+            s: &SearchScope<'_>,
+            space: &Space,
+            query: &[f32],
+            k: usize,
+        ) -> StoreResult<Vec<i64>> {
+            let ef_search = k.clamp(40, 1000).to_string();
+            t.query_one("SELECT set_config('hnsw.ef_search', $1, true)", &[&ef_search])?;
+            if iterates(&space.version) {
+                t.query_one("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)", &[])?;
+            }
+            // relaxed order: the HNSW scan may yield slightly out of order; the outer query sorts
+            let sql = format!(
+                "SELECT n.chunk_id FROM (SELECT v.chunk_id, v.embedding <=> $1::text::vector AS distance \
+                 FROM {} v WHERE ($2::text IS NULL OR v.organization_id = $2) \
+                 AND (cardinality($3::text[]) = 0 OR v.project_id = ANY ($3)) \
+                 AND (cardinality($4::text[]) = 0 OR v.document_id = ANY ($4)) \
+                 ORDER BY distance LIMIT $5) AS n ORDER BY n.distance, n.chunk_id",
+                space.table
+            );
+            t.query(&sql, &[&text(query), &s.scope.org(), &s.project_ids, &s.document_ids, &(k as i64)])?
+                .iter()
+                .map(|r| Ok(r.try_get(0)?))
+                .collect()
+        }
+
+        #[cfg(test)]
+        mod tests {
+            #[test]
+            fn versions_with_iterative_scans() {
+                assert!(!super::iterates("0.6.2"));
+                assert!(!super::iterates("0.7.4"));
+                assert!(super::iterates("0.8.0"));
+                assert!(super::iterates("1.0"));
+            }
+
+            #[test]
+            fn vectors_are_written_in_pgvector_text() {
+                assert_eq!(super::text(&[0.5, -1.0, 1e-7]), "[0.5,-1,0.0000001]");
+            }
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! organization and scope applied in the query, and completions that put exactly the cited
 //! passages in the prompt, against the scripted provider of the completions tests.
 use copilot::config::LlmProviderConfig;
-use copilot::store::error::StoreResult;
 use serde_json::{Value, json};
 
 use crate::{
@@ -289,16 +288,6 @@ async fn an_agent_scoped_to_documents_cites_only_those() {
 #[tokio::test]
 async fn retrieval_quality_on_the_evaluation_set() {
     let text = evaluate(&spawn_app().await).await;
-    if on_postgres() {
-        // full text only there (no pgvector in this build): PostgreSQL's own ranking is held to
-        // the same recall
-        println!(
-            "retrieval evaluation, full text on PostgreSQL: recall@5 = {:.3}, MRR = {:.3}; missed: {:?}",
-            text.recall, text.mrr, text.misses
-        );
-        assert!(text.recall >= 0.8, "full-text recall@5 {:.3} < 0.8; missed {:?}", text.recall, text.misses);
-        return;
-    }
     let (mock, url) = spawn_embedder().await;
     let mut p = provider(&url);
     p.name = "embedder".into();
@@ -547,9 +536,6 @@ async fn count_rows(app: &TestApp, sql: &'static str) -> i64 {
 
 #[tokio::test]
 async fn embeddings_find_passages_that_share_no_word_with_the_question() {
-    if on_postgres() {
-        return; // vectors: SQLite only in this build (PostgreSQL is full text only without pgvector)
-    }
     let (mock, url) = spawn_embedder().await;
     let app = spawn_with_embeddings(&url).await;
     let org_a = app.create_org("Org A").await;
@@ -588,9 +574,6 @@ async fn embeddings_find_passages_that_share_no_word_with_the_question() {
 
 #[tokio::test]
 async fn an_embedding_outage_leaves_full_text_working_and_marks_the_document() {
-    if on_postgres() {
-        return; // vectors: SQLite only in this build (PostgreSQL is full text only without pgvector)
-    }
     let (mock, url) = spawn_embedder().await;
     let app = spawn_with_embeddings(&url).await;
     let admin = app.admin_token().await;
@@ -622,9 +605,6 @@ async fn an_embedding_model_no_provider_serves_stops_the_start() {
 
 #[tokio::test]
 async fn changing_the_embedding_model_starts_a_new_space_that_a_reindex_fills() {
-    if on_postgres() {
-        return; // vectors: SQLite only in this build (PostgreSQL is full text only without pgvector)
-    }
     let (_mock, url) = spawn_embedder().await;
     let first = spawn_with_embeddings(&url).await;
     let admin = first.admin_token().await;
@@ -646,19 +626,9 @@ async fn changing_the_embedding_model_starts_a_new_space_that_a_reindex_fills() 
     let d = wait_ingested(&app, &admin, &id).await;
     assert_eq!((d["status"].as_str(), &d["error"]), (Some("ready"), &Value::Null), "{d:?}");
     assert_eq!(passages(&search(&app, &admin, "q=holiday").await)[0]["document_id"], id.as_str());
-    let spaces: Vec<(String, i64)> = app
-        .state
-        .store
-        .sqlite()
-        .expect("SQLite")
-        .read(|c| -> StoreResult<_> {
-            Ok(c.prepare("SELECT model, dims FROM embedding_spaces ORDER BY id")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?)
-        })
-        .await
-        .unwrap();
-    assert_eq!(spaces, [(EMBED_MODEL.to_string(), 4), (WIDE_MODEL.to_string(), 8)]);
+    let spaces =
+        app.state.store.read(|c| sql_rows(c, "SELECT model, dims FROM embedding_spaces ORDER BY id", &[])).await;
+    assert_eq!(spaces.unwrap(), [[json!(EMBED_MODEL), json!(4)], [json!(WIDE_MODEL), json!(8)]]);
     assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM chunk_vec_2").await, 1);
     // the reindex replaced the chunk, so the first space keeps no vector of it
     assert_eq!(count_rows(&app, "SELECT COUNT(*) FROM chunk_vec_1").await, 0);

@@ -477,3 +477,155 @@ fn postgres_docs_documents_area_on_postgres() {
         documents_area(&store).await;
     });
 }
+
+/// A unit vector of 8 dimensions at `angle` (radians) in the plane of the first two axes: the
+/// cosine distance of two such vectors grows with the angle between them.
+fn at_angle(angle: f32) -> Vec<f32> {
+    let mut v = vec![0.0; 8];
+    (v[0], v[1]) = (angle.cos(), angle.sin());
+    v
+}
+
+/// Ingests document `id` of `org`: a chunk of text "`text` i" per vector, with it.
+async fn ingest_with_vectors(
+    store: &Store,
+    id: &'static str,
+    org: &str,
+    user: &str,
+    text: &str,
+    vectors: Vec<Vec<f32>>,
+) {
+    let mut d = doc(id, org, None, id, "v.md", user, T0);
+    d.sha256 = format!("sha-of-{id}");
+    let chunks: Vec<ChunkDraft> = (0..vectors.len()).map(|i| draft(None, "", &format!("{text} {i}"))).collect();
+    let token = format!("tok-{id}");
+    store.write(move |c| documents::insert_document(c, &d, b"x")).await.unwrap();
+    let claimed = claim(store, &token, NOW, 1).await;
+    assert_eq!(claimed.as_deref(), Some(id));
+    let ok = store
+        .write(move |c| {
+            let v = documents::Vectors { model: "m", vectors: &vectors };
+            documents::commit_chunks(c, id, &token, &chunks, Some(v), None, None, "key:m", NOW)
+        })
+        .await
+        .unwrap();
+    assert!(ok);
+}
+
+/// Vectors through the seam: stored with the chunks, the nearest found within the organization
+/// and scope before the `k` (another organization's nearer vectors are never neighbours, even
+/// when they outnumber the candidates an approximate index looks at), fused with full text, and
+/// taken along when their document goes.
+async fn vectors_area(store: &Store) {
+    let backend = store.backend();
+    let version = store.write(documents::enable_vectors).await.unwrap();
+    assert!(version.is_some(), "{backend}: no vectors (pgvector not installed?)");
+    store.write(copilot::store::bootstrap::ensure_permissions).await.unwrap();
+    let (a, b) = (org("Acme"), org("Globex"));
+    let (acme, globex) = (a.id.clone(), b.id.clone());
+    let user = store
+        .write(move |c| -> Result<_, StoreError> {
+            for o in [&a, &b] {
+                copilot::store::organizations::insert_org(c, o)?;
+                copilot::store::bootstrap::insert_system_roles(c, &o.id, &o.now)?;
+            }
+            let u = copilot::store::users::NewUser {
+                id: copilot::db::new_id(),
+                organization_id: a.id.clone(),
+                role_id: Some(copilot::store::organizations::member_role_id(c, &a.id)?),
+                username: "writer".into(),
+                email: "writer@example.com".into(),
+                full_name: None,
+                password_hash: "x".into(),
+                is_superuser: false,
+                now: T0.into(),
+            };
+            Ok(copilot::store::users::insert_user(c, &u)?.id)
+        })
+        .await
+        .unwrap();
+    // Globex: 400 vectors scattered around the question's, every one nearer it than Acme's
+    let mut seed = 7u32;
+    let mut noise = move || {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (seed >> 16) as f32 / 65_536.0 - 0.5
+    };
+    let globex_vectors = (0..400)
+        .map(|i| {
+            let mut v = at_angle(i as f32 * 0.0005);
+            v.iter_mut().skip(2).for_each(|x| *x = 0.1 * noise());
+            v
+        })
+        .collect();
+    ingest_with_vectors(store, "g1", &globex, &user, "globex note", globex_vectors).await;
+    ingest_with_vectors(store, "a1", &acme, &user, "acme far", vec![at_angle(1.2), at_angle(1.0)]).await;
+    ingest_with_vectors(store, "a2", &acme, &user, "acme near", vec![at_angle(0.5)]).await;
+
+    // `hnsw`: PostgreSQL must take the HNSW index (else its planner picks: for an organization
+    // of few vectors, an exact scan of them by the organization's index)
+    let nearest = |scope: Scope, docs: Vec<String>, q: &'static str, hnsw: bool| {
+        let store = store.clone();
+        async move {
+            store
+                .read(move |c| {
+                    if let (Conn::Postgres(t), true) = (&mut *c, hnsw) {
+                        t.batch_execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")?;
+                    }
+                    let s = documents::SearchScope { scope: &scope, project_ids: &[], document_ids: &docs };
+                    documents::search_passages(c, &s, q, Some(("m", &at_angle(0.0))), 3)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let found = nearest(Scope::system(&acme), vec![], "nothing matches this", false).await;
+    assert_eq!(texts(&found), ["acme near 0", "acme far 1", "acme far 0"], "{backend}");
+    assert!(found[0].score > found[1].score && found[0].score <= 1.0 / 61.0, "{backend}: RRF scores");
+    // through the approximate index, which pgvector scans on (hnsw.iterative_scan) past the 400
+    // nearer vectors of Globex that the organization filters out: Acme's, never Globex's
+    let found = nearest(Scope::system(&acme), vec![], "nothing matches this", true).await;
+    assert!(!found.is_empty() && texts(&found).iter().all(|t| t.starts_with("acme")), "{backend}: {found:?}");
+    let found = nearest(Scope::system(&acme), vec!["a1".into()], "nothing matches this", false).await;
+    assert_eq!(texts(&found), ["acme far 1", "acme far 0"], "{backend}: the document scope is in the KNN");
+    let found = nearest(Scope::system(&globex), vec![], "nothing matches this", true).await;
+    assert!(found.len() == 3 && texts(&found).iter().all(|t| t.starts_with("globex note")), "{backend}: {found:?}");
+    // full text and vectors fused: "far" matches a1's chunks by text, and they rise above a2's
+    let found = nearest(Scope::system(&acme), vec![], "far", false).await;
+    assert_eq!(texts(&found)[..2], ["acme far 0", "acme far 1"], "{backend}");
+    // another model (or dimension) has no space: full text alone
+    let found = store
+        .read(move |c| {
+            let scope = Scope::system(&acme);
+            let s = documents::SearchScope { scope: &scope, project_ids: &[], document_ids: &[] };
+            documents::search_passages(c, &s, "near", Some(("other", &at_angle(0.0))), 3)
+        })
+        .await
+        .unwrap();
+    assert_eq!(texts(&found), ["acme near 0"], "{backend}");
+
+    // a document deleted takes its vectors along
+    let vectors = |c: &mut Conn| {
+        count(
+            c,
+            "SELECT count(*) FROM chunk_vec_1_floats WHERE ?1 <> ''",
+            "SELECT count(*) FROM chunk_vec_1 WHERE $1 <> ''",
+            "x",
+        )
+    };
+    assert_eq!(store.read(vectors).await.unwrap(), 403, "{backend}");
+    store.write(|c| documents::delete_document(c, &Scope::system_all(), "g1")).await.unwrap();
+    assert_eq!(store.read(vectors).await.unwrap(), 3, "{backend}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_docs_vectors_area_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    vectors_area(&sqlite_store(&dir)).await;
+}
+
+#[test]
+fn postgres_docs_vectors_area_on_postgres() {
+    on_postgres("postgres_docs_vectors_area_on_postgres", |store| async move {
+        vectors_area(&store).await;
+    });
+}

@@ -51,7 +51,7 @@ fn instance_with(url: &str, provider: &str, more_toml: &str) -> (Instance, Vec<S
     let more = more_toml.to_string()
         + &format!(
             "[database]\nurl = \"{url}\"\n[llm]\nkeep_alive_seconds = 5\n[[llm.providers]]\nname = \"mock\"\nbase_url = \"{provider}\"\n\
-         api_key_env = \"\"\nmodels = [\"{MODEL}\"]\ntimeout_seconds = 20\n"
+         api_key_env = \"\"\nmodels = [\"{MODEL}\"]\ntimeout_seconds = 60\n"
         );
     let (child, base, lines) = start_with(dir.path(), &more, &[]);
     (Instance { child, base, _dir: dir }, lines)
@@ -159,6 +159,58 @@ async fn postgres_two_instances_share_running_jobs() {
     // the audit log names the cancel, through whichever instance
     let (_, audit) = send(http.get(a.url("/audit-events?action=completion.cancel")).bearer_auth(&token)).await;
     assert_eq!(audit["total"], 1, "{audit:?}");
+
+    // 2b. A stalls with the job (frozen, while its lease is kept alive, as a runner that is alive
+    // but stuck would): the cancel through B waits as long as a lease can last, then answers 503
+    // and the job is still running; A resumes, hears the request, and the job ends cancelled, which
+    // the cancel, asked again, answers
+    mock.then(Reply::Stream { pieces: vec!["slow"; 200], delay: Duration::from_millis(200), usage: None });
+    let (job, mut on_a) = start(&a, &conv).await;
+    assert_eq!(on_a.next().await.unwrap().event, "delta");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").args([sig, &a.child.id().to_string()]).status().unwrap();
+        assert!(ok.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let renewing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let renewer = {
+        let (url, job, renewing) = (url.clone(), job.clone(), renewing.clone());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            while renewing.load(std::sync::atomic::Ordering::SeqCst) {
+                c.execute(
+                    "UPDATE completion_jobs SET lease_until = now() + interval '15 seconds' WHERE id = $1",
+                    &[&job],
+                )
+                .unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let cancel =
+        || send(http.post(b.url(&format!("/conversations/{conv}/completions/{job}/cancel"))).bearer_auth(&token));
+    let asked = std::time::Instant::now();
+    let (status, stuck) = cancel().await;
+    assert_eq!(status, 503, "{stuck:?}");
+    assert!(stuck["detail"].as_str().unwrap().contains("did not stop it in time"), "{stuck:?}");
+    assert!(asked.elapsed() >= Duration::from_secs(15), "B waited as long as a lease lasts: {:?}", asked.elapsed());
+    renewing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let status: String = {
+        let (url, job) = (url.clone(), job.clone());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            c.query_one("SELECT status FROM completion_jobs WHERE id = $1", &[&job]).unwrap().get(0)
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(status, "running", "a 503 changes nothing");
+    renewer.join().unwrap();
+    signal("-CONT");
+    let end = on_a.rest().await.pop().unwrap();
+    assert_eq!(end.event, "cancelled", "A stopped the job once it resumed: {:?}", end.data);
+    let (status, cancelled) = cancel().await;
+    assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled:?}");
 
     // 3. A is killed while generating: B fails the job once A's lease runs out, and B's follower
     // sees the end (the instance that runs a job renews its lease every 5 s; it lasts 15 s)

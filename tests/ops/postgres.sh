@@ -32,14 +32,8 @@ if ! command -v pg_virtualenv >/dev/null || [ ! -x "/usr/lib/postgresql/$version
     echo "-- postgresql-15 is not packaged here; using PostgreSQL $version"
   fi
 fi
-# pgvector, where the distribution packages it (Debian bookworm does not): later increments use it
-if ! [ -f "/usr/share/postgresql/$version/extension/vector.control" ]; then
-  if apt-cache show "postgresql-$version-pgvector" >/dev/null 2>&1; then
-    apt_install "postgresql-$version-pgvector"
-  else
-    echo "-- pgvector: no package postgresql-$version-pgvector here; PostgreSQL runs without vectors (full text only)"
-  fi
-fi
+# pgvector (vectors in the knowledge base): the distribution's package, or Debian's source built
+bash ops/pgvector.sh "$version"
 "/usr/lib/postgresql/$version/bin/postgres" --version
 
 if [ "${1:-}" = --http ]; then
