@@ -17,7 +17,7 @@ use crate::{
     api::{ApiTags, Created, Deleted, JsonStream, changes_of},
     auth::BearerAuth,
     authz::{self, Permission},
-    db::now,
+    db::{new_id, now},
     error::{ApiError, ApiResult},
     pagination::{ListResponse, Page, search_term},
     store::{
@@ -271,7 +271,8 @@ impl ConversationsApi {
         let id = validate::path_id(&id, "Conversation")?;
         let page = Page::new(skip.0, limit.0)?;
         let owner = auth.0.id;
-        let found = self.state.store.read(move |c| store::conversations::list_messages(c, &owner, &id, page)).await?;
+        let found =
+            self.state.store.read_statement(move |c| store::conversations::list_messages(c, &owner, &id, page)).await?;
         let (rows, total) = found.ok_or_else(conversation_not_found)?;
         Ok(Json(page.wrap(rows, total)))
     }
@@ -296,6 +297,7 @@ impl ConversationsApi {
             return Err(ApiError::bad_request("content must not be empty"));
         }
         let new = NewMessage {
+            id: new_id(),
             role: b.role,
             content: validate::text("content", &b.content, CONTENT_MAX)?,
             metadata: validate::json_object("metadata", b.metadata)?,
@@ -304,15 +306,15 @@ impl ConversationsApi {
             .state
             .store
             .write(move |tx| -> ApiResult<_> {
-                let m = store::conversations::insert_message(tx, &me.id, &id, &new, &now())?;
-                if let Some(m) = &m {
-                    let event = Event::new("message.create", &me.organization_id, "message", &m.id).changes(audit);
-                    store::audit::record(tx, &me.actor(), &event)?;
-                }
-                Ok(m)
+                // the event first: the insert locks the conversation's row, which every writer to
+                // it waits for, until the commit (on PostgreSQL), so nothing more comes after it;
+                // no such conversation rolls the event back
+                let event = Event::new("message.create", &me.organization_id, "message", &new.id).changes(audit);
+                store::audit::record(tx, &me.actor(), &event)?;
+                store::conversations::insert_message(tx, &me.id, &id, &new, &now())?.ok_or_else(conversation_not_found)
             })
             .await?;
-        Ok(Created::Created(Json(message.ok_or_else(conversation_not_found)?)))
+        Ok(Created::Created(Json(message)))
     }
 
     /// Get a message of my conversation

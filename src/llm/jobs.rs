@@ -562,7 +562,8 @@ pub async fn start(s: Starter, reply: NewReply) -> Result<Arc<JobHandle>, StartE
             })?;
             store::limits::admit_job(tx, &limits, &org_id, &owner, time::OffsetDateTime::now_utc())?;
             let now = now();
-            let new = NewMessage { role: MessageRole::User, content, metadata: json!({"job_id": jid}).to_string() };
+            let metadata = json!({"job_id": jid}).to_string();
+            let new = NewMessage { id: new_id(), role: MessageRole::User, content, metadata };
             let user_message = store::conversations::insert_message(tx, &owner, &conversation_id, &new, &now)?
                 .ok_or(StoreError::NotFound("Conversation not found"))?;
             let job = NewJob {
@@ -731,7 +732,12 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, jobs: &Jobs) {
                 store::completions::append_job_events(tx, &unflushed)?;
             }
             let message = if store_message {
-                let new = NewMessage { role: MessageRole::Assistant, content: text, metadata: metadata.to_string() };
+                let new = NewMessage {
+                    id: new_id(),
+                    role: MessageRole::Assistant,
+                    content: text,
+                    metadata: metadata.to_string(),
+                };
                 store::conversations::insert_message(tx, &owner, &conversation_id, &new, &now)?
             } else {
                 None

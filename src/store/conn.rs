@@ -62,6 +62,21 @@ impl Store {
         }
     }
 
+    /// Runs `f`, a read that is one statement on PostgreSQL (a statement is its own snapshot
+    /// there): SQLite: [`Store::read`]; PostgreSQL: without BEGIN and COMMIT (two round trips
+    /// less, for a page and its total read together, such as a conversation's messages).
+    pub async fn read_statement<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Conn<'_, '_>) -> Result<T, E> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(db) => db.read(move |c| f(&mut Conn::Sqlite(c))).await,
+            Store::Postgres(pool) => pg_transaction(pool, Mode::Lookup, f).await,
+        }
+    }
+
     /// Runs `f`, one statement of a few primary-key lookups. SQLite: [`Db::lookup`] (an idle
     /// read connection right here, without the blocking-pool hop). PostgreSQL: on the blocking
     /// pool (the client blocks; it must not run on the async runtime), without a transaction.

@@ -92,7 +92,8 @@ pub fn newest_messages(
 }
 
 /// One page of the live messages of `owner`'s conversation `id`, oldest first, with the
-/// conversation's `message_count` as the total; `None` when there is no such conversation.
+/// conversation's `message_count` as the total; `None` when there is no such conversation. One
+/// statement on PostgreSQL (call it through `Store::read_statement`).
 pub fn list_messages(c: &mut Conn, owner: &str, id: &str, page: Page) -> StoreResult<Option<(Vec<Message>, i64)>> {
     match c {
         Conn::Sqlite(c) => sqlite::list_messages(c, owner, id, page),
@@ -151,6 +152,8 @@ pub fn delete_conversation(c: &mut Conn, owner: &str, id: &str, now: &str) -> St
 }
 
 pub struct NewMessage {
+    /// The message's id, chosen by the caller (an audit event can name it before it is written).
+    pub id: String,
     pub role: MessageRole,
     pub content: String,
     /// JSON object text
@@ -445,7 +448,7 @@ mod sqlite {
         if counted == 0 {
             return Ok(None);
         }
-        let id = new_id();
+        let id = n.id.clone();
         conn.prepare_cached(
             "INSERT INTO messages (id, conversation_id, role, content, metadata, is_active, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
@@ -679,32 +682,28 @@ mod pg {
         id: &str,
         page: Page,
     ) -> StoreResult<Option<(Vec<Message>, i64)>> {
-        let total: Option<i64> = t
-            .query_opt(
-                "SELECT message_count FROM conversations WHERE id = $1 AND user_id = $2 AND is_active",
-                &[&id, &owner],
-            )?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        let Some(total) = total else {
-            return Ok(None);
+        // one statement, so one snapshot without BEGIN and COMMIT (`Store::read_statement`): the
+        // conversation's count, and beside it the page (NULLs when the page is empty). The offset
+        // is skipped on the index alone (an index-only scan of messages_conversation_created):
+        // only the page's rows are read from the table
+        let rows = t.query(
+            &format!(
+                "SELECT m.*, c.message_count FROM conversations c LEFT JOIN LATERAL (SELECT {MESSAGE_COLS} \
+                 FROM messages m WHERE m.conversation_id = $1 AND m.is_active \
+                 AND (m.created_at, m.id) >= (SELECT created_at, id FROM messages WHERE conversation_id = $1 \
+                 AND is_active ORDER BY created_at, id OFFSET $3 LIMIT 1) \
+                 ORDER BY m.created_at, m.id LIMIT $2) AS m ON true \
+                 WHERE c.id = $1 AND c.user_id = $4 AND c.is_active"
+            ),
+            &[&id, &page.limit, &page.skip, &owner],
+        )?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let total: i64 = first.try_get(6)?;
+        let messages = match first.try_get::<_, Option<String>>(0)? {
+            None => vec![],
+            Some(_) => rows.iter().map(message_from_row).collect::<StoreResult<Vec<_>>>()?,
         };
-        let rows = t
-            .query(
-                // the offset is skipped on the index alone (an index-only scan of
-                // messages_conversation_created): only the page's rows are read from the table
-                &format!(
-                    "SELECT {MESSAGE_COLS} FROM messages m WHERE m.conversation_id = $1 AND m.is_active \
-                     AND (m.created_at, m.id) >= (SELECT created_at, id FROM messages WHERE conversation_id = $1 \
-                     AND is_active ORDER BY created_at, id OFFSET $3 LIMIT 1) \
-                     ORDER BY m.created_at, m.id LIMIT $2"
-                ),
-                &[&id, &page.limit, &page.skip],
-            )?
-            .iter()
-            .map(message_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Some((rows, total)))
+        Ok(Some((messages, total)))
     }
 
     pub(super) fn insert_conversation(
@@ -788,7 +787,7 @@ mod pg {
         now: &str,
     ) -> StoreResult<Option<Message>> {
         let at = pg_ts(now)?;
-        let id = new_id();
+        let id = n.id.clone();
         // one statement, one round trip: the conversation's row stays locked (by every writer
         // to it) from the count's update to the commit, so the less in between the better
         let inserted = t.execute(

@@ -87,6 +87,9 @@ async fn a_failed_request_leaves_no_event() {
     assert_eq!(app.post("/projects", Some(&root), json!({"name": ""})).await.status, 400);
     let missing = "00000000-0000-0000-0000-000000000000";
     assert_eq!(app.delete(&format!("/roles/{missing}"), Some(&root)).await.status, 404);
+    // a message to no conversation: its event, written ahead of the insert, is rolled back
+    let message = json!({"role": "user", "content": "hello"});
+    assert_eq!(app.post(&format!("/conversations/{missing}/messages"), Some(&root), message).await.status, 404);
     assert_eq!(app.post("/roles", Some(&root), json!({"name": "r", "permissions": ["nope:x"]})).await.status, 400);
     // reads are not writes
     app.get("/users", Some(&root)).await;

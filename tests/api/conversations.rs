@@ -432,7 +432,8 @@ async fn a_long_conversation_is_served_whole_and_as_the_pages_list_it() {
                 let now = format!("2026-01-01T00:00:{:02}.000000Z", i / 3);
                 let content = format!("{i}\"\\\n\u{1}é{}", "x".repeat(100_000 - 5 - i.to_string().len()));
                 let role = if i % 2 == 0 { MessageRole::User } else { MessageRole::Assistant };
-                let new = NewMessage { role, content, metadata: json!({"i": i}).to_string() };
+                let new =
+                    NewMessage { id: copilot::db::new_id(), role, content, metadata: json!({"i": i}).to_string() };
                 let m = copilot::store::conversations::insert_message(tx, &owner, &cid, &new, &now)?.unwrap();
                 if i == 20 {
                     copilot::store::conversations::delete_message(tx, &owner, &cid, &m.id, &now)?;

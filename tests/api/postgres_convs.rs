@@ -253,12 +253,21 @@ async fn conversations_area(store: &Store) {
         let mut out = vec![];
         for (i, now) in times.iter().enumerate() {
             let role = if i % 2 == 0 { MessageRole::User } else { MessageRole::Assistant };
-            let n =
-                NewMessage { role, content: format!("m{i} ✓"), metadata: json!({"i": i, "x": [null]}).to_string() };
+            let n = NewMessage {
+                id: copilot::db::new_id(),
+                role,
+                content: format!("m{i} ✓"),
+                metadata: json!({"i": i, "x": [null]}).to_string(),
+            };
             out.push(cs::insert_message(c, "u1", &c2, &n, now)?.unwrap());
         }
         // not the owner's: nothing is added
-        let n = NewMessage { role: MessageRole::User, content: "no".into(), metadata: "{}".into() };
+        let n = NewMessage {
+            id: copilot::db::new_id(),
+            role: MessageRole::User,
+            content: "no".into(),
+            metadata: "{}".into(),
+        };
         assert!(cs::insert_message(c, "u2", &c2, &n, "2026-03-04T00:00:06.000000Z")?.is_none());
         Ok(out)
     })
@@ -291,6 +300,13 @@ async fn conversations_area(store: &Store) {
     })
     .await
     .unwrap();
+    let c2 = cid.clone();
+    let past_the_end = read(store, move |c| cs::list_messages(c, "u1", &c2, page(6, 5))).await.unwrap();
+    assert_eq!(
+        dbg_text(&past_the_end),
+        dbg_text(&Some((Vec::<Message>::new(), 6))),
+        "{backend}: an empty page, the total"
+    );
     assert_eq!(conv.message_count, 6, "{backend}");
     assert_eq!(conv.updated_at, "2026-03-05T00:00:00.000000Z", "{backend}");
     assert!(none.is_none(), "{backend}");
@@ -356,7 +372,12 @@ async fn conversations_area(store: &Store) {
         let mut out = vec![];
         for i in 0..70 {
             let now = format!("2026-03-04T01:00:{:02}.000000Z", i / 5);
-            let n = NewMessage { role: MessageRole::User, content: format!("{i}"), metadata: "{}".into() };
+            let n = NewMessage {
+                id: copilot::db::new_id(),
+                role: MessageRole::User,
+                content: format!("{i}"),
+                metadata: "{}".into(),
+            };
             out.push(cs::insert_message(c, "u1", &long, &n, &now)?.unwrap());
         }
         Ok(out)
