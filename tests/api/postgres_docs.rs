@@ -54,6 +54,22 @@ fn doc(id: &str, org: &str, project: Option<&str>, title: &str, filename: &str, 
     }
 }
 
+/// A member `writer` of organization `org` (the documents' `created_by`); its id.
+fn insert_writer(c: &mut Conn, org: &str) -> Result<String, StoreError> {
+    let u = copilot::store::users::NewUser {
+        id: copilot::db::new_id(),
+        organization_id: org.into(),
+        role_id: Some(copilot::store::organizations::member_role_id(c, org)?),
+        username: "writer".into(),
+        email: "writer@example.com".into(),
+        full_name: None,
+        password_hash: "x".into(),
+        is_superuser: false,
+        now: T0.into(),
+    };
+    Ok(copilot::store::users::insert_user(c, &u)?.id)
+}
+
 fn draft(page: Option<i64>, heading: &str, text: &str) -> ChunkDraft {
     ChunkDraft { page, heading: heading.into(), text: text.into(), token_count: text.len() as i64 / 4 }
 }
@@ -120,19 +136,7 @@ async fn documents_area(store: &Store) {
                     &[id, o],
                 )?;
             }
-            let role = copilot::store::organizations::member_role_id(c, &a.id)?;
-            let u = copilot::store::users::NewUser {
-                id: copilot::db::new_id(),
-                organization_id: a.id.clone(),
-                role_id: Some(role),
-                username: "writer".into(),
-                email: "writer@example.com".into(),
-                full_name: None,
-                password_hash: "x".into(),
-                is_superuser: false,
-                now: T0.into(),
-            };
-            Ok(copilot::store::users::insert_user(c, &u)?.id)
+            insert_writer(c, &a.id)
         })
         .await
         .unwrap();
@@ -529,18 +533,7 @@ async fn vectors_area(store: &Store) {
                 copilot::store::organizations::insert_org(c, o)?;
                 copilot::store::bootstrap::insert_system_roles(c, &o.id, &o.now)?;
             }
-            let u = copilot::store::users::NewUser {
-                id: copilot::db::new_id(),
-                organization_id: a.id.clone(),
-                role_id: Some(copilot::store::organizations::member_role_id(c, &a.id)?),
-                username: "writer".into(),
-                email: "writer@example.com".into(),
-                full_name: None,
-                password_hash: "x".into(),
-                is_superuser: false,
-                now: T0.into(),
-            };
-            Ok(copilot::store::users::insert_user(c, &u)?.id)
+            insert_writer(c, &a.id)
         })
         .await
         .unwrap();
