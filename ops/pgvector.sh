@@ -19,6 +19,8 @@ if [ -f "/usr/share/postgresql/$version/extension/vector.control" ]; then
   echo "-- pgvector: $(grep default_version "/usr/share/postgresql/$version/extension/vector.control") for PostgreSQL $version"
   exit 0
 fi
+# the package lists may be missing (a fresh container): fetched once before looking
+[ -n "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ] || as_root apt-get update -qq
 if apt-cache show "postgresql-$version-pgvector" >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "postgresql-$version-pgvector" >/dev/null
   exit 0
