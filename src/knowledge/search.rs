@@ -167,12 +167,24 @@ pub fn search_in_snapshot(
     vector: Option<(&str, &[f32])>,
     limit: usize,
 ) -> StoreResult<Vec<Passage>> {
-    let Some((model, v)) = vector else { return search(conn, s, q, limit) };
-    let Some(table) = space_table(conn, model, v.len())? else { return search(conn, s, q, limit) };
     let n = (4 * limit).max(50);
-    let text = rank_text(conn, s, q, n)?;
-    let nearest = nearest_chunks(conn, s, &table, v, n)?;
-    ranked_passages(conn, s, fuse(text.iter().map(|(id, _)| *id), nearest.into_iter(), limit))
+    let nearest = match vector {
+        Some((model, v)) => {
+            space_table(conn, model, v.len())?.map(|t| nearest_chunks(conn, s, &t, v, n)).transpose()?
+        }
+        None => None,
+    };
+    let text = rank_text(conn, s, q, if nearest.is_some() { n } else { limit })?;
+    ranked_passages(conn, s, fused(text, nearest, limit))
+}
+
+/// The `limit` best of full text's ranking (rowid, bm25) alone (`score` −bm25), or of its fusion
+/// with the vector ranking when there is one (`score` the RRF value).
+fn fused(text: Vec<(i64, f64)>, nearest: Option<Vec<i64>>, limit: usize) -> Vec<(i64, f64)> {
+    match nearest {
+        Some(v) => fuse(text.iter().map(|(id, _)| *id), v.into_iter(), limit),
+        None => text.into_iter().take(limit).map(|(id, bm25)| (id, -bm25)).collect(),
+    }
 }
 
 /// The database half of hybrid retrieval, for a question already embedded by `model`: BM25 top
@@ -195,11 +207,7 @@ pub async fn retrieve_hybrid(db: &Db, q: Query, model: String, vector: Vec<f32>)
         })
     };
     let (text_hits, vector_hits) = tokio::try_join!(text, knn)?;
-    let limit = q.limit;
-    let ranked: Vec<(i64, f64)> = match vector_hits {
-        Some(v) => fuse(text_hits.iter().map(|(id, _)| *id), v.into_iter(), limit),
-        None => text_hits.into_iter().take(limit).map(|(id, bm25)| (id, -bm25)).collect(),
-    };
+    let ranked = fused(text_hits, vector_hits, q.limit);
     db.read_mapped(move |c| ranked_passages(c, &q.search_scope(), ranked)).await
 }
 

@@ -1441,7 +1441,8 @@ mod pg {
         ranked_passages(t, s, &ranked)
     }
 
-    pub(super) use vectors::{enable_vectors, insert_vectors};
+    pub(super) use vectors::enable_vectors;
+    use vectors::insert_vectors;
 
     /// pgvector: one table per vector space (model, dimension), named in `embedding_spaces` as on
     /// SQLite, made at run time (a `vector(n)` column has a fixed dimension, and the extension is
@@ -1572,10 +1573,14 @@ mod pg {
             k: usize,
         ) -> StoreResult<Vec<i64>> {
             let ef_search = k.clamp(40, 1000).to_string();
-            t.query_one("SELECT set_config('hnsw.ef_search', $1, true)", &[&ef_search])?;
-            if iterates(&space.version) {
-                t.query_one("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)", &[])?;
-            }
+            let settings = match iterates(&space.version) {
+                true => {
+                    "SELECT set_config('hnsw.ef_search', $1, true), \
+                         set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+                }
+                false => "SELECT set_config('hnsw.ef_search', $1, true)",
+            };
+            t.query_one(settings, &[&ef_search])?;
             // relaxed order: the HNSW scan may yield slightly out of order; the outer query sorts
             let sql = format!(
                 "SELECT n.chunk_id FROM (SELECT v.chunk_id, v.embedding <=> $1::text::vector AS distance \

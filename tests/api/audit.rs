@@ -89,7 +89,16 @@ async fn a_failed_request_leaves_no_event() {
     assert_eq!(app.delete(&format!("/roles/{missing}"), Some(&root)).await.status, 404);
     // a message to no conversation: its event, written ahead of the insert, is rolled back
     let message = json!({"role": "user", "content": "hello"});
-    assert_eq!(app.post(&format!("/conversations/{missing}/messages"), Some(&root), message).await.status, 404);
+    assert_eq!(app.post(&format!("/conversations/{missing}/messages"), Some(&root), message.clone()).await.status, 404);
+    // to a conversation, the event names the message created
+    let conversation = app.post("/conversations", Some(&root), json!({"title": "t"})).await.id();
+    let r = app.post(&format!("/conversations/{conversation}/messages"), Some(&root), message).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let created = events(&app, &root, "action=message.create").await;
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!((created[0]["target_type"].as_str(), &created[0]["target_id"]), (Some("message"), &r.body["id"]));
+    assert_eq!(created[0]["changes"]["role"], "user", "{created:?}");
+    let before = before + 2; // the conversation and the message
     assert_eq!(app.post("/roles", Some(&root), json!({"name": "r", "permissions": ["nope:x"]})).await.status, 400);
     // reads are not writes
     app.get("/users", Some(&root)).await;
