@@ -293,13 +293,24 @@ pub struct Migrated {
 /// of its own, under an advisory lock (so instances starting together apply each one once).
 /// A database with a migration this build does not know, or with a changed one, is an error.
 pub fn migrate(pool: &PgPool) -> Result<Migrated, String> {
+    migrate_until(pool, None)
+}
+
+/// [`migrate`], up to and including the migration `version` only when one is given (a database
+/// as an older build left it: the tests of a migration's data changes start from one).
+pub fn migrate_until(pool: &PgPool, version: Option<i32>) -> Result<Migrated, String> {
     let mut conn = pool.get().map_err(|e| format!("cannot connect to PostgreSQL (database.url): {e}"))?;
     let err = |e: postgres::Error| format!("migrating the PostgreSQL database: {}", with_causes(&e));
     // the migrations change the schema that cached statements were prepared against
     conn.statements.clear();
     let conn = &mut conn.client;
     conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).map_err(err)?;
-    let report = embedded::migrations::runner().run(conn);
+    let runner = embedded::migrations::runner();
+    let runner = match version {
+        Some(v) => runner.set_target(refinery::Target::Version(v as _)),
+        None => runner,
+    };
+    let report = runner.run(conn);
     // the lock is the session's: release it before the connection goes back to the pool
     let unlocked = conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
     let report = report.map_err(|e| format!("migrating the PostgreSQL database: {}", with_causes(&e)))?;

@@ -110,14 +110,22 @@ fn seed(url: &str, bench_hash: &str) -> String {
     .unwrap();
     let msg = tx
         .prepare(
-            "INSERT INTO messages (id, conversation_id, role, content, metadata, is_active, created_at) \
-             VALUES ($1, $2, $3, $4, '{}', true, $5::text::timestamptz)",
+            "INSERT INTO messages (id, conversation_id, role, content, metadata, is_active, created_at, position) \
+             VALUES ($1, $2, $3, $4, '{}', true, $5::text::timestamptz, $6)",
         )
         .unwrap();
+    let mut last = String::new();
     for i in 0..10_000usize {
         let role = if i % 2 == 0 { "user" } else { "assistant" };
-        tx.execute(&msg, &[&id(), &conversation, &role, &content(i), &ts(1_000_000_000 + i as i64 * 1000)]).unwrap();
+        last = ts(1_000_000_000 + i as i64 * 1000);
+        tx.execute(&msg, &[&id(), &conversation, &role, &content(i), &last, &(i as i64)]).unwrap();
     }
+    // the time of the latest message, which a post comes after (migrations-postgres/V12)
+    tx.execute(
+        "UPDATE conversations SET last_message_at = $2::text::timestamptz WHERE id = $1",
+        &[&conversation, &last],
+    )
+    .unwrap();
     tx.commit().unwrap();
     c.batch_execute("VACUUM ANALYZE").unwrap();
     conversation

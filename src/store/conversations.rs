@@ -683,16 +683,14 @@ mod pg {
         page: Page,
     ) -> StoreResult<Option<(Vec<Message>, i64)>> {
         // one statement, so one snapshot without BEGIN and COMMIT (`Store::read_statement`): the
-        // conversation's count, and beside it the page (NULLs when the page is empty). The offset
-        // is skipped on the index alone (an index-only scan of messages_conversation_created):
-        // only the page's rows are read from the table
+        // conversation's count, and beside it the page (NULLs when the page is empty). The page
+        // starts at its place (`position`, migrations-postgres/V12) on the index
+        // messages_conversation_position: nothing before it is stepped over
         let rows = t.query(
             &format!(
                 "SELECT m.*, c.message_count FROM conversations c LEFT JOIN LATERAL (SELECT {MESSAGE_COLS} \
-                 FROM messages m WHERE m.conversation_id = $1 AND m.is_active \
-                 AND (m.created_at, m.id) >= (SELECT created_at, id FROM messages WHERE conversation_id = $1 \
-                 AND is_active ORDER BY created_at, id OFFSET $3 LIMIT 1) \
-                 ORDER BY m.created_at, m.id LIMIT $2) AS m ON true \
+                 FROM messages m WHERE m.conversation_id = $1 AND m.is_active AND m.position >= $3 \
+                 ORDER BY m.position LIMIT $2) AS m ON true \
                  WHERE c.id = $1 AND c.user_id = $4 AND c.is_active"
             ),
             &[&id, &page.limit, &page.skip, &owner],
@@ -789,24 +787,30 @@ mod pg {
         let at = pg_ts(now)?;
         let id = n.id.clone();
         // one statement, one round trip: the conversation's row stays locked (by every writer
-        // to it) from the count's update to the commit, so the less in between the better
-        let inserted = t.execute(
-            "WITH counted AS (UPDATE conversations SET message_count = message_count + 1, updated_at = $6 \
-                 WHERE id = $2 AND user_id = $7 AND is_active RETURNING id) \
-             INSERT INTO messages (id, conversation_id, role, content, metadata, is_active, created_at) \
-             SELECT $1, counted.id, $3, $4, $5::text::jsonb, true, $6 FROM counted",
+        // to it) from the count's update to the commit, so the less in between the better. The
+        // message is appended (its place is the count so far, migrations-postgres/V12) at a time
+        // after the latest message's: a post whose clock reads earlier (it waited for another
+        // post's lock, or another instance's clock is behind) takes that time + 1 µs, so the list
+        // order (`created_at, id`) stays the order of the places. The row's SET and RETURNING see
+        // its newest version even after that wait (its subqueries would not): both come from it
+        let row = t.query_opt(
+            "WITH counted AS (UPDATE conversations SET message_count = message_count + 1, \
+                 last_message_at = GREATEST($6, last_message_at + interval '1 microsecond'), \
+                 updated_at = GREATEST($6, last_message_at + interval '1 microsecond') \
+                 WHERE id = $2 AND user_id = $7 AND is_active RETURNING id, message_count, last_message_at) \
+             INSERT INTO messages (id, conversation_id, role, content, metadata, is_active, created_at, position) \
+             SELECT $1, counted.id, $3, $4, $5::text::jsonb, true, counted.last_message_at, counted.message_count - 1 \
+             FROM counted RETURNING created_at",
             &[&id, &conversation_id, &n.role.as_str(), &n.content, &n.metadata, &at, &owner],
         )?;
-        if inserted == 0 {
-            return Ok(None);
-        }
+        let Some(row) = row else { return Ok(None) };
         Ok(Some(Message {
             id,
             conversation_id: conversation_id.to_string(),
             role: n.role,
             content: n.content.clone(),
             metadata: serde_json::from_str(&n.metadata).map_err(StoreError::internal)?,
-            created_at: now.to_string(),
+            created_at: pg_ts_col(&row, 0)?,
         }))
     }
 
@@ -835,19 +839,29 @@ mod pg {
         id: &str,
         now: &str,
     ) -> StoreResult<bool> {
-        let deleted = t.execute(
-            "UPDATE messages SET is_active = false WHERE id = $1 AND conversation_id = $2 AND is_active \
-             AND EXISTS (SELECT 1 FROM conversations c WHERE c.id = $2 AND c.user_id = $3 AND c.is_active)",
-            &[&id, &conversation_id, &owner],
+        // the conversation's row first: every writer of its messages' places holds it, so the
+        // next statement's snapshot (taken after the lock) sees all their changes
+        let owned = t.query_opt(
+            "SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2 AND is_active FOR UPDATE",
+            &[&conversation_id, &owner],
         )?;
-        if deleted == 0 {
+        if owned.is_none() {
             return Ok(false);
         }
+        // the message leaves its place, the later ones move down by one (the time of the latest
+        // one posted stays: that a post comes after it is all a post needs)
         let at = pg_ts(now)?;
-        t.execute(
-            "UPDATE conversations SET message_count = message_count - 1, updated_at = $2 WHERE id = $1",
-            &[&conversation_id, &at],
+        let deleted = t.query_one(
+            "WITH gone AS (SELECT position FROM messages WHERE id = $1 AND conversation_id = $2 AND is_active), \
+             off AS (UPDATE messages SET is_active = false, position = NULL \
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM gone)), \
+             later AS (UPDATE messages SET position = position - 1 WHERE conversation_id = $2 AND is_active \
+                 AND position > (SELECT position FROM gone)), \
+             counted AS (UPDATE conversations SET message_count = message_count - 1, updated_at = $3 \
+                 WHERE id = $2 AND EXISTS (SELECT 1 FROM gone)) \
+             SELECT count(*) FROM gone",
+            &[&id, &conversation_id, &at],
         )?;
-        Ok(true)
+        Ok(deleted.try_get::<_, i64>(0)? == 1)
     }
 }

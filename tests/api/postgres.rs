@@ -406,8 +406,15 @@ fn postgres_schema(c: &mut Client) -> BTreeMap<String, Table> {
 }
 
 /// The PostgreSQL columns that SQLite has no counterpart of, and why.
-const POSTGRES_ONLY_COLUMNS: &[(&str, &str, &str)] =
-    &[("chunks", "search_vector", "the tsvector that replaces the FTS5 table chunks_fts")];
+const POSTGRES_ONLY_COLUMNS: &[(&str, &str, &str)] = &[
+    ("chunks", "search_vector", "the tsvector that replaces the FTS5 table chunks_fts"),
+    ("messages", "position", "a live message's place, for deep pages (V12)"),
+    ("conversations", "last_message_at", "the time of the latest message posted (V12)"),
+];
+
+/// Indexes of PostgreSQL alone (table, index, why).
+const POSTGRES_ONLY_INDEXES: &[(&str, &str, &str)] =
+    &[("messages", "messages_conversation_position", "deep pages from the messages' places (V12)")];
 
 /// Whether a PostgreSQL type is the right twin of a SQLite column. Timestamps are known by their
 /// names (`…_at`, `at`, `lease_until`), JSON by its CHECK (or as the audit log's `changes`).
@@ -520,7 +527,8 @@ fn postgres_schema_is_the_sqlite_schema_twice_applied() {
             }
         }
         for (iname, pi) in &p.indexes {
-            if !matched.contains(iname.as_str()) && !is_fts_replacement(name, iname) {
+            let postgres_only = POSTGRES_ONLY_INDEXES.iter().any(|(t, i, _)| t == name && i == iname);
+            if !matched.contains(iname.as_str()) && !is_fts_replacement(name, iname) && !postgres_only {
                 problems.push(format!("{name}: PostgreSQL index {iname} has no SQLite twin ({})", pi.def));
             }
         }

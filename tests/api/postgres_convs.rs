@@ -237,7 +237,9 @@ async fn conversations_area(store: &Store) {
     let (_, live) = list(ConversationFilter { is_archived: Some(false), ..all() }, 0, 50).await;
     assert_eq!((archived, live), (1, 4), "{backend}");
 
-    // messages: seven, three sharing a timestamp (the id breaks the tie), one of them deleted
+    // messages: seven, three posted with one timestamp (on SQLite the id breaks the tie; on
+    // PostgreSQL a post whose clock does not read later than the latest message comes 1 µs
+    // after it), one of them deleted
     let cid = first.id.clone();
     let times = [
         "2026-03-04T00:00:01.000000Z",
@@ -404,6 +406,73 @@ async fn conversations_area(store: &Store) {
     .unwrap();
     assert_eq!(dbg_text(&every), dbg_text(&desc), "{backend}");
     assert_eq!(dbg_text(&forty), dbg_text(&desc[..40].to_vec()), "{backend}");
+
+    // pages of that history after deletes (the oldest, the newest, inside ties) and posts whose
+    // clocks read earlier than the latest message (behind, on the deleted newest's time, on the
+    // oldest's): SQLite files them among the others, PostgreSQL 1 µs after the latest one; its
+    // places (migrations-postgres/V12) follow every change
+    let mut live: Vec<Message> = desc.iter().rev().cloned().collect();
+    let doomed: Vec<String> = [0, 69, 33, 34, 12].iter().map(|&i| live[i].id.clone()).collect();
+    let (long, d2) = (made[1].id.clone(), doomed.clone());
+    let posted: Vec<Message> = write(store, move |c| {
+        for (k, mid) in d2.iter().enumerate() {
+            assert!(cs::delete_message(c, "u1", &long, mid, "2026-03-04T02:00:00.000000Z")?, "delete {k}");
+        }
+        let mut out = vec![];
+        for (i, now) in [
+            "2026-03-04T01:00:03.500000Z", // a clock behind: among the others
+            "2026-03-04T01:00:13.000000Z", // the newest's time (it was deleted): a tie either way
+            "2026-03-04T01:00:00.000000Z", // the oldest's time, which is a tie of five
+            "2026-03-04T03:00:00.000000Z", // the end
+        ]
+        .iter()
+        .enumerate()
+        {
+            let n = NewMessage {
+                id: copilot::db::new_id(),
+                role: MessageRole::Assistant,
+                content: format!("late {i}"),
+                metadata: "{}".into(),
+            };
+            out.push(cs::insert_message(c, "u1", &long, &n, now)?.unwrap());
+        }
+        Ok(out)
+    })
+    .await
+    .unwrap();
+    live.retain(|m| !doomed.contains(&m.id));
+    live.extend(posted);
+    live.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    assert_eq!(live.len(), 69, "{backend}");
+    let long = made[1].id.clone();
+    let pages = read(store, move |c| {
+        let mut out = vec![];
+        for (skip, limit) in [(0, 100), (0, 7), (7, 7), (30, 11), (60, 9), (64, 10), (68, 1), (69, 5)] {
+            out.push((skip, limit, cs::list_messages(c, "u1", &long, page(skip, limit))?.unwrap()));
+        }
+        Ok(out)
+    })
+    .await
+    .unwrap();
+    for (skip, limit, (got, total)) in pages {
+        let from = (skip as usize).min(live.len());
+        let want = &live[from..(from + limit as usize).min(live.len())];
+        assert_eq!(total, 69, "{backend}: skip {skip}");
+        assert_eq!(dbg_text(&got), dbg_text(&want.to_vec()), "{backend}: skip {skip}");
+    }
+    let long = made[1].id.clone();
+    let (all_pages, one_by_one) = read(store, move |c| {
+        let all = cs::list_messages(c, "u1", &long, page(0, 100))?.unwrap().0;
+        let mut one_by_one = vec![];
+        for skip in 0..70 {
+            one_by_one.extend(cs::list_messages(c, "u1", &long, page(skip, 1))?.unwrap().0);
+        }
+        Ok((all, one_by_one))
+    })
+    .await
+    .unwrap();
+    assert_eq!(dbg_text(&all_pages), dbg_text(&live), "{backend}");
+    assert_eq!(dbg_text(&one_by_one), dbg_text(&live), "{backend}: every place once");
 
     // delete the conversation: gone for every read, its rows kept (soft delete)
     let (c2, tid) = (cid.clone(), theirs.id.clone());
@@ -812,4 +881,147 @@ async fn postgres_audit_area_on_sqlite() {
 #[test]
 fn postgres_audit_area_on_postgres() {
     on_postgres("postgres_audit_area_on_postgres", |store| async move { audit_area(&store).await });
+}
+
+/// migrations-postgres/V12 on a database an older build filled: every live message gets its
+/// place in the list order (ties by id, deleted ones left out), each conversation its count and
+/// the key of its latest message, and the pages and posts that follow use them.
+#[test]
+fn postgres_message_positions_are_filled_in_by_their_migration() {
+    use copilot::store::conversations as cs;
+    let Some(db) = crate::postgres::test_db("postgres_message_positions_are_filled_in_by_their_migration") else {
+        return;
+    };
+    let pool = crate::postgres::pool(&db.url);
+    copilot::pg::migrate_until(&pool, Some(11)).unwrap();
+    let store = Store::Postgres(pool.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        seed(&store).await;
+        let made = write(&store, |c| {
+            let a = cs::insert_conversation(
+                c,
+                &new_conversation("u1", None, None, Some("a")),
+                "2026-03-02T00:00:00.000000Z",
+            )?;
+            let b = cs::insert_conversation(
+                c,
+                &new_conversation("u1", None, None, Some("b")),
+                "2026-03-02T00:00:00.000000Z",
+            )?;
+            let e = cs::insert_conversation(
+                c,
+                &new_conversation("u1", None, None, Some("e")),
+                "2026-03-02T00:00:00.000000Z",
+            )?;
+            Ok((a.id, b.id, e.id))
+        })
+        .await
+        .unwrap();
+        let (a, b) = (made.0.clone(), made.1.clone());
+        // as V11's insert wrote them (no place), three on one timestamp, one deleted, the count wrong
+        write(&store, move |c| {
+            let Conn::Postgres(t) = c else { unreachable!() };
+            for (i, (conv, at, active)) in [
+                (&a, "2026-03-04T00:00:03Z", true),
+                (&a, "2026-03-04T00:00:01Z", true),
+                (&a, "2026-03-04T00:00:02Z", true),
+                (&a, "2026-03-04T00:00:02Z", false),
+                (&a, "2026-03-04T00:00:02Z", true),
+                (&a, "2026-03-04T00:00:02Z", true),
+                (&b, "2026-03-04T00:00:09Z", true),
+            ]
+            .iter()
+            .enumerate()
+            {
+                t.execute(
+                    "INSERT INTO messages (id, conversation_id, role, content, metadata, is_active, created_at) \
+                     VALUES ($1, $2, 'user', $3, '{}', $4, $5::text::timestamptz)",
+                    &[&copilot::db::new_id(), conv, &format!("m{i}"), active, at],
+                )?;
+            }
+            t.execute("UPDATE conversations SET message_count = 99 WHERE id = $1", &[&a])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    });
+    copilot::pg::migrate(&pool).unwrap();
+    runtime.block_on(async {
+        let (a, b, e) = read(&store, |c| {
+            let Conn::Postgres(t) = c else { unreachable!() };
+            let made: Vec<String> =
+                t.query("SELECT id FROM conversations ORDER BY title", &[])?.iter().map(|r| r.get(0)).collect();
+            Ok((made[0].clone(), made[1].clone(), made[2].clone()))
+        })
+        .await
+        .unwrap();
+        let (a2, b2, e2) = (a.clone(), b.clone(), e.clone());
+        let (rows, convs) = read(&store, move |c| {
+            let Conn::Postgres(t) = c else { unreachable!() };
+            let rows: Vec<(String, String, Option<i64>)> = t
+                .query(
+                    "SELECT conversation_id, content, position FROM messages \
+                     ORDER BY conversation_id, created_at, id",
+                    &[],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            let convs: Vec<(i64, bool)> = [&a2, &b2, &e2]
+                .iter()
+                .map(|id| {
+                    let r = t.query_one(
+                        "SELECT c.message_count, c.last_message_at IS NOT DISTINCT FROM \
+                         (SELECT max(created_at) FROM messages WHERE conversation_id = c.id AND is_active) \
+                         FROM conversations c WHERE c.id = $1",
+                        &[id],
+                    )?;
+                    Ok((r.get(0), r.get(1)))
+                })
+                .collect::<R<_>>()?;
+            Ok((rows, convs))
+        })
+        .await
+        .unwrap();
+        let places = |conv: &str| -> Vec<Option<i64>> { rows.iter().filter(|r| r.0 == conv).map(|r| r.2).collect() };
+        // a: m1 (01s), then the 02s tie by id (one of them deleted, no place), then m0 (03s)
+        let of_a: Vec<&str> = rows.iter().filter(|r| r.0 == a && r.2.is_some()).map(|r| r.1.as_str()).collect();
+        assert_eq!((of_a.first(), of_a.last(), of_a.len()), (Some(&"m1"), Some(&"m0"), 5), "{rows:?}");
+        assert_eq!(places(&a).into_iter().flatten().collect::<Vec<_>>(), [0, 1, 2, 3, 4], "{rows:?}");
+        assert_eq!(places(&b), [Some(0)], "{rows:?}");
+        assert_eq!(convs, [(5, true), (1, true), (0, true)]);
+
+        // the pages read the places; posts are appended, one whose clock reads earlier than the
+        // latest message 1 µs after it
+        let a2 = a.clone();
+        let (before, posted, behind, after) = write(&store, move |c| {
+            let before = cs::list_messages(c, "u1", &a2, page(1, 3))?.unwrap();
+            let n = |content: &str| NewMessage {
+                id: copilot::db::new_id(),
+                role: MessageRole::Assistant,
+                content: content.into(),
+                metadata: "{}".into(),
+            };
+            let posted = cs::insert_message(c, "u1", &a2, &n("new"), "2026-03-05T00:00:00.000000Z")?.unwrap();
+            let behind = cs::insert_message(c, "u1", &a2, &n("behind"), "2026-03-01T00:00:00.000000Z")?.unwrap();
+            let after = cs::list_messages(c, "u1", &a2, page(4, 10))?.unwrap();
+            Ok((before, posted, behind, after))
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (posted.created_at.as_str(), behind.created_at.as_str()),
+            ("2026-03-05T00:00:00.000000Z", "2026-03-05T00:00:00.000001Z")
+        );
+        let ordered: Vec<&str> = rows.iter().filter(|r| r.0 == a && r.2.is_some()).map(|r| r.1.as_str()).collect();
+        let contents = |ms: &[Message]| ms.iter().map(|m| m.content.clone()).collect::<Vec<_>>();
+        assert_eq!((contents(&before.0), before.1), (ordered[1..4].iter().map(|s| s.to_string()).collect(), 5));
+        assert_eq!((contents(&after.0), after.1), (vec!["m0".to_string(), "new".into(), "behind".into()], 7));
+        assert_eq!(dbg_text(&after.0[1..].to_vec()), dbg_text(&vec![posted, behind]));
+    });
+    drop(runtime);
+    drop(store);
+    drop(pool);
+    drop(db);
 }

@@ -1,0 +1,3 @@
+-- PostgreSQL's twin gives every live message its place in the conversation, for deep pages. SQLite
+-- steps over a page's offset on the covering index messages_conversation_created fast enough (the
+-- same way the benchmark's ceiling does), so its schema stays as it is.
