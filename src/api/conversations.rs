@@ -305,13 +305,13 @@ impl ConversationsApi {
         let message = self
             .state
             .store
-            .write(move |tx| -> ApiResult<_> {
-                // the event first: the insert locks the conversation's row, which every writer to
-                // it waits for, until the commit (on PostgreSQL), so nothing more comes after it;
-                // no such conversation rolls the event back
+            .write_statement(move |tx| -> ApiResult<_> {
+                // the message and its event at once: on PostgreSQL one statement that commits
+                // itself, so the conversation's row (which every writer to it waits for) is locked
+                // for no round trip; no such conversation, no event
                 let event = Event::new("message.create", &me.organization_id, "message", &new.id).changes(audit);
-                store::audit::record(tx, &me.actor(), &event)?;
-                store::conversations::insert_message(tx, &me.id, &id, &new, &now())?.ok_or_else(conversation_not_found)
+                store::conversations::post_message(tx, &me.actor(), &event, &me.id, &id, &new, &now())?
+                    .ok_or_else(conversation_not_found)
             })
             .await?;
         Ok(Created::Created(Json(message)))

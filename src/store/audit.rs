@@ -211,8 +211,8 @@ mod sqlite {
     }
 }
 
-mod pg {
-    use postgres::Row;
+pub(crate) mod pg {
+    use postgres::{Row, types::ToSql};
 
     use crate::pg::Transaction;
     use serde_json::Value;
@@ -228,28 +228,65 @@ mod pg {
         },
     };
 
+    /// The columns an event fills, in the order of [`EventRow::params`].
+    pub(crate) const COLUMNS: &str = "id, at, organization_id, actor_user_id, actor_api_key_id, action, target_type, \
+                                      target_id, ip, user_agent, changes";
+
+    /// An event as the values of one row of `audit_events`: for [`record`], and for a statement
+    /// of another area that records its event together with its change, in one round trip.
+    pub(crate) struct EventRow<'e> {
+        id: String,
+        at: time::OffsetDateTime,
+        actor: &'e Actor,
+        event: &'e Event<'e>,
+        ip: Option<String>,
+        user_agent: Option<String>,
+        changes: Option<String>,
+    }
+
+    impl<'e> EventRow<'e> {
+        pub(crate) fn new(actor: &'e Actor, event: &'e Event<'e>) -> StoreResult<Self> {
+            Ok(EventRow {
+                id: db::new_id(),
+                at: pg_ts(&db::now())?,
+                actor,
+                event,
+                ip: actor.client.ip_text(),
+                user_agent: actor.client.user_agent_text(),
+                changes: event.changes.as_ref().map(Value::to_string),
+            })
+        }
+
+        /// The values of [`COLUMNS`], each cast to its column's type (so they can be selected,
+        /// not only inserted), as the parameters `$first` to `$first + 10`.
+        pub(crate) fn placeholders(first: usize) -> String {
+            let types = ["text", "timestamptz", "text", "text", "text", "text", "text", "text", "text", "text"];
+            let mut out: Vec<String> = types.iter().enumerate().map(|(i, t)| format!("${}::{t}", first + i)).collect();
+            out.push(format!("${}::text::jsonb", first + types.len()));
+            out.join(", ")
+        }
+
+        pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+            [
+                &self.id,
+                &self.at,
+                &self.event.organization_id,
+                &self.actor.user_id,
+                &self.actor.api_key_id,
+                &self.event.action,
+                &self.event.target_type,
+                &self.event.target_id,
+                &self.ip,
+                &self.user_agent,
+                &self.changes,
+            ]
+        }
+    }
+
     pub(super) fn record(t: &mut Transaction, actor: &Actor, event: &Event<'_>) -> StoreResult<i64> {
-        let changes = event.changes.as_ref().map(Value::to_string);
-        let at = pg_ts(&db::now())?;
-        let row = t.query_one(
-            "INSERT INTO audit_events (id, at, organization_id, actor_user_id, actor_api_key_id, action, target_type, \
-             target_id, ip, user_agent, changes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb) \
-             RETURNING seq",
-            &[
-                &db::new_id(),
-                &at,
-                &event.organization_id,
-                &actor.user_id,
-                &actor.api_key_id,
-                &event.action,
-                &event.target_type,
-                &event.target_id,
-                &actor.client.ip_text(),
-                &actor.client.user_agent_text(),
-                &changes,
-            ],
-        )?;
-        Ok(row.try_get(0)?)
+        let row = EventRow::new(actor, event)?;
+        let sql = format!("INSERT INTO audit_events ({COLUMNS}) VALUES ({}) RETURNING seq", EventRow::placeholders(1));
+        Ok(t.query_one(sql.as_str(), &row.params())?.try_get(0)?)
     }
 
     pub(super) fn retract(t: &mut Transaction, seq: i64) -> StoreResult<()> {

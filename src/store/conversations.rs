@@ -2,9 +2,12 @@
 //! and skips soft-deleted rows: another user's or a deleted conversation is simply not found.
 
 use crate::{
-    model::conversations::{Conversation, Message, MessageRole},
+    model::{
+        audit::Actor,
+        conversations::{Conversation, Message, MessageRole},
+    },
     pagination::Page,
-    store::{conn::Conn, error::StoreResult},
+    store::{audit::Event, conn::Conn, error::StoreResult},
 };
 
 pub struct ConversationFilter {
@@ -171,7 +174,33 @@ pub fn insert_message(
 ) -> StoreResult<Option<Message>> {
     match c {
         Conn::Sqlite(c) => sqlite::insert_message(c, owner, conversation_id, n, now),
-        Conn::Postgres(t) => pg::insert_message(t, owner, conversation_id, n, now),
+        Conn::Postgres(t) => pg::insert_message_recorded(t, owner, conversation_id, n, now, None),
+    }
+}
+
+/// [`insert_message`] and the event that records it, which names the message by its id
+/// (`event.target_id` = `n.id`): on PostgreSQL one statement (no event without the message), so
+/// that, run by [`crate::store::conn::Store::write_statement`], the conversation's row is locked
+/// only while that statement runs and commits, not for the round trips of a transaction.
+pub fn post_message(
+    c: &mut Conn,
+    actor: &Actor,
+    event: &Event<'_>,
+    owner: &str,
+    conversation_id: &str,
+    n: &NewMessage,
+    now: &str,
+) -> StoreResult<Option<Message>> {
+    match c {
+        Conn::Sqlite(_) => {
+            // no such conversation: the caller's transaction rolls the event back
+            crate::store::audit::record(c, actor, event)?;
+            insert_message(c, owner, conversation_id, n, now)
+        }
+        Conn::Postgres(t) => {
+            let row = crate::store::audit::pg::EventRow::new(actor, event)?;
+            pg::insert_message_recorded(t, owner, conversation_id, n, now, Some(&row))
+        }
     }
 }
 
@@ -507,9 +536,9 @@ mod sqlite {
 }
 
 mod pg {
-    use postgres::Row;
+    use postgres::{Row, types::ToSql};
 
-    use crate::pg::Transaction;
+    use crate::{pg::Transaction, store::audit::pg::EventRow};
 
     use super::{ConversationChanges, ConversationFilter, MessageKey, NewConversation, NewMessage};
     use crate::{
@@ -517,6 +546,7 @@ mod pg {
         model::conversations::{Conversation, Message, MessageRole},
         pagination::Page,
         store::{
+            audit,
             conn::{holds_nul, pg_json_col, pg_ts, pg_ts_col},
             error::{StoreError, StoreResult},
         },
@@ -777,12 +807,15 @@ mod pg {
         Ok(changed == 1)
     }
 
-    pub(super) fn insert_message(
+    /// Inserts the message, and with it the event `recorded` where there is one (only when the
+    /// message is: both come from the conversation's updated row).
+    pub(super) fn insert_message_recorded(
         t: &mut Transaction,
         owner: &str,
         conversation_id: &str,
         n: &NewMessage,
         now: &str,
+        recorded: Option<&EventRow<'_>>,
     ) -> StoreResult<Option<Message>> {
         let at = pg_ts(now)?;
         let id = n.id.clone();
@@ -793,16 +826,30 @@ mod pg {
         // post's lock, or another instance's clock is behind) takes that time + 1 µs, so the list
         // order (`created_at, id`) stays the order of the places. The row's SET and RETURNING see
         // its newest version even after that wait (its subqueries would not): both come from it
-        let row = t.query_opt(
+        let event = match recorded {
+            Some(_) => format!(
+                ", recorded AS (INSERT INTO audit_events ({}) SELECT {} FROM counted)",
+                audit::pg::COLUMNS,
+                EventRow::placeholders(8)
+            ),
+            None => String::new(),
+        };
+        let sql = format!(
             "WITH counted AS (UPDATE conversations SET message_count = message_count + 1, \
                  last_message_at = GREATEST($6, last_message_at + interval '1 microsecond'), \
                  updated_at = GREATEST($6, last_message_at + interval '1 microsecond') \
-                 WHERE id = $2 AND user_id = $7 AND is_active RETURNING id, message_count, last_message_at) \
+                 WHERE id = $2 AND user_id = $7 AND is_active RETURNING id, message_count, last_message_at){event} \
              INSERT INTO messages (id, conversation_id, role, content, metadata, is_active, created_at, position) \
              SELECT $1, counted.id, $3, $4, $5::text::jsonb, true, counted.last_message_at, counted.message_count - 1 \
-             FROM counted RETURNING created_at",
-            &[&id, &conversation_id, &n.role.as_str(), &n.content, &n.metadata, &at, &owner],
-        )?;
+             FROM counted RETURNING created_at"
+        );
+        let role = n.role.as_str();
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            vec![&id, &conversation_id, &role, &n.content, &n.metadata, &at, &owner];
+        if let Some(row) = recorded {
+            params.extend(row.params());
+        }
+        let row = t.query_opt(sql.as_str(), &params)?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(Message {
             id,
