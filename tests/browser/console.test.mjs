@@ -206,8 +206,11 @@ test('a full_name with markup is shown as text and never runs', async () => {
   await d.waitFor({ state: 'detached' });
 
   await admin.locator('input[type=search]').fill(xssUser);
+  // the list before the search (admin and alice) has the same summary, "1–2 of 2": wait for the
+  // searched page to be on the screen (no load in flight, two rows of the search), then count
+  const rows = admin.locator('table:not([aria-busy]) tbody tr', { hasText: XSS });
+  await rows.nth(1).waitFor({ timeout: 10_000 }).catch(() => {});
   await admin.locator('.summary', { hasText: /^1–2 of 2$/ }).waitFor();
-  const rows = admin.locator('tbody tr', { hasText: XSS });
   assert.equal(await rows.count(), 2, 'both names are shown literally');
   assert.equal(await admin.locator('main img').count(), 0, 'no <img> was created');
   // a notice with the name is text too
