@@ -121,7 +121,13 @@ impl Db {
         let write = pool(1, 1, 0, 60)?;
         {
             let mut conn = write.get().map_err(open_err)?;
-            embedded::migrations::runner().run(&mut *conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
+            let report = embedded::migrations::runner()
+                .run(&mut *conn)
+                .map_err(|e| format!("migrating {}: {e}", path.display()))?;
+            if let Some(last) = report.applied_migrations().last() {
+                let applied = report.applied_migrations().len();
+                tracing::info!(applied, version = last.version(), "migrated the SQLite database");
+            }
         }
         let read = pool(read_pool_size, 1, 0, 30)?;
         // opened on the first knowledge search only

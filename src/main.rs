@@ -189,9 +189,13 @@ fn migrate_postgres(url: &str, pool_size: u32) -> ExitCode {
 }
 
 fn init_tracing(config: &Config) {
+    // refinery logs a line per migration it applies (a dozen on a first start); copilot logs one
+    // for all of them, so refinery's own lines are left to filters that name it (or RUST_LOG)
+    let level = &config.log.level;
+    let configured = if level.contains("refinery") { level.clone() } else { format!("{level},refinery_core=warn") };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(&configured))
+        .unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
