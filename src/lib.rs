@@ -175,14 +175,15 @@ impl AppState {
             config.auth.jwt_secret.clone()
         };
         let llm = llm::Providers::from_config(&config.llm, |name| std::env::var(name).ok())?;
-        // a job of a previous process cannot be resumed: its partial text was only in memory.
-        // One process serves a SQLite file: every job left running is of a previous one. On
-        // PostgreSQL other instances may be running theirs: only jobs whose lease ran out are.
+        // a job of a previous process cannot be resumed. One process serves a SQLite file: every
+        // job left running is of a previous one, its partial text was only in memory. On
+        // PostgreSQL other instances may be running theirs: only jobs whose lease ran out are,
+        // and what they had written of the reply is stored as its partial message.
         let shared = data.backend() == "postgres";
         let interrupted = data
             .write_blocking(|c| match shared {
                 false => store::completions::fail_interrupted_jobs(c, "server restarted", &db::now()),
-                true => store::completions::expire_job_leases(c, llm::jobs::LEASE_EXPIRED),
+                true => llm::jobs::expire_leases(c),
             })
             .map_err(|e| format!("recovering completion jobs: {}", e))?;
         if interrupted > 0 {

@@ -383,7 +383,7 @@ impl Jobs {
                 let synced = store
                     .write(move |c| -> StoreResult<_> {
                         let cancels = store::completions::sync_instance_jobs(c, &instance, &events, renew)?;
-                        let expired = if sweep { store::completions::expire_job_leases(c, LEASE_EXPIRED)? } else { 0 };
+                        let expired = if sweep { expire_leases(c)? } else { 0 };
                         Ok((cancels, expired))
                     })
                     .await;
@@ -724,12 +724,19 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, jobs: &Jobs) {
     let (job_id, conversation_id, owner) = (h.id.clone(), h.conversation_id.clone(), h.user_id.clone());
     let (err, finish_reason) = (error.clone(), completion.finish_reason.clone());
     // shared jobs: the events the others have not seen go in the transaction that ends the job
-    let (unflushed, upto) = if jobs.is_shared() { h.unflushed() } else { (vec![], 0) };
+    let shared = jobs.is_shared();
+    let (unflushed, upto) = if shared { h.unflushed() } else { (vec![], 0) };
     let stored = store
         .write(move |tx| -> StoreResult<_> {
             let now = now();
             if !unflushed.is_empty() {
                 store::completions::append_job_events(tx, &unflushed)?;
+            }
+            // shared jobs: another instance failed the job meanwhile (this one's lease ran out:
+            // a process frozen for longer than a lease) and stored what it saw of the reply,
+            // which stands. (One process serves a SQLite file: nobody else ends its jobs.)
+            if shared && !store::completions::hold_running_job(tx, &job_id)? {
+                return Ok(Err(()));
             }
             let message = if store_message {
                 let new = NewMessage {
@@ -752,16 +759,26 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, jobs: &Jobs) {
                 last_event_id: final_id,
             };
             store::completions::finish_job(tx, &job_id, &end, &now)?;
-            Ok(message)
+            Ok(Ok(message))
         })
         .await;
     tracing::info!(job_id = %h.id, provider = %provider.name, model = %request.model, status = status.as_str(), latency_ms,
         prompt_tokens, completion_tokens, "completion job finished");
     jobs.tally.record(status, prompt_tokens, completion_tokens);
     match stored {
-        Ok(message) => {
+        Ok(Ok(message)) => {
             h.mark_flushed(upto);
             h.finish(Outcome { status, message, error, error_kind });
+        }
+        Ok(Err(())) => {
+            tracing::warn!(job_id = %h.id, "another instance ended this job after its lease ran out; its reply stands");
+            h.mark_flushed(upto);
+            h.finish(Outcome {
+                status: JobStatus::Failed,
+                message: None,
+                error: Some(LEASE_EXPIRED.into()),
+                error_kind: Some(FailureKind::Shutdown),
+            });
         }
         Err(e) => {
             tracing::error!(job_id = %h.id, error = %e, "storing the reply failed");
@@ -788,6 +805,60 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, jobs: &Jobs) {
             });
         }
     }
+}
+
+/// Fails the shared jobs (PostgreSQL) whose instance stopped renewing their lease, each with what
+/// that instance had written of the reply (its `delta` events, up to its last sync) stored as the
+/// partial assistant message, marked as a stopped server's would be (`error_kind: shutdown`,
+/// `partial: true`); a job with no text yet stores none. Also forgets the events of jobs that
+/// ended a while ago. Returns how many jobs it failed.
+pub fn expire_leases(c: &mut store::conn::Conn<'_, '_>) -> StoreResult<usize> {
+    let expired = store::completions::take_expired_jobs(c)?;
+    let now = now();
+    for job in &expired {
+        let completion_tokens = estimate_tokens(&job.text) as i64;
+        let message = if job.text.is_empty() {
+            None
+        } else {
+            let mut metadata = json!({
+                "model": job.model,
+                "provider": job.provider,
+                "finish_reason": null,
+                // the prompt's size died with the instance that built it
+                "prompt_tokens": 0,
+                "completion_tokens": completion_tokens,
+                "usage_estimated": true,
+                "latency_ms": job.latency_ms,
+                "job_id": job.id,
+                "status": JobStatus::Failed.as_str(),
+                "error": LEASE_EXPIRED,
+                "error_kind": FailureKind::Shutdown.as_str(),
+                "partial": true,
+            });
+            if let Some(c) = job.citations.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()) {
+                metadata["citations"] = c;
+            }
+            let new = NewMessage {
+                id: new_id(),
+                role: MessageRole::Assistant,
+                content: job.text.clone(),
+                metadata: metadata.to_string(),
+            };
+            // a deleted conversation takes no message
+            store::conversations::insert_message(c, &job.user_id, &job.conversation_id, &new, &now)?
+        };
+        let end = JobEnd {
+            status: JobStatus::Failed,
+            assistant_message_id: message.as_ref().map(|m| m.id.as_str()),
+            error: Some(LEASE_EXPIRED),
+            finish_reason: None,
+            prompt_tokens: 0,
+            completion_tokens,
+            last_event_id: job.last_event_id,
+        };
+        store::completions::finish_job(c, &job.id, &end, &now)?;
+    }
+    Ok(expired.len())
 }
 
 /// The events after `after` of a job of `owner` that this process does not hold (`None`: no such

@@ -71,6 +71,16 @@ pub fn finish_job(c: &mut Conn, id: &str, e: &JobEnd<'_>, now: &str) -> StoreRes
     }
 }
 
+/// Whether job `id` is still running, holding its row for the rest of the transaction
+/// (PostgreSQL: another instance's sweep may have failed it after its lease ran out; then the
+/// reply it stored stands and the job's own instance stores nothing).
+pub fn hold_running_job(c: &mut Conn, id: &str) -> StoreResult<bool> {
+    match c {
+        Conn::Sqlite(c) => sqlite::hold_running_job(c, id),
+        Conn::Postgres(t) => pg::hold_running_job(t, id),
+    }
+}
+
 /// Job `id` of `owner`'s live conversation `conversation_id`.
 pub fn get_job(c: &mut Conn, owner: &str, conversation_id: &str, id: &str) -> StoreResult<Option<Job>> {
     match c {
@@ -111,13 +121,31 @@ pub fn append_job_events(c: &mut Conn, events: &[JobEventRow]) -> StoreResult<()
     }
 }
 
-/// Fails the running jobs whose lease ran out (or that have none: a process of an older version,
-/// or one that crashed before V10), and forgets the events of jobs that ended a while ago;
-/// returns how many jobs it failed.
-pub fn expire_job_leases(c: &mut Conn, reason: &str) -> StoreResult<usize> {
+/// A running job whose lease ran out (or that has none: a process of an older version, or one
+/// that crashed before V10), with what its instance had written of the reply.
+pub struct ExpiredJob {
+    pub id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    pub provider: String,
+    pub model: String,
+    /// Milliseconds from the job's start to now.
+    pub latency_ms: i64,
+    /// Its `delta` events' text, in order.
+    pub text: String,
+    /// The passages of its `citations` event (JSON text), if it had one.
+    pub citations: Option<String>,
+    /// The id its last event takes: after every event written (and the user message, event 1).
+    pub last_event_id: i64,
+}
+
+/// The jobs whose lease ran out, locked for this transaction (another instance's sweep passes
+/// over them), for the caller to end with [`finish_job`]; and forgets the events of jobs that
+/// ended a while ago.
+pub fn take_expired_jobs(c: &mut Conn) -> StoreResult<Vec<ExpiredJob>> {
     match c {
         Conn::Sqlite(_) => Err(StoreError::internal(SHARED_ONLY)),
-        Conn::Postgres(t) => pg::expire_job_leases(t, reason),
+        Conn::Postgres(t) => pg::take_expired_jobs(t),
     }
 }
 
@@ -240,6 +268,15 @@ mod sqlite {
         Ok(())
     }
 
+    /// (one writer: the write transaction holds the row already)
+    pub(super) fn hold_running_job(conn: &Connection, id: &str) -> StoreResult<bool> {
+        let running = conn
+            .prepare_cached("SELECT status = 'running' FROM completion_jobs WHERE id = ?1")?
+            .query_row([id], |r| r.get::<_, bool>(0))
+            .optional()?;
+        Ok(running.unwrap_or(false))
+    }
+
     /// Job `id` of `owner`'s live conversation `conversation_id`.
     pub(super) fn get_job(conn: &Connection, owner: &str, conversation_id: &str, id: &str) -> StoreResult<Option<Job>> {
         Ok(conn
@@ -307,7 +344,7 @@ mod pg {
 
     use crate::pg::Transaction;
 
-    use super::{EVENTS_RETAINED_SECONDS, JobEnd, JobEventRow, LEASE_SECONDS, NewJob, ONE_RUNNING};
+    use super::{EVENTS_RETAINED_SECONDS, ExpiredJob, JobEnd, JobEventRow, LEASE_SECONDS, NewJob, ONE_RUNNING};
     use crate::{
         db::format_ts,
         model::completions::{Job, JobStatus},
@@ -390,6 +427,11 @@ mod pg {
         Ok(())
     }
 
+    pub(super) fn hold_running_job(t: &mut Transaction, id: &str) -> StoreResult<bool> {
+        let running = t.query_opt("SELECT status = 'running' FROM completion_jobs WHERE id = $1 FOR UPDATE", &[&id])?;
+        Ok(running.map(|r| r.try_get::<_, bool>(0)).transpose()?.unwrap_or(false))
+    }
+
     pub(super) fn get_job(
         t: &mut Transaction,
         owner: &str,
@@ -459,21 +501,44 @@ mod pg {
         Ok(())
     }
 
-    pub(super) fn expire_job_leases(t: &mut Transaction, reason: &str) -> StoreResult<usize> {
-        // the last event follows the ones its instance wrote (and the user message, event 1)
-        let n = t.execute(
-            "UPDATE completion_jobs j SET status = 'failed', error = $1, finished_at = now(), \
-             last_event_id = GREATEST(j.last_event_id, 2, \
-                 (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM completion_job_events e WHERE e.job_id = j.id)) \
-             WHERE j.status = 'running' AND (j.lease_until IS NULL OR j.lease_until < now())",
-            &[&reason],
+    pub(super) fn take_expired_jobs(t: &mut Transaction) -> StoreResult<Vec<ExpiredJob>> {
+        let rows = t.query(
+            "SELECT j.id, j.conversation_id, j.user_id, j.provider, j.model, \
+                 (EXTRACT(EPOCH FROM now() - j.created_at) * 1000)::bigint, \
+                 COALESCE((SELECT string_agg(e.data::jsonb ->> 'content', '' ORDER BY e.seq) \
+                     FROM completion_job_events e WHERE e.job_id = j.id AND e.event = 'delta'), ''), \
+                 (SELECT (e.data::jsonb -> 'citations')::text FROM completion_job_events e \
+                     WHERE e.job_id = j.id AND e.event = 'citations' \
+                     ORDER BY e.seq LIMIT 1), \
+                 GREATEST(j.last_event_id, 2, \
+                     (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM completion_job_events e WHERE e.job_id = j.id)) \
+             FROM completion_jobs j \
+             WHERE j.status = 'running' AND (j.lease_until IS NULL OR j.lease_until < now()) \
+             ORDER BY j.created_at FOR UPDATE OF j SKIP LOCKED",
+            &[],
         )?;
+        let expired = rows
+            .iter()
+            .map(|r| {
+                Ok(ExpiredJob {
+                    id: r.try_get(0)?,
+                    conversation_id: r.try_get(1)?,
+                    user_id: r.try_get(2)?,
+                    provider: r.try_get(3)?,
+                    model: r.try_get(4)?,
+                    latency_ms: r.try_get(5)?,
+                    text: r.try_get(6)?,
+                    citations: r.try_get(7)?,
+                    last_event_id: r.try_get(8)?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
         t.execute(
             "DELETE FROM completion_job_events e USING completion_jobs j WHERE j.id = e.job_id \
              AND j.status <> 'running' AND j.finished_at < now() - make_interval(secs => $1)",
             &[&(EVENTS_RETAINED_SECONDS as f64)],
         )?;
-        Ok(n as usize)
+        Ok(expired)
     }
 
     pub(super) fn request_cancel(t: &mut Transaction, id: &str) -> StoreResult<bool> {

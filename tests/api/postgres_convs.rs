@@ -606,6 +606,13 @@ async fn completions_and_limits_area(store: &Store) {
         (JobStatus::Running, None, 0),
         "{backend}"
     );
+    // the check a job's instance makes before it stores the reply: running, ended, unknown
+    let held = write(store, |c| {
+        Ok((js::hold_running_job(c, "j3")?, js::hold_running_job(c, "j1")?, js::hold_running_job(c, "nope")?))
+    })
+    .await
+    .unwrap();
+    assert_eq!(held, (true, false, false), "{backend}");
 
     // limits: the organization's own monthly budget, the daily default (its 2.5 is no integer)
     let defaults =

@@ -213,20 +213,43 @@ async fn postgres_two_instances_share_running_jobs() {
     assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled:?}");
 
     // 3. A is killed while generating: B fails the job once A's lease runs out, and B's follower
-    // sees the end (the instance that runs a job renews its lease every 5 s; it lasts 15 s)
+    // sees the end (the instance that runs a job renews its lease every 5 s; it lasts 15 s). What
+    // A had written of the reply is stored as the partial assistant message
     let conv2 = conversation(&b).await;
-    mock.then(Reply::Stream { pieces: vec!["slow"; 200], delay: Duration::from_millis(300), usage: None });
+    mock.then(Reply::Stream { pieces: vec!["slow "; 200], delay: Duration::from_millis(300), usage: None });
     let (job, mut on_a) = start(&a, &conv2).await;
     assert_eq!(on_a.next().await.unwrap().event, "delta");
     let mut on_b = Sse::open(follow(&b, &conv2, &job, 0)).await;
     assert_eq!(on_b.next().await.unwrap().event, "user_message");
+    // B has a delta from the table: A has written some of the reply
+    let first = on_b.next().await.unwrap();
+    assert_eq!(first.event, "delta", "{:?}", first.data);
     drop(a);
     let started = std::time::Instant::now();
-    let rest = on_b.rest().await;
-    let end = rest.last().unwrap();
+    let mut rest = on_b.rest().await;
+    let end = rest.pop().unwrap();
     assert_eq!(end.event, "error", "{:?}", end.data);
     assert_eq!(end.data["detail"], copilot::llm::jobs::LEASE_EXPIRED);
     assert!(started.elapsed() < Duration::from_secs(40), "{:?}", started.elapsed());
+    let seen: String =
+        std::iter::once(&first).chain(&rest).map(|e| e.data["content"].as_str().unwrap().to_string()).collect();
+    let partial = &end.data["message"];
+    assert_eq!(partial["role"], "assistant", "{:?}", end.data);
+    assert_eq!(partial["content"].as_str(), Some(seen.as_str()), "every delta written, nothing else");
+    let meta = &partial["metadata"];
+    assert_eq!(
+        (&meta["status"], &meta["partial"], &meta["error_kind"], &meta["job_id"]),
+        (&json!("failed"), &json!(true), &json!("shutdown"), &json!(job)),
+        "{meta:?}"
+    );
+    assert_eq!(meta["error"], copilot::llm::jobs::LEASE_EXPIRED);
+    assert_eq!(meta["completion_tokens"], json!(seen.chars().count().div_ceil(4)), "{meta:?}");
+    let (status, listed) = send(http.get(b.url(&format!("/conversations/{conv2}/messages"))).bearer_auth(&token)).await;
+    assert_eq!(status, 200);
+    let contents: Vec<&str> =
+        listed["data"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(contents.len(), 2, "the user message and the partial reply: {contents:?}");
+    assert_eq!((contents[1], listed["data"][1]["id"].clone()), (seen.as_str(), partial["id"].clone()));
     // and the conversation takes a new reply through B
     let (status, reply) = send(
         http.post(b.url(&format!("/conversations/{conv2}/completions")))
