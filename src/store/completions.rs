@@ -491,11 +491,15 @@ mod pg {
         let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
         let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
         let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
-        // a job deleted with its conversation meanwhile takes no events (the join drops them)
+        // a job deleted with its conversation meanwhile takes no events (the join drops them),
+        // nor does one that another instance's sweep ended (its instance was frozen past its
+        // lease): the ended job's last event comes after the events it had. FOR SHARE waits for
+        // a sweep that holds the row, then sees what it decided
         t.execute(
             "INSERT INTO completion_job_events (job_id, seq, event, data) \
              SELECT e.* FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS e (job_id, seq, event, data) \
-             JOIN completion_jobs j ON j.id = e.job_id ON CONFLICT DO NOTHING",
+             JOIN completion_jobs j ON j.id = e.job_id WHERE j.status = 'running' FOR SHARE OF j \
+             ON CONFLICT DO NOTHING",
             &[&ids, &seqs, &names, &data],
         )?;
         Ok(())

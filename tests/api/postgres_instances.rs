@@ -212,6 +212,51 @@ async fn postgres_two_instances_share_running_jobs() {
     let (status, cancelled) = cancel().await;
     assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled:?}");
 
+    // 2c. A freezes with the job and its lease runs out: B's sweep fails the job and stores the
+    // text A had written; A, resumed, finds the job ended and stores nothing more (no second
+    // reply, no event after the end)
+    let conv3 = conversation(&b).await;
+    mock.then(Reply::Stream { pieces: vec!["late "; 20], delay: Duration::from_millis(200), usage: None });
+    let (job, mut on_a) = start(&a, &conv3).await;
+    let mut on_b = Sse::open(follow(&b, &conv3, &job, 0)).await;
+    assert_eq!(on_b.next().await.unwrap().event, "user_message");
+    let first = on_b.next().await.unwrap();
+    assert_eq!(first.event, "delta", "{:?}", first.data);
+    signal("-STOP");
+    {
+        let (url, job) = (url.clone(), job.clone());
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            c.execute("UPDATE completion_jobs SET lease_until = now() - interval '1 second' WHERE id = $1", &[&job])
+                .unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+    let mut rest = on_b.rest().await;
+    let end = rest.pop().unwrap();
+    assert_eq!((end.event.as_str(), &end.data["detail"]), ("error", &json!(copilot::llm::jobs::LEASE_EXPIRED)));
+    let seen: String =
+        std::iter::once(&first).chain(&rest).map(|e| e.data["content"].as_str().unwrap().to_string()).collect();
+    assert_eq!(end.data["message"]["content"].as_str(), Some(seen.as_str()), "{:?}", end.data);
+    signal("-CONT");
+    let on_a_end = on_a.rest().await.pop().unwrap();
+    assert_eq!(
+        (on_a_end.event.as_str(), &on_a_end.data["detail"]),
+        ("error", &json!(copilot::llm::jobs::LEASE_EXPIRED))
+    );
+    assert!(on_a_end.data["message"].is_null(), "A stored no reply of its own: {:?}", on_a_end.data);
+    let (status, listed) = send(http.get(b.url(&format!("/conversations/{conv3}/messages"))).bearer_auth(&token)).await;
+    assert_eq!(status, 200);
+    let roles: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant"], "one reply: the one B stored");
+    assert_eq!(listed["data"][1]["content"].as_str(), Some(seen.as_str()));
+    // a follow from the start replays the same events, the end last
+    let replay = Sse::open(follow(&b, &conv3, &job, 0)).await.rest().await;
+    let ids: Vec<i64> = replay.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (1..=replay.len() as i64).collect::<Vec<_>>(), "{replay:?}");
+    assert_eq!(replay.last().unwrap().data["message"]["content"].as_str(), Some(seen.as_str()));
+
     // 3. A is killed while generating: B fails the job once A's lease runs out, and B's follower
     // sees the end (the instance that runs a job renews its lease every 5 s; it lasts 15 s). What
     // A had written of the reply is stored as the partial assistant message
