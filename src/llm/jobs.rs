@@ -699,25 +699,19 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, jobs: &Jobs) {
     let usage_estimated = completion.prompt_tokens.is_none() || completion.completion_tokens.is_none();
     let prompt_tokens = completion.prompt_tokens.unwrap_or(estimated_prompt_tokens as i64);
     let completion_tokens = completion.completion_tokens.unwrap_or(estimate_tokens(&text) as i64);
-    let mut metadata = json!({
-        "model": request.model,
-        "provider": provider.name,
-        "finish_reason": completion.finish_reason,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "usage_estimated": usage_estimated,
-        "latency_ms": latency_ms,
-        "job_id": h.id,
-        "status": status.as_str(),
+    let metadata = reply_metadata(ReplyMeta {
+        model: &request.model,
+        provider: &provider.name,
+        finish_reason: completion.finish_reason.as_deref(),
+        prompt_tokens,
+        completion_tokens,
+        usage_estimated,
+        latency_ms,
+        job_id: &h.id,
+        status,
+        failure: error.as_deref().zip(error_kind),
+        citations,
     });
-    if let Some(c) = citations {
-        metadata["citations"] = c;
-    }
-    if let Some(e) = &error {
-        metadata["error"] = json!(e);
-        metadata["error_kind"] = json!(error_kind.map(FailureKind::as_str));
-        metadata["partial"] = json!(true);
-    }
     // a failure before any text leaves only the user message and the job's error
     let store_message = status == JobStatus::Completed || !text.is_empty();
     let final_id = h.next_event_id();
@@ -762,9 +756,12 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, jobs: &Jobs) {
             Ok(Ok(message))
         })
         .await;
-    tracing::info!(job_id = %h.id, provider = %provider.name, model = %request.model, status = status.as_str(), latency_ms,
+    // the status the job ended with: not this one's when it could not be stored, or another
+    // instance ended it
+    let ended = if matches!(stored, Ok(Ok(_))) { status } else { JobStatus::Failed };
+    tracing::info!(job_id = %h.id, provider = %provider.name, model = %request.model, status = ended.as_str(), latency_ms,
         prompt_tokens, completion_tokens, "completion job finished");
-    jobs.tally.record(status, prompt_tokens, completion_tokens);
+    jobs.tally.record(ended, prompt_tokens, completion_tokens);
     match stored {
         Ok(Ok(message)) => {
             h.mark_flushed(upto);
@@ -807,6 +804,45 @@ async fn run(store: Store, http: reqwest::Client, spec: JobSpec, jobs: &Jobs) {
     }
 }
 
+/// What an assistant message's metadata says of the reply (README, "Talking to an LLM").
+struct ReplyMeta<'a> {
+    model: &'a str,
+    provider: &'a str,
+    finish_reason: Option<&'a str>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    usage_estimated: bool,
+    latency_ms: i64,
+    job_id: &'a str,
+    status: JobStatus,
+    /// why the reply did not complete: its text is partial
+    failure: Option<(&'a str, FailureKind)>,
+    citations: Option<Value>,
+}
+
+fn reply_metadata(r: ReplyMeta<'_>) -> Value {
+    let mut metadata = json!({
+        "model": r.model,
+        "provider": r.provider,
+        "finish_reason": r.finish_reason,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "usage_estimated": r.usage_estimated,
+        "latency_ms": r.latency_ms,
+        "job_id": r.job_id,
+        "status": r.status.as_str(),
+    });
+    if let Some(c) = r.citations {
+        metadata["citations"] = c;
+    }
+    if let Some((error, kind)) = r.failure {
+        metadata["error"] = json!(error);
+        metadata["error_kind"] = json!(kind.as_str());
+        metadata["partial"] = json!(true);
+    }
+    metadata
+}
+
 /// Fails the shared jobs (PostgreSQL) whose instance stopped renewing their lease, each with what
 /// that instance had written of the reply (its `delta` events, up to its last sync) stored as the
 /// partial assistant message, marked as a stopped server's would be (`error_kind: shutdown`,
@@ -820,24 +856,20 @@ pub fn expire_leases(c: &mut store::conn::Conn<'_, '_>) -> StoreResult<usize> {
         let message = if job.text.is_empty() {
             None
         } else {
-            let mut metadata = json!({
-                "model": job.model,
-                "provider": job.provider,
-                "finish_reason": null,
+            let metadata = reply_metadata(ReplyMeta {
+                model: &job.model,
+                provider: &job.provider,
+                finish_reason: None,
                 // the prompt's size died with the instance that built it
-                "prompt_tokens": 0,
-                "completion_tokens": completion_tokens,
-                "usage_estimated": true,
-                "latency_ms": job.latency_ms,
-                "job_id": job.id,
-                "status": JobStatus::Failed.as_str(),
-                "error": LEASE_EXPIRED,
-                "error_kind": FailureKind::Shutdown.as_str(),
-                "partial": true,
+                prompt_tokens: 0,
+                completion_tokens,
+                usage_estimated: true,
+                latency_ms: job.latency_ms,
+                job_id: &job.id,
+                status: JobStatus::Failed,
+                failure: Some((LEASE_EXPIRED, FailureKind::Shutdown)),
+                citations: job.citations.as_deref().and_then(|c| serde_json::from_str(c).ok()),
             });
-            if let Some(c) = job.citations.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()) {
-                metadata["citations"] = c;
-            }
             let new = NewMessage {
                 id: new_id(),
                 role: MessageRole::Assistant,

@@ -236,8 +236,8 @@ async fn postgres_two_instances_share_running_jobs() {
     let mut rest = on_b.rest().await;
     let end = rest.pop().unwrap();
     assert_eq!((end.event.as_str(), &end.data["detail"]), ("error", &json!(copilot::llm::jobs::LEASE_EXPIRED)));
-    let seen: String =
-        std::iter::once(&first).chain(&rest).map(|e| e.data["content"].as_str().unwrap().to_string()).collect();
+    assert!(rest.iter().all(|e| e.event == "delta"), "only deltas before the end: {rest:?}");
+    let seen = text_of(&[vec![first], rest].concat());
     assert_eq!(end.data["message"]["content"].as_str(), Some(seen.as_str()), "{:?}", end.data);
     signal("-CONT");
     let on_a_end = on_a.rest().await.pop().unwrap();
@@ -276,8 +276,8 @@ async fn postgres_two_instances_share_running_jobs() {
     assert_eq!(end.event, "error", "{:?}", end.data);
     assert_eq!(end.data["detail"], copilot::llm::jobs::LEASE_EXPIRED);
     assert!(started.elapsed() < Duration::from_secs(40), "{:?}", started.elapsed());
-    let seen: String =
-        std::iter::once(&first).chain(&rest).map(|e| e.data["content"].as_str().unwrap().to_string()).collect();
+    assert!(rest.iter().all(|e| e.event == "delta"), "only deltas before the end: {rest:?}");
+    let seen = text_of(&[vec![first], rest].concat());
     let partial = &end.data["message"];
     assert_eq!(partial["role"], "assistant", "{:?}", end.data);
     assert_eq!(partial["content"].as_str(), Some(seen.as_str()), "every delta written, nothing else");
